@@ -1,0 +1,268 @@
+# shellcheck shell=bash
+#
+# Shared helpers for guardduty-operator's scripts. Source it, don't run it:
+#
+#     source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# It provides:
+#   gdo_cache_dir          where the venv, the cargo target dir and the logs live
+#   ensure_venv            Python venv with a pinned moto server (exports GDO_VENV)
+#   free_port              a free TCP port on 127.0.0.1
+#   start_moto             moto_server in the background (exports GDO_MOTO_URL)
+#   start_emulator BIN ... GuardDuty emulator in the background
+#                          (exports GDO_GUARDDUTY_URL)
+#   gdo_install_cleanup    stop every service started here when the script exits
+#   aws_env_for_emulators  point the AWS SDK at the local services, fake creds
+#   cargo_env              shared CARGO_TARGET_DIR outside the clone
+#
+# start_moto and start_emulator must run in the calling shell itself, not in a
+# subshell such as $(start_moto): they export variables and register the pid
+# of the service for gdo_cleanup.
+
+# The moto version every developer and CI tests against.
+GDO_MOTO_VERSION="${GDO_MOTO_VERSION:-5.2.5}"
+
+# Pids of the background services started by this shell, stopped by gdo_cleanup.
+GDO_PIDS=()
+
+# Print a message on stderr, prefixed so it stands out from tool output.
+gdo_log() {
+    printf '[gdo] %s\n' "$*" >&2
+}
+
+# Cache directory shared by every run on this machine (developer runs and CI
+# alike). It is outside the clone, so a fresh clone reuses it.
+gdo_cache_dir() {
+    echo "${GDO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/guardduty-operator}"
+}
+
+# Directory for service logs; created on demand, logs older than a week pruned.
+gdo_log_dir() {
+    local dir
+    dir="$(gdo_cache_dir)/logs"
+    mkdir -p "$dir"
+    find "$dir" -maxdepth 1 -name '*.log' -mtime +7 -delete 2>/dev/null || true
+    echo "$dir"
+}
+
+# Succeed when the venv at $1 has a working python with the pinned moto, its
+# server extra and boto3. Only reads package metadata, so it is fast.
+gdo_venv_ready() {
+    local venv=$1
+    [[ -x "$venv/bin/python" && -x "$venv/bin/moto_server" ]] || return 1
+    "$venv/bin/python" - "$GDO_MOTO_VERSION" <<'EOF' 2>/dev/null
+import importlib.metadata as md
+import importlib.util
+import sys
+
+if md.version("moto") != sys.argv[1]:
+    sys.exit(1)
+for module in ("boto3", "flask", "flask_cors"):
+    if importlib.util.find_spec(module) is None:
+        sys.exit(1)
+EOF
+}
+
+# Create (if missing) the Python venv holding moto_server and boto3, and export
+# GDO_VENV. Idempotent: when everything is installed it only checks versions.
+# A file lock keeps concurrent runs (a developer and CI) from racing pip.
+ensure_venv() {
+    local cache venv lock_fd
+    cache="$(gdo_cache_dir)"
+    venv="$cache/venv"
+    mkdir -p "$cache"
+
+    if ! gdo_venv_ready "$venv"; then
+        exec {lock_fd}>"$cache/venv.lock"
+        flock -w 900 "$lock_fd" || {
+            gdo_log "timed out waiting for $cache/venv.lock"
+            exec {lock_fd}>&-
+            return 1
+        }
+        # Another run may have finished the install while we waited.
+        if ! gdo_venv_ready "$venv"; then
+            # A venv whose interpreter no longer runs (e.g. the base Python
+            # moved) cannot be repaired by pip: start again.
+            if [[ -e "$venv" ]] && ! "$venv/bin/python" -c '' 2>/dev/null; then
+                gdo_log "removing broken venv at $venv"
+                rm -rf "$venv"
+            fi
+            if [[ ! -x "$venv/bin/python" ]]; then
+                gdo_log "creating Python venv at $venv"
+                python3 -m venv "$venv" || {
+                    exec {lock_fd}>&-
+                    return 1
+                }
+            fi
+            gdo_log "installing moto[server]==$GDO_MOTO_VERSION and boto3"
+            PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install \
+                --quiet --no-input "moto[server]==$GDO_MOTO_VERSION" boto3 || {
+                exec {lock_fd}>&-
+                return 1
+            }
+            gdo_venv_ready "$venv" || {
+                gdo_log "venv at $venv is still incomplete after pip install"
+                exec {lock_fd}>&-
+                return 1
+            }
+        fi
+        exec {lock_fd}>&-
+    fi
+    export GDO_VENV="$venv"
+}
+
+# Print a TCP port that is free on 127.0.0.1 right now. Another process could
+# take it before we bind it, so callers retry when their service fails to start.
+free_port() {
+    python3 -c '
+import socket
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+'
+}
+
+# Remember a background pid so that gdo_cleanup stops it.
+gdo_register_pid() {
+    GDO_PIDS+=("$1")
+}
+
+# Print the last lines of a service log on stderr, to explain a failure.
+gdo_log_tail() {
+    gdo_log "last lines of $1:"
+    tail -n 30 "$1" >&2 || true
+}
+
+# Stop one background process: SIGTERM, up to 5 s of grace, then SIGKILL.
+gdo_stop_pid() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    # Reap it; silences bash's "Terminated" notice.
+    wait "$pid" 2>/dev/null || true
+}
+
+# Start moto_server on a free port of 127.0.0.1 and wait until it answers.
+# Exports GDO_MOTO_URL. Needs ensure_venv first. A few attempts, in case the
+# chosen port was taken in the meantime.
+start_moto() {
+    local attempt port log pid i
+    [[ -n "${GDO_VENV:-}" ]] || {
+        gdo_log "start_moto: run ensure_venv first"
+        return 1
+    }
+    for attempt in 1 2 3; do
+        port="$(free_port)" || return 1
+        log="$(gdo_log_dir)/moto-$port.log"
+        "$GDO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+        pid=$!
+        gdo_register_pid "$pid"
+        # Up to 60 x 0.5 s for the server to answer.
+        for ((i = 0; i < 60; i++)); do
+            if curl -sf -o /dev/null "http://127.0.0.1:$port/moto-api/"; then
+                export GDO_MOTO_URL="http://127.0.0.1:$port"
+                gdo_log "moto $GDO_MOTO_VERSION listening on $GDO_MOTO_URL (pid $pid, log $log)"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            gdo_log "moto_server did not answer on port $port within 30 s"
+            gdo_log_tail "$log"
+            gdo_stop_pid "$pid"
+            return 1
+        fi
+        gdo_log "moto_server exited early (attempt $attempt, port $port)"
+        gdo_log_tail "$log"
+        wait "$pid" 2>/dev/null || true
+    done
+    return 1
+}
+
+# Start the GuardDuty emulator: BIN --listen 127.0.0.1:0 [args...]. The
+# emulator's first stdout line is "listening on http://IP:PORT"; its URL is
+# exported as GDO_GUARDDUTY_URL.
+start_emulator() {
+    local bin=$1 logs log pid i line
+    shift
+    logs="$(gdo_log_dir)"
+    log="$(mktemp "$logs/emulator-XXXXXX.log")"
+    "$bin" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    pid=$!
+    gdo_register_pid "$pid"
+    # Up to 60 x 0.5 s for the "listening on" line.
+    for ((i = 0; i < 60; i++)); do
+        line="$(grep -m1 '^listening on http://' "$log" || true)"
+        if [[ -n "$line" ]]; then
+            export GDO_GUARDDUTY_URL="${line#listening on }"
+            gdo_log "GuardDuty emulator listening on $GDO_GUARDDUTY_URL (pid $pid, log $log)"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            gdo_log "GuardDuty emulator exited before listening"
+            gdo_log_tail "$log"
+            wait "$pid" 2>/dev/null || true
+            return 1
+        fi
+        sleep 0.5
+    done
+    gdo_log "GuardDuty emulator printed no 'listening on' line within 30 s"
+    gdo_log_tail "$log"
+    gdo_stop_pid "$pid"
+    return 1
+}
+
+# Stop every registered background service. Safe to call more than once.
+gdo_cleanup() {
+    local pid
+    for pid in "${GDO_PIDS[@]}"; do
+        gdo_stop_pid "$pid"
+    done
+    GDO_PIDS=()
+}
+
+# Stop the services whenever the script ends: normally, on error (set -e) or
+# on Ctrl-C / SIGTERM. The signal traps exit with the usual 128+N status,
+# which in turn runs the EXIT trap; the EXIT trap keeps the script's status.
+gdo_install_cleanup() {
+    trap gdo_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# Environment for the AWS SDK (Rust tests, boto3, aws cli) to talk to the local
+# moto server and, when started, the GuardDuty emulator, never to real AWS.
+aws_env_for_emulators() {
+    [[ -n "${GDO_MOTO_URL:-}" ]] || {
+        gdo_log "aws_env_for_emulators: GDO_MOTO_URL is not set (run start_moto)"
+        return 1
+    }
+    export AWS_ACCESS_KEY_ID=testing
+    export AWS_SECRET_ACCESS_KEY=testing
+    export AWS_REGION=us-east-1
+    # boto3 and the aws cli read AWS_DEFAULT_REGION, not AWS_REGION.
+    export AWS_DEFAULT_REGION=us-east-1
+    export AWS_EC2_METADATA_DISABLED=true
+    export AWS_ENDPOINT_URL_EC2="$GDO_MOTO_URL"
+    export AWS_ENDPOINT_URL_STS="$GDO_MOTO_URL"
+    if [[ -n "${GDO_GUARDDUTY_URL:-}" ]]; then
+        export AWS_ENDPOINT_URL_GUARDDUTY="$GDO_GUARDDUTY_URL"
+    else
+        # Never let an inherited value send GuardDuty calls elsewhere.
+        unset AWS_ENDPOINT_URL_GUARDDUTY
+    fi
+    # A developer's own profile, session token or endpoint opt-out must not
+    # leak into the tests.
+    unset AWS_PROFILE AWS_SESSION_TOKEN AWS_IGNORE_CONFIGURED_ENDPOINT_URLS
+}
+
+# Build into a target dir in the cache, shared by every clone and by CI on
+# this machine, unless the caller chose one.
+cargo_env() {
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(gdo_cache_dir)/target}"
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+#
+# The project's one test command, and what CI runs:
+#
+#     scripts/test.sh             # fmt check, clippy, every test
+#     scripts/test.sh planner     # extra args go to `cargo test`
+#
+# It installs moto (once, in a cached venv), starts a moto server for the
+# integration tests (they read GDO_MOTO_URL; the GuardDuty emulator runs
+# in-process), and stops it again however the run ends. The exit status is
+# that of the first step that fails.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+# Announce a step on stderr.
+step() {
+    printf '==> %s\n' "$*" >&2
+}
+
+step "load scripts/lib.sh"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+step "cargo environment"
+cargo_env
+
+step "Python venv with moto"
+ensure_venv
+
+gdo_install_cleanup
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "start moto server"
+start_moto
+aws_env_for_emulators
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test${*:+ $*}"
+cargo test --workspace "$@"
+
+step "all checks passed"

@@ -1,0 +1,18 @@
+//! guardduty-operator: Amazon GuardDuty findings in, safe security group fixes out.
+//!
+//! ```text
+//!  observe (I/O)                 plan (pure)                   execute (I/O)
+//!  GuardDuty ─ findings ─┐
+//!  EC2 ─ instances ──────┼─> domain::plan(policy, observed) ─> Plan ─> executor ─> outcomes ─> report
+//!  EC2 ─ groups, rules ──┘          (every decision)              (no decisions)
+//! ```
+//!
+//! - [`domain`]: the pure core (types, triage, planner); no I/O, no SDK types.
+//! - [`spec`]: the `GuardDutyPolicy` manifest (the public API) and its validation.
+//! - [`aws`]: adapters from the AWS SDK to the domain, behind narrow traits.
+//! - [`pipeline`]: one pass, observe → plan → execute, shared by the command line
+//!   and (next) the controller.
+//! - [`report`]: table and JSON output of a pass.
+#![forbid(unsafe_code)]
+
+pub mod domain;
