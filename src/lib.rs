@@ -15,4 +15,8 @@
 //! - [`report`]: table and JSON output of a pass.
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod domain;
+pub mod pipeline;
+pub mod ports;
+pub mod report;

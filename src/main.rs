@@ -1,1 +1,196 @@
-fn main() {}
+//! The `guardduty-operator` command: one audit or remediation pass from a policy
+//! file, without a cluster. Data goes to stdout; logs and progress to stderr.
+//!
+//! Exit status: 0 when the pass completed, 2 for an invalid policy or usage,
+//! 1 when AWS could not be reached or a step failed.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use guardduty_operator::aws::ec2::Ec2;
+use guardduty_operator::aws::guardduty::GuardDuty;
+use guardduty_operator::aws::{ApiCallCounter, load_config};
+use guardduty_operator::pipeline::{PassOptions, run_pass};
+use guardduty_operator::{report, spec};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "guardduty-operator",
+    version,
+    about = "Turns Amazon GuardDuty findings into safe security group fixes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read the findings the policy selects and print them with the plan; changes nothing.
+    Audit(PassArgs),
+    /// Like audit, then apply the plan when remediation.mode is Enforce.
+    Remediate {
+        #[command(flatten)]
+        args: PassArgs,
+        /// Print the plan without applying it, whatever the mode.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct PassArgs {
+    /// A GuardDutyPolicy manifest (the same file `kubectl apply` takes).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    policy: PathBuf,
+    /// Output format on stdout.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Exit statuses.
+const INVALID: u8 = 2;
+const FAILED: u8 = 1;
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "warn,guardduty_operator=info",
+        1 => "info,guardduty_operator=debug",
+        _ => "debug,guardduty_operator=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let (args, apply) = match &cli.command {
+        Command::Audit(args) => (args, false),
+        Command::Remediate { args, dry_run } => (args, !dry_run),
+    };
+    match pass(args, apply).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
+    let text = match std::fs::read_to_string(&args.policy) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!(
+                "error: failed to read the policy {}: {error}",
+                args.policy.display()
+            );
+            return Ok(ExitCode::from(INVALID));
+        }
+    };
+    let manifest = match spec::parse_manifest(&text) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            eprintln!("error: invalid policy {}: {error}", args.policy.display());
+            return Ok(ExitCode::from(INVALID));
+        }
+    };
+    let valid = match manifest.spec.validate() {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            eprintln!(
+                "error: invalid policy {}:\n{invalid}",
+                args.policy.display()
+            );
+            return Ok(ExitCode::from(INVALID));
+        }
+    };
+    if valid.notification_channels > 0 {
+        tracing::warn!(
+            channels = valid.notification_channels,
+            "spec.notifications is not delivered by this version: no alert is sent"
+        );
+    }
+
+    let config = load_config(valid.region.as_deref()).await;
+    let Some(region) = config.region().map(|r| r.to_string()) else {
+        eprintln!("error: no AWS region: set spec.region in the policy, or AWS_REGION");
+        return Ok(ExitCode::from(INVALID));
+    };
+    let counter = ApiCallCounter::default();
+    let guardduty = GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
+        aws_sdk_guardduty::config::Builder::from(&config)
+            .interceptor(counter.clone())
+            .build(),
+    ));
+    let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&config)
+            .interceptor(counter.clone())
+            .build(),
+    ));
+    tracing::info!(
+        policy = %manifest.metadata.name,
+        %region,
+        mode = %valid.policy.mode,
+        apply,
+        "starting a pass"
+    );
+    let options = PassOptions {
+        detector: valid.detector_id.clone(),
+        apply,
+    };
+    let result = run_pass(&guardduty, &ec2, &valid.policy, &options).await;
+    let calls = counter.snapshot();
+    tracing::info!(api_calls = ?calls, "pass finished");
+    let rendered = match args.output {
+        Output::Table => report::text(&result, &region),
+        Output::Json => report::json(&result, &region, &calls),
+    };
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", rendered.trim_end()).context("failed to write the report to stdout")?;
+    if let Some(failure) = &result.failure {
+        eprintln!("error: failed to {}: {}", failure.step, failure.error);
+    }
+    for outcome in result.outcomes.iter().filter(|o| !o.succeeded()) {
+        eprintln!(
+            "error: the change to {} did not complete (see the outcome above)",
+            outcome.group
+        );
+    }
+    Ok(if result.failed() {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,468 @@
+//! EC2 adapter: instances, security groups with their ingress rules and interface
+//! counts (describes batched across groups, run concurrently), and the two
+//! mutating calls, authorize and revoke, each once per group.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroupRule, Tag,
+    TagSpecification,
+};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::{CONCURRENCY, aws_error};
+use crate::domain::cidr::{Cidr, Family};
+use crate::domain::ids::{InstanceId, RuleId, SecurityGroupId};
+use crate::domain::plan::{Authorization, ChangeSet};
+use crate::domain::security_group::{
+    IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+};
+use crate::ports::{AwsError, Ec2Error, SecurityGroups};
+
+/// The tag on every rule the operator creates.
+pub const MANAGED_TAG: &str = "guardduty-operator/managed-by";
+pub const MANAGED_TAG_VALUE: &str = "guardduty-operator";
+/// The TCP ports the operator protects in the group, comma-separated.
+pub const PORTS_TAG: &str = "guardduty-operator/protected-ports";
+
+/// EC2 accepts at most 200 values per filter.
+const FILTER_VALUES: usize = 200;
+/// The largest page DescribeSecurityGroupRules and friends return.
+const PAGE: i32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Ec2 {
+    client: Client,
+}
+
+impl Ec2 {
+    pub fn new(client: Client) -> Self {
+        Ec2 { client }
+    }
+
+    async fn rules(&self, filter: Filter) -> Result<Vec<SecurityGroupRule>, Ec2Error> {
+        let mut rules = Vec::new();
+        let mut pages = self
+            .client
+            .describe_security_group_rules()
+            .filters(filter)
+            .max_results(PAGE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Ec2Error::DescribeRules(aws_error(e)))?;
+            rules.extend(page.security_group_rules().iter().cloned());
+        }
+        Ok(rules)
+    }
+
+    async fn interface_counts(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<BTreeMap<String, usize>, Ec2Error> {
+        let mut counts = BTreeMap::new();
+        let wanted: BTreeSet<String> = ids.iter().cloned().collect();
+        let mut pages = self
+            .client
+            .describe_network_interfaces()
+            .filters(filter("group-id", ids))
+            .max_results(PAGE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Ec2Error::DescribeInterfaces(aws_error(e)))?;
+            for eni in page.network_interfaces() {
+                for group in eni.groups() {
+                    if let Some(id) = group.group_id().filter(|id| wanted.contains(*id)) {
+                        *counts.entry(id.to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// One batch of up to 200 groups: three describes, run one after another.
+    async fn group_batch(&self, ids: Vec<String>) -> Result<Vec<SecurityGroup>, Ec2Error> {
+        let output = self
+            .client
+            .describe_security_groups()
+            .filters(filter("group-id", ids.clone()))
+            .send()
+            .await
+            .map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))?;
+        let mut rules_by_group: BTreeMap<String, Vec<IngressRule>> = BTreeMap::new();
+        for rule in self.rules(filter("group-id", ids.clone())).await? {
+            if let (Some(group), Some(rule)) =
+                (rule.group_id().map(str::to_string), ingress_rule(&rule))
+            {
+                rules_by_group.entry(group).or_default().push(rule);
+            }
+        }
+        let interfaces = self.interface_counts(ids).await?;
+        let mut groups = Vec::new();
+        for group in output.security_groups() {
+            let Some(Ok(id)) = group.group_id().map(SecurityGroupId::parse) else {
+                continue;
+            };
+            let mut ingress = rules_by_group.remove(id.as_str()).unwrap_or_default();
+            ingress.sort_by(|a, b| a.id.cmp(&b.id));
+            groups.push(SecurityGroup {
+                network_interfaces: interfaces.get(id.as_str()).copied().unwrap_or(0),
+                name: group.group_name().unwrap_or_default().to_string(),
+                vpc_id: group.vpc_id().map(str::to_string),
+                tags: tags(group.tags()),
+                ingress,
+                id,
+            });
+        }
+        Ok(groups)
+    }
+
+    async fn instance_batch(&self, ids: Vec<String>) -> Result<Vec<Instance>, Ec2Error> {
+        let mut instances = Vec::new();
+        // A filter, not InstanceIds: an id that no longer exists is absent, not an error.
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(filter("instance-id", ids))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Ec2Error::DescribeInstances(aws_error(e)))?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) else {
+                    continue;
+                };
+                let mut groups: Vec<SecurityGroupId> = instance
+                    .network_interfaces()
+                    .iter()
+                    .flat_map(|eni| eni.groups())
+                    .chain(instance.security_groups())
+                    .filter_map(|g| g.group_id().and_then(|id| SecurityGroupId::parse(id).ok()))
+                    .collect();
+                groups.sort();
+                groups.dedup();
+                instances.push(Instance {
+                    id,
+                    state: instance_state(instance.state().and_then(|s| s.name())),
+                    security_groups: groups,
+                });
+            }
+        }
+        Ok(instances)
+    }
+
+    /// Authorizes rules one at a time; used only when a batch met a rule that
+    /// already exists (AWS refuses the whole batch then).
+    async fn authorize_one_by_one(
+        &self,
+        group: &SecurityGroupId,
+        change: &ChangeSet,
+    ) -> Result<Vec<RuleId>, Ec2Error> {
+        let mut ids = Vec::new();
+        for auth in &change.authorize {
+            match self
+                .send_authorize(group, std::slice::from_ref(auth), &change.protected_ports)
+                .await
+            {
+                Ok(created) => ids.extend(created),
+                Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
+                Err(source) => {
+                    return Err(Ec2Error::Authorize {
+                        group: group.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn send_authorize(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[Authorization],
+        protected_ports: &[u16],
+    ) -> Result<Vec<RuleId>, AwsError> {
+        let output = self
+            .client
+            .authorize_security_group_ingress()
+            .group_id(group.as_str())
+            .set_ip_permissions(Some(permissions(rules)))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroupRule)
+                    .tags(
+                        Tag::builder()
+                            .key(MANAGED_TAG)
+                            .value(MANAGED_TAG_VALUE)
+                            .build(),
+                    )
+                    .tags(
+                        Tag::builder()
+                            .key(PORTS_TAG)
+                            .value(ports_tag(protected_ports))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws_error)?;
+        Ok(output
+            .security_group_rules()
+            .iter()
+            .filter_map(|r| {
+                r.security_group_rule_id()
+                    .and_then(|id| RuleId::parse(id).ok())
+            })
+            .collect())
+    }
+
+    async fn send_revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), AwsError> {
+        self.client
+            .revoke_security_group_ingress()
+            .group_id(group.as_str())
+            .set_security_group_rule_ids(Some(
+                rules.iter().map(|r| r.as_str().to_string()).collect(),
+            ))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_error)
+    }
+}
+
+impl SecurityGroups for Ec2 {
+    async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, Ec2Error> {
+        let batches = batches(ids.iter().map(|i| i.as_str()));
+        let found: Vec<Vec<Instance>> = stream::iter(batches)
+            .map(|batch| self.instance_batch(batch))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut instances: Vec<Instance> = found.into_iter().flatten().collect();
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(instances)
+    }
+
+    async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
+        let batches = batches(ids.iter().map(|i| i.as_str()));
+        let found: Vec<Vec<SecurityGroup>> = stream::iter(batches)
+            .map(|batch| self.group_batch(batch))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut groups: Vec<SecurityGroup> = found.into_iter().flatten().collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(groups)
+    }
+
+    async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
+        let rules = self
+            .rules(filter("tag-key", vec![MANAGED_TAG.to_string()]))
+            .await?;
+        let ids: BTreeSet<SecurityGroupId> = rules
+            .iter()
+            .filter(|r| r.is_egress() != Some(true))
+            .filter_map(|r| r.group_id().and_then(|id| SecurityGroupId::parse(id).ok()))
+            .collect();
+        Ok(ids.into_iter().collect())
+    }
+
+    async fn authorize(
+        &self,
+        group: &SecurityGroupId,
+        change: &ChangeSet,
+    ) -> Result<Vec<RuleId>, Ec2Error> {
+        if change.authorize.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self
+            .send_authorize(group, &change.authorize, &change.protected_ports)
+            .await
+        {
+            Ok(ids) => Ok(ids),
+            // Someone added one of the rules since we looked: add the others.
+            Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {
+                self.authorize_one_by_one(group, change).await
+            }
+            Err(source) => Err(Ec2Error::Authorize {
+                group: group.clone(),
+                source,
+            }),
+        }
+    }
+
+    async fn revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), Ec2Error> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        match self.send_revoke(group, rules).await {
+            Ok(()) => Ok(()),
+            // A rule is already gone, and a non-default VPC then refuses the whole
+            // call: revoke the rest one by one.
+            Err(e) if is_gone(&e) => {
+                for rule in rules {
+                    match self.send_revoke(group, std::slice::from_ref(rule)).await {
+                        Ok(()) => {}
+                        Err(e) if is_gone(&e) => {}
+                        Err(source) => {
+                            return Err(Ec2Error::Revoke {
+                                group: group.clone(),
+                                source,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(source) => Err(Ec2Error::Revoke {
+                group: group.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+fn is_code(error: &AwsError, code: &str) -> bool {
+    error.code.as_deref() == Some(code)
+}
+
+fn is_gone(error: &AwsError) -> bool {
+    is_code(error, "InvalidPermission.NotFound")
+        || is_code(error, "InvalidSecurityGroupRuleId.NotFound")
+}
+
+fn filter(name: &str, values: Vec<String>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
+}
+
+fn batches<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<Vec<String>> {
+    let ids: Vec<String> = ids.map(str::to_string).collect();
+    ids.chunks(FILTER_VALUES).map(<[String]>::to_vec).collect()
+}
+
+fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn ports_tag(ports: &[u16]) -> String {
+    let mut value = String::new();
+    for port in ports {
+        let next = if value.is_empty() {
+            port.to_string()
+        } else {
+            format!(",{port}")
+        };
+        // A tag value holds at most 256 characters; the watch is best effort beyond.
+        if value.len() + next.len() > 256 {
+            break;
+        }
+        value.push_str(&next);
+    }
+    value
+}
+
+fn instance_state(name: Option<&aws_sdk_ec2::types::InstanceStateName>) -> InstanceState {
+    use aws_sdk_ec2::types::InstanceStateName as Name;
+    match name {
+        Some(Name::Pending) => InstanceState::Pending,
+        Some(Name::Running) => InstanceState::Running,
+        Some(Name::Stopping) => InstanceState::Stopping,
+        Some(Name::Stopped) => InstanceState::Stopped,
+        Some(Name::ShuttingDown) => InstanceState::ShuttingDown,
+        Some(Name::Terminated) => InstanceState::Terminated,
+        _ => InstanceState::Unknown,
+    }
+}
+
+/// One IpPermission per port range, carrying every source of that range.
+fn permissions(rules: &[Authorization]) -> Vec<IpPermission> {
+    let mut by_range: BTreeMap<PortRange, Vec<&Authorization>> = BTreeMap::new();
+    for rule in rules {
+        by_range.entry(rule.ports).or_default().push(rule);
+    }
+    by_range
+        .into_iter()
+        .map(|(range, rules)| {
+            let mut permission = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(i32::from(range.from))
+                .to_port(i32::from(range.to));
+            for rule in rules {
+                permission = match rule.source.family() {
+                    Family::V4 => permission.ip_ranges(
+                        IpRange::builder()
+                            .cidr_ip(rule.source.to_string())
+                            .description(rule.description())
+                            .build(),
+                    ),
+                    Family::V6 => permission.ipv6_ranges(
+                        Ipv6Range::builder()
+                            .cidr_ipv6(rule.source.to_string())
+                            .description(rule.description())
+                            .build(),
+                    ),
+                };
+            }
+            permission.build()
+        })
+        .collect()
+}
+
+/// Translates an SDK rule; egress rules and unreadable ones are left out.
+fn ingress_rule(rule: &SecurityGroupRule) -> Option<IngressRule> {
+    if rule.is_egress() != Some(false) {
+        return None;
+    }
+    let id = RuleId::parse(rule.security_group_rule_id()?).ok()?;
+    let range = || {
+        let from = rule.from_port().and_then(|p| u16::try_from(p).ok());
+        let to = rule.to_port().and_then(|p| u16::try_from(p).ok());
+        match (from, to) {
+            (Some(from), Some(to)) if from <= to => PortRange::new(from, to),
+            _ => PortRange::ALL,
+        }
+    };
+    let traffic = match rule.ip_protocol().unwrap_or("-1") {
+        "-1" | "all" => Traffic::All,
+        "tcp" | "6" => Traffic::Tcp(range()),
+        "udp" | "17" => Traffic::Udp(range()),
+        other => Traffic::Other {
+            protocol: other.to_string(),
+        },
+    };
+    let source = if let Some(cidr) = rule.cidr_ipv4().or(rule.cidr_ipv6()) {
+        Source::Cidr(Cidr::parse_normalising(cidr).ok()?)
+    } else if let Some(group) = rule.referenced_group_info().and_then(|g| g.group_id()) {
+        Source::SecurityGroup(group.to_string())
+    } else {
+        Source::PrefixList(rule.prefix_list_id().unwrap_or("unknown").to_string())
+    };
+    let tags = tags(rule.tags());
+    let managed_ports = tags.contains_key(MANAGED_TAG).then(|| {
+        tags.get(PORTS_TAG)
+            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    });
+    Some(IngressRule {
+        id,
+        traffic,
+        source,
+        description: rule.description().map(str::to_string),
+        managed_ports,
+    })
+}

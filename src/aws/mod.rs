@@ -1,0 +1,88 @@
+//! Adapters from the AWS SDK to the domain: client construction from the standard
+//! SDK configuration, and a counter of the API calls every client makes.
+
+pub mod ec2;
+pub mod guardduty;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::ports::AwsError;
+
+/// Loads the standard AWS configuration (environment, profiles, IRSA, IMDS),
+/// with `region` taking precedence when given. Per-service endpoints such as
+/// `AWS_ENDPOINT_URL_EC2` are honoured by the SDK itself.
+pub async fn load_config(region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    loader.load().await
+}
+
+/// Counts the HTTP requests each AWS operation sent (retries included), for the
+/// benchmarks and, later, metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl ApiCallCounter {
+    /// Calls so far, keyed `Service.Operation` (e.g. `EC2.DescribeInstances`).
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Intercept for ApiCallCounter {
+    fn name(&self) -> &'static str {
+        "ApiCallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let key = cfg
+            .load::<Metadata>()
+            .map(|m| format!("{}.{}", m.service(), m.name()))
+            .unwrap_or_else(|| "unknown".to_string());
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default() += 1;
+        Ok(())
+    }
+}
+
+/// How many independent AWS calls a pass keeps in flight at once.
+pub const CONCURRENCY: usize = 8;
+
+/// Reduces an SDK error to its code and message.
+pub(crate) fn aws_error<E>(error: E) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error.code() {
+        Some(code) => AwsError {
+            code: Some(code.to_string()),
+            message: error.message().unwrap_or("no message").to_string(),
+        },
+        None => AwsError {
+            code: None,
+            message: DisplayErrorContext(&error).to_string(),
+        },
+    }
+}

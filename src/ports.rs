@@ -1,0 +1,211 @@
+//! The narrow interfaces the pipeline needs from AWS, in domain terms, with one
+//! error enum per service. The AWS SDK implementations live in [`crate::aws`].
+
+use std::fmt;
+use std::future::Future;
+
+use crate::domain::finding::Finding;
+use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+use crate::domain::plan::ChangeSet;
+use crate::domain::policy::Policy;
+use crate::domain::security_group::{Instance, SecurityGroup};
+
+/// An error AWS (or the way to it) returned, reduced to what people and metrics need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsError {
+    /// The AWS error code (`InvalidPermission.Duplicate`, `AccessDeniedException`);
+    /// `None` when the request never got an answer (network, timeout, credentials).
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for AwsError {}
+
+impl AwsError {
+    /// A label for metrics and event reasons: never the whole error text.
+    pub fn category(&self) -> &'static str {
+        match self.code.as_deref() {
+            None => "unreachable",
+            Some(c)
+                if c.contains("Throttl")
+                    || c == "RequestLimitExceeded"
+                    || c == "TooManyRequestsException" =>
+            {
+                "throttled"
+            }
+            Some(c)
+                if c.contains("AccessDenied")
+                    || c.contains("UnauthorizedOperation")
+                    || c.contains("AuthFailure")
+                    || c.contains("InvalidClientTokenId")
+                    || c.contains("ExpiredToken") =>
+            {
+                "access-denied"
+            }
+            Some(c) if c.contains("NotFound") => "not-found",
+            Some(c) if c.contains("LimitExceeded") => "quota",
+            Some(_) => "aws-error",
+        }
+    }
+}
+
+/// Where findings come from: GuardDuty.
+pub trait FindingsSource {
+    /// The detector to read: the configured one, or the region's only detector.
+    fn detector(
+        &self,
+        configured: Option<&str>,
+    ) -> impl Future<Output = Result<String, FindingsError>> + Send;
+
+    /// Every unarchived finding the policy selects (the criteria are applied by
+    /// GuardDuty as far as its API allows, the rest by the caller).
+    fn findings(
+        &self,
+        detector: &str,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<Vec<Finding>, FindingsError>> + Send;
+
+    fn archive(
+        &self,
+        detector: &str,
+        ids: &[FindingId],
+    ) -> impl Future<Output = Result<(), FindingsError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindingsError {
+    #[error("failed to list the GuardDuty detectors")]
+    ListDetectors(#[source] AwsError),
+    #[error(
+        "failed to find a GuardDuty detector in this region: enable GuardDuty or set spec.detectorId"
+    )]
+    NoDetector,
+    #[error("failed to list the findings of detector {detector}")]
+    ListFindings {
+        detector: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("failed to read {count} findings of detector {detector}")]
+    GetFindings {
+        detector: String,
+        count: usize,
+        #[source]
+        source: AwsError,
+    },
+    #[error("failed to archive {count} findings of detector {detector}")]
+    Archive {
+        detector: String,
+        count: usize,
+        #[source]
+        source: AwsError,
+    },
+}
+
+impl FindingsError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            FindingsError::NoDetector => "no-detector",
+            FindingsError::ListDetectors(source)
+            | FindingsError::ListFindings { source, .. }
+            | FindingsError::GetFindings { source, .. }
+            | FindingsError::Archive { source, .. } => source.category(),
+        }
+    }
+}
+
+/// The security groups and instances of the account: EC2.
+pub trait SecurityGroups {
+    /// These instances as they are now; unknown ids are simply absent.
+    fn instances(
+        &self,
+        ids: &[InstanceId],
+    ) -> impl Future<Output = Result<Vec<Instance>, Ec2Error>> + Send;
+
+    /// These groups with their ingress rules and interface counts; unknown ids are absent.
+    fn groups(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>> + Send;
+
+    /// The groups holding rules the operator created (found by their tag).
+    fn managed_groups(&self)
+    -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send;
+
+    /// Adds the change's rules in one call, tagged as the operator's; a rule that
+    /// already exists counts as added. Returns the ids AWS reported.
+    fn authorize(
+        &self,
+        group: &SecurityGroupId,
+        change: &ChangeSet,
+    ) -> impl Future<Output = Result<Vec<RuleId>, Ec2Error>> + Send;
+
+    /// Removes rules by id in one call; a rule already gone counts as removed.
+    fn revoke(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[RuleId],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Ec2Error {
+    #[error("failed to describe instances")]
+    DescribeInstances(#[source] AwsError),
+    #[error("failed to describe security groups")]
+    DescribeGroups(#[source] AwsError),
+    #[error("failed to describe security group rules")]
+    DescribeRules(#[source] AwsError),
+    #[error("failed to describe network interfaces")]
+    DescribeInterfaces(#[source] AwsError),
+    #[error("failed to authorize ingress in {group}")]
+    Authorize {
+        group: SecurityGroupId,
+        #[source]
+        source: AwsError,
+    },
+    #[error("failed to revoke ingress rules in {group}")]
+    Revoke {
+        group: SecurityGroupId,
+        #[source]
+        source: AwsError,
+    },
+}
+
+impl Ec2Error {
+    pub fn category(&self) -> &'static str {
+        self.aws().category()
+    }
+
+    pub fn aws(&self) -> &AwsError {
+        match self {
+            Ec2Error::DescribeInstances(source)
+            | Ec2Error::DescribeGroups(source)
+            | Ec2Error::DescribeRules(source)
+            | Ec2Error::DescribeInterfaces(source)
+            | Ec2Error::Authorize { source, .. }
+            | Ec2Error::Revoke { source, .. } => source,
+        }
+    }
+}
+
+/// The full text of an error and its sources, for people.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,264 @@
+//! How a pass is shown: aligned tables for people, one JSON document for programs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::domain::finding::Finding;
+use crate::domain::plan::{FindingDecision, Purpose, Verdict};
+use crate::domain::severity::SeverityBand;
+use crate::pipeline::{PassReport, StepResult};
+
+/// The JSON document of `--output json` (its shape is documented in the README).
+pub fn json(report: &PassReport, region: &str, api_calls: &BTreeMap<String, u64>) -> String {
+    let mut value = serde_json::to_value(report).expect("a pass report always serializes");
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("region".into(), region.into());
+        map.insert(
+            "apiCalls".into(),
+            serde_json::to_value(api_calls).expect("counts serialize"),
+        );
+    }
+    serde_json::to_string_pretty(&value).expect("a JSON value always prints")
+}
+
+/// Left-aligned columns separated by two spaces, like `kubectl get`.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn list<T: ToString>(items: &[T]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.iter().map(T::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn findings_table(findings: &[Finding]) -> String {
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.id.short().to_string(),
+                format!("{} {}", f.severity.band(), f.severity),
+                f.finding_type.clone(),
+                f.account_id.clone(),
+                f.region.clone(),
+                f.instance
+                    .as_ref()
+                    .map_or("-".to_string(), |i| i.id.to_string()),
+                list(&f.ports()),
+                list(&f.remote_ips()),
+                if f.sample { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "FINDING",
+            "SEVERITY",
+            "TYPE",
+            "ACCOUNT",
+            "REGION",
+            "INSTANCE",
+            "PORTS",
+            "REMOTE IPS",
+            "SAMPLE",
+        ],
+        &rows,
+    )
+}
+
+fn band_counts(findings: &[Finding]) -> String {
+    let mut counts: BTreeMap<SeverityBand, usize> = BTreeMap::new();
+    for f in findings {
+        *counts.entry(f.severity.band()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .rev()
+        .map(|(band, n)| format!("{n} {band}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn step(result: &StepResult) -> String {
+    match result {
+        StepResult::NotNeeded => "not needed".into(),
+        StepResult::Done { rules } => format!("done ({} rules)", rules.len()),
+        StepResult::Failed { error, .. } => format!("FAILED: {error}"),
+        StepResult::NotRun { reason } => format!("not run: {reason}"),
+    }
+}
+
+/// The text output of a pass, for people.
+pub fn text(report: &PassReport, region: &str) -> String {
+    let mut out = String::new();
+    let detector = report.detector.as_deref().unwrap_or("(not found)");
+    let _ = writeln!(out, "Detector {detector} in {region}, mode {}", report.mode);
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "\nNo findings match the policy.");
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{} findings ({}):\n",
+            report.findings.len(),
+            band_counts(&report.findings)
+        );
+        out.push_str(&findings_table(&report.findings));
+    }
+
+    if let Some(plan) = &report.plan {
+        let reported: Vec<String> = plan
+            .findings
+            .iter()
+            .filter_map(|(id, decision)| match decision {
+                FindingDecision::Report(reason) => Some(format!("  {}  {reason}", id.short())),
+                FindingDecision::Remediate { .. } => None,
+            })
+            .collect();
+        if !reported.is_empty() {
+            let _ = writeln!(out, "\nReported, not remediated:");
+            for line in reported {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+
+        let changes = plan.changes().count();
+        let _ = writeln!(
+            out,
+            "\nPlan: {changes} security group(s) to change, {} in scope",
+            plan.groups.len()
+        );
+        for group in &plan.groups {
+            let name = if group.name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", group.name)
+            };
+            let why = if group.findings.is_empty() {
+                "watched: the operator manages rules here".to_string()
+            } else {
+                format!(
+                    "findings {}",
+                    group
+                        .findings
+                        .iter()
+                        .map(|f| f.short())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            };
+            let ports = if group.ports.is_empty() {
+                "no port exposed".to_string()
+            } else {
+                format!("tcp/{}", list(&group.ports))
+            };
+            let _ = write!(
+                out,
+                "  {}{name}: {ports}, {} network interface(s), {why}: ",
+                group.group, group.network_interfaces
+            );
+            match &group.verdict {
+                Verdict::Converged => {
+                    let _ = writeln!(out, "converged");
+                }
+                Verdict::Exempt => {
+                    let _ = writeln!(out, "exempt (tagged), left alone");
+                }
+                Verdict::NotFound => {
+                    let _ = writeln!(out, "group no longer exists");
+                }
+                Verdict::Refused(reason) => {
+                    let _ = writeln!(out, "REFUSED: {reason}");
+                }
+                Verdict::Change(change) => {
+                    let _ = writeln!(out, "change");
+                    for auth in &change.authorize {
+                        let purpose = match &auth.purpose {
+                            Purpose::Trusted => "trusted range".to_string(),
+                            Purpose::Narrowed { replaces } => format!("narrowed from {replaces}"),
+                        };
+                        let _ = writeln!(
+                            out,
+                            "    + authorize {} tcp/{}  ({purpose})",
+                            auth.source, auth.ports
+                        );
+                    }
+                    for revoke in &change.revoke {
+                        let _ = writeln!(
+                            out,
+                            "    - revoke    {} {} tcp/{}  (exposes tcp/{})",
+                            revoke.rule,
+                            revoke.source,
+                            revoke.ports,
+                            list(&revoke.exposed_ports)
+                        );
+                    }
+                }
+            }
+        }
+        if plan.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nNothing to change: every security group in scope is converged."
+            );
+        } else if !report.applied {
+            let _ = writeln!(
+                out,
+                "\nNot applied ({}). Run `remediate` with remediation.mode Enforce to apply.",
+                match report.mode {
+                    crate::domain::policy::Mode::Enforce => "audit or --dry-run",
+                    _ => "mode is not Enforce",
+                }
+            );
+        }
+    }
+
+    if !report.outcomes.is_empty() {
+        let _ = writeln!(out, "\nOutcome:");
+        for outcome in &report.outcomes {
+            let _ = writeln!(
+                out,
+                "  {}: authorize {}; revoke {}",
+                outcome.group,
+                step(&outcome.authorize),
+                step(&outcome.revoke)
+            );
+        }
+    }
+    if !report.archived.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nArchived {} remediated finding(s).",
+            report.archived.len()
+        );
+    }
+    if let Some(failure) = &report.failure {
+        let _ = writeln!(out, "\nFAILED to {}: {}", failure.step, failure.error);
+    }
+    out
+}

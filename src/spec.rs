@@ -1,0 +1,1386 @@
+//! The `GuardDutyPolicy` manifest: the operator's public API, how it is read from
+//! YAML, and its validation into the planner's [`Policy`].
+//!
+//! ```text
+//!  policy.yaml ─ parse_manifest ─> PolicyManifest ─ spec.validate() ─> ValidSpec { policy }
+//!               (YAML, one document,                (every rule; all problems
+//!                apiVersion and kind,                reported at once, each with
+//!                field names and types)              its path and how to fix it)
+//! ```
+//!
+//! The spec types are plain serde structs. Their field names are the public API
+//! (rename none), and their doc comments are the user documentation that
+//! `kubectl explain gdp.spec` shows.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::cidr::{Cidr, CidrError};
+use crate::domain::policy::{
+    DEFAULT_EXEMPT_TAG, DEFAULT_MAX_RULES_PER_GROUP, Mode, Policy, TrustedRanges,
+    TrustedRangesError,
+};
+use crate::domain::severity::{Severity, SeverityError};
+
+pub const API_VERSION: &str = "guardduty.security.dev/v1alpha1";
+pub const KIND: &str = "GuardDutyPolicy";
+
+/// The most entries `spec.trustedCidrs` may hold.
+pub const MAX_TRUSTED_CIDRS: usize = 50;
+/// The most entries `spec.findings.types` may hold.
+pub const MAX_FINDING_TYPES: usize = 50;
+/// The highest `spec.remediation.maxRulesPerGroup` accepted (AWS's own ceiling is 1000).
+pub const MAX_RULES_PER_GROUP_LIMIT: u32 = 1000;
+/// The shortest `spec.interval` accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest `spec.interval` accepted.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+const INTERVAL_BOUNDS: &str = "from 30s to 24h";
+const DEFAULT_INTERVAL: &str = "5m";
+/// AWS tag keys are at most 128 characters long.
+const MAX_TAG_KEY_CHARS: usize = 128;
+const MAX_DETECTOR_ID_CHARS: usize = 300;
+
+/// A `GuardDutyPolicy` as written in a file: what `kubectl apply -f` sends, and what
+/// the command line reads for a pass without a cluster. Other top-level fields (such
+/// as the `status` of `kubectl get -o yaml`) are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyManifest {
+    /// Always `guardduty.security.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `GuardDutyPolicy`.
+    pub kind: String,
+    /// The policy's name and namespace.
+    pub metadata: ObjectMeta,
+    /// What the policy asks for.
+    pub spec: GuardDutyPolicySpec,
+}
+
+/// The part of the Kubernetes object metadata the operator reads; the other fields
+/// (labels, annotations, …) are accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// The policy's name, unique in its namespace.
+    pub name: String,
+    /// The namespace of the policy; absent in a file meant for any namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// What a GuardDutyPolicy asks for: which Amazon GuardDuty findings to act on, which
+/// networks keep access to the EC2 instances they concern, and how far the operator
+/// may go in closing what a finding exposed. Only `trustedCidrs` is required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardDutyPolicySpec {
+    /// The AWS region whose GuardDuty findings and EC2 security groups are managed,
+    /// such as `us-east-1`. When absent or empty, the operator uses the region of its
+    /// AWS configuration (`AWS_REGION`, the AWS profile, or the instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// The GuardDuty detector to read findings from: 1 to 300 letters and digits, as
+    /// `aws guardduty list-detectors` prints it. When absent or empty, the operator
+    /// finds the region's detector itself (ListDetectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector_id: Option<String>,
+
+    /// The networks that keep access when the operator closes a port a finding
+    /// exposed: 1 to 50 IPv4 or IPv6 CIDR blocks written with their network address,
+    /// such as `10.0.0.0/8` or `2001:db8::/32`. A world range (`0.0.0.0/0`, `::/0`)
+    /// is refused; a range inside another listed range adds nothing.
+    pub trusted_cidrs: Vec<String>,
+
+    /// Which findings the operator acts on. Default: every finding.
+    #[serde(default)]
+    pub findings: FindingsSpec,
+
+    /// What the operator may change in AWS, and what it leaves alone.
+    /// Default: plan and report only (`mode: DryRun`).
+    #[serde(default)]
+    pub remediation: RemediationSpec,
+
+    /// Where alerts about findings and fixes go: a list of channels, each with a
+    /// `name`, a `minSeverity` and one of `email`, `sms`, `slack`, `jira`,
+    /// `pagerDuty` or `serviceNow`. This version accepts and counts the entries but
+    /// delivers no alerts yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<serde_json::Value>,
+
+    /// How often the operator checks GuardDuty for findings, as a duration such as
+    /// `30s`, `5m` or `1h30m`: from 30s to 24h. Default `5m`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+}
+
+/// Which GuardDuty findings the operator acts on.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct FindingsSpec {
+    /// The lowest severity acted on: a GuardDuty severity level (`LOW`, `MEDIUM`,
+    /// `HIGH` or `CRITICAL`, which start at 1.0, 4.0, 7.0 and 9.0) or a number from
+    /// 1.0 to 10.0. Default `LOW`: every finding.
+    pub min_severity: SeverityThreshold,
+
+    /// The finding types acted on, such as `Recon:EC2/PortProbeUnprotectedPort` or
+    /// `UnauthorizedAccess:EC2/SSHBruteForce` (at most 50). Empty or absent means
+    /// every type: the ones the operator can fix are fixed, the others are reported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
+}
+
+/// A severity threshold as written in a manifest: a level name or a number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SeverityThreshold {
+    /// A number from 1.0 to 10.0, such as `7` or `5.5`.
+    Number(f64),
+    /// `LOW`, `MEDIUM`, `HIGH`, `CRITICAL`, or a number in quotes such as `"5.5"`.
+    Text(String),
+}
+
+impl Default for SeverityThreshold {
+    fn default() -> Self {
+        SeverityThreshold::Text("LOW".to_string())
+    }
+}
+
+/// Written out rather than derived as untagged, so that a value of the wrong type is
+/// reported at `spec.findings.minSeverity` itself, with what is expected there.
+impl<'de> Deserialize<'de> for SeverityThreshold {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ThresholdVisitor;
+
+        impl serde::de::Visitor<'_> for ThresholdVisitor {
+            type Value = SeverityThreshold;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a severity: LOW, MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0")
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Number(value))
+            }
+
+            // Whole numbers far outside 1..=10 lose precision here, and are refused anyway.
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Number(value as f64))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Number(value as f64))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Text(value.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ThresholdVisitor)
+    }
+}
+
+impl SeverityThreshold {
+    /// The lowest severity this threshold lets through.
+    pub fn to_severity(&self) -> Result<Severity, SeverityError> {
+        match self {
+            SeverityThreshold::Number(value) => Severity::threshold(*value),
+            SeverityThreshold::Text(text) => Severity::parse_threshold(text),
+        }
+    }
+}
+
+/// What the operator may change in AWS, and what it leaves alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RemediationSpec {
+    /// `DryRun` (the default): plan the fixes and report them, change nothing in AWS.
+    /// `Enforce`: apply the fixes to the security groups. `Off`: report findings only.
+    pub mode: Mode,
+
+    /// Archive a finding in GuardDuty once the exposure it reported is closed, so it
+    /// leaves the list of current findings. Default `false`.
+    pub archive_remediated: bool,
+
+    /// Security groups that carry a tag with this key (whatever its value) are never
+    /// changed. An AWS tag key: 1 to 128 characters, not starting with `aws:`.
+    /// Default `guardduty-operator/exempt`.
+    pub exempt_tag: String,
+
+    /// The most inbound rules a security group may hold per address family (IPv4 and
+    /// IPv6 count apart): the account's "Inbound or outbound rules per security group"
+    /// quota in Service Quotas, from 1 to 1000. Default 60, the AWS default. A group
+    /// that cannot be fixed within it is reported, not changed half-way.
+    pub max_rules_per_group: u32,
+}
+
+impl Default for RemediationSpec {
+    fn default() -> Self {
+        RemediationSpec {
+            mode: Mode::default(),
+            archive_remediated: false,
+            exempt_tag: DEFAULT_EXEMPT_TAG.to_string(),
+            // The domain's default is a small constant: it fits any integer type.
+            max_rules_per_group: DEFAULT_MAX_RULES_PER_GROUP as u32,
+        }
+    }
+}
+
+fn default_interval() -> String {
+    DEFAULT_INTERVAL.to_string()
+}
+
+/// Why a file is not one `GuardDutyPolicy` manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("failed to read the manifest as YAML: {0}")]
+    Yaml(serde_yaml::Error),
+    #[error("the manifest is empty: expected one GuardDutyPolicy document")]
+    Empty,
+    #[error(
+        "expected one GuardDutyPolicy document, found {found}: put each policy in a file of its own"
+    )]
+    SeveralDocuments { found: usize },
+    #[error(
+        "expected a GuardDutyPolicy manifest (a mapping with apiVersion, kind, metadata and \
+         spec), found {found}"
+    )]
+    NotAMapping { found: &'static str },
+    #[error("kind is {}: expected kind: {}", quoted_or_missing(.found), KIND)]
+    WrongKind { found: Option<String> },
+    #[error("apiVersion is {}: expected apiVersion: {}", quoted_or_missing(.found), API_VERSION)]
+    WrongApiVersion { found: Option<String> },
+    /// A field is missing, unknown or of the wrong type; Display names its path
+    /// (`spec.remediation.mode: …`) and its line.
+    #[error("{}", field_message(.0))]
+    Field(serde_path_to_error::Error<serde_yaml::Error>),
+}
+
+impl ManifestError {
+    /// A short PascalCase name for metric labels and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ManifestError::Yaml(_) => "InvalidYaml",
+            ManifestError::Empty => "EmptyManifest",
+            ManifestError::SeveralDocuments { .. } => "SeveralDocuments",
+            ManifestError::NotAMapping { .. } => "NotAManifest",
+            ManifestError::WrongKind { .. } => "WrongKind",
+            ManifestError::WrongApiVersion { .. } => "WrongApiVersion",
+            ManifestError::Field(_) => "InvalidField",
+        }
+    }
+}
+
+/// serde_yaml already writes the path and line of the errors it can place
+/// (`spec: unknown field … at line 13 column 3`); the path that serde_path_to_error
+/// tracked is added only to those it cannot.
+fn field_message(err: &serde_path_to_error::Error<serde_yaml::Error>) -> String {
+    if err.inner().location().is_some() {
+        err.inner().to_string()
+    } else {
+        err.to_string()
+    }
+}
+
+fn quoted_or_missing(found: &Option<String>) -> String {
+    match found {
+        Some(text) => format!("{text:?}"),
+        None => "missing".to_string(),
+    }
+}
+
+/// Reads a file holding one `GuardDutyPolicy`. Empty documents (a trailing `---`)
+/// are ignored; the spec is checked for names and types here, and for its rules by
+/// [`GuardDutyPolicySpec::validate`].
+pub fn parse_manifest(yaml: &str) -> Result<PolicyManifest, ManifestError> {
+    // First pass: each document as a plain YAML value, to count them and to see
+    // what the one document is before reading it as a policy.
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let value = serde_yaml::Value::deserialize(document).map_err(ManifestError::Yaml)?;
+        if !value.is_null() {
+            documents.push((index, value));
+        }
+    }
+    let (index, value) = match documents.as_slice() {
+        [] => return Err(ManifestError::Empty),
+        [(index, value)] => (*index, value),
+        several => {
+            return Err(ManifestError::SeveralDocuments {
+                found: several.len(),
+            });
+        }
+    };
+    check_type(value)?;
+
+    // Second pass: that document read as a policy, straight from the text, so an
+    // error names both the field's path and its line.
+    let document = serde_yaml::Deserializer::from_str(yaml)
+        .nth(index)
+        .ok_or(ManifestError::Empty)?;
+    serde_path_to_error::deserialize(document).map_err(ManifestError::Field)
+}
+
+/// Is this document a GuardDutyPolicy at all? Checked before its fields, so that
+/// another kind of manifest is named as such rather than as a list of unknown fields.
+fn check_type(document: &serde_yaml::Value) -> Result<(), ManifestError> {
+    use serde_yaml::Value;
+    let map = match document {
+        Value::Mapping(map) => map,
+        Value::Null => return Err(ManifestError::Empty),
+        Value::Bool(_) => return Err(ManifestError::NotAMapping { found: "a boolean" }),
+        Value::Number(_) => return Err(ManifestError::NotAMapping { found: "a number" }),
+        Value::String(_) => return Err(ManifestError::NotAMapping { found: "a string" }),
+        Value::Sequence(_) => return Err(ManifestError::NotAMapping { found: "a list" }),
+        Value::Tagged(_) => {
+            return Err(ManifestError::NotAMapping {
+                found: "a tagged value",
+            });
+        }
+    };
+    let text_of = |key: &str| -> Option<String> {
+        map.get(key).map(|value| match value {
+            Value::String(text) => text.clone(),
+            other => serde_yaml::to_string(other)
+                .map(|text| text.trim_end().to_string())
+                .unwrap_or_default(),
+        })
+    };
+    let kind = text_of("kind");
+    if kind.as_deref() != Some(KIND) {
+        return Err(ManifestError::WrongKind { found: kind });
+    }
+    let api_version = text_of("apiVersion");
+    if api_version.as_deref() != Some(API_VERSION) {
+        return Err(ManifestError::WrongApiVersion { found: api_version });
+    }
+    Ok(())
+}
+
+/// A spec that passed every check: what a pass and the controller work from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    pub policy: Policy,
+    /// `None`: the AWS SDK's region.
+    pub region: Option<String>,
+    /// `None`: discovered with ListDetectors.
+    pub detector_id: Option<String>,
+    pub interval: Duration,
+    /// How many notification channels the spec declares.
+    pub notification_channels: usize,
+}
+
+/// One problem of a spec: where it is and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The path of the field, such as `spec.trustedCidrs[1]`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Every problem of a spec, in field order; Display writes one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSpec {
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.errors.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidSpec {}
+
+/// Collects every problem of a spec, so that a user fixes them all in one round.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn push(&mut self, field: impl Into<String>, message: impl fmt::Display) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.to_string(),
+        });
+    }
+
+    /// The value, or `None` with the error recorded against `field`.
+    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.push(field, message)).ok()
+    }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl GuardDutyPolicySpec {
+    /// Checks every rule of the spec and builds the planner's [`Policy`]; on failure,
+    /// reports all the problems found, not just the first.
+    pub fn validate(&self) -> Result<ValidSpec, InvalidSpec> {
+        let mut problems = Problems::default();
+        let remediation = &self.remediation;
+        let region = problems.check("spec.region", check_region(self.region.as_deref()));
+        let detector_id = problems.check(
+            "spec.detectorId",
+            check_detector_id(self.detector_id.as_deref()),
+        );
+        let trusted = check_trusted_cidrs(&self.trusted_cidrs, &mut problems);
+        let min_severity = problems.check(
+            "spec.findings.minSeverity",
+            self.findings
+                .min_severity
+                .to_severity()
+                .map_err(|err| err.to_string()),
+        );
+        let finding_types = check_finding_types(&self.findings.types, &mut problems);
+        let exempt_tag = problems.check(
+            "spec.remediation.exemptTag",
+            check_tag_key(&remediation.exempt_tag),
+        );
+        let max_rules_per_group = problems.check(
+            "spec.remediation.maxRulesPerGroup",
+            check_max_rules(remediation.max_rules_per_group),
+        );
+        let notification_channels = check_notifications(&self.notifications, &mut problems);
+        let interval = problems.check("spec.interval", check_interval(&self.interval));
+
+        // Every check records a problem exactly when it gives no value.
+        let assemble = || {
+            Some(ValidSpec {
+                policy: Policy {
+                    trusted: trusted?,
+                    min_severity: min_severity?,
+                    finding_types: finding_types?,
+                    mode: remediation.mode,
+                    exempt_tag: exempt_tag?,
+                    archive_remediated: remediation.archive_remediated,
+                    max_rules_per_group: max_rules_per_group?,
+                },
+                region: region?,
+                detector_id: detector_id?,
+                interval: interval?,
+                notification_channels: notification_channels?,
+            })
+        };
+        match assemble() {
+            Some(valid) if problems.0.is_empty() => Ok(valid),
+            _ => Err(InvalidSpec { errors: problems.0 }),
+        }
+    }
+}
+
+/// An empty region counts as absent.
+fn check_region(region: Option<&str>) -> Result<Option<String>, String> {
+    match region {
+        None | Some("") => Ok(None),
+        Some(region) if is_region_code(region) => Ok(Some(region.to_string())),
+        Some(region) => Err(format!(
+            "{region:?} is not an AWS region code: write one such as us-east-1 or eu-west-2, \
+             or leave region out to use the AWS SDK's region"
+        )),
+    }
+}
+
+/// `^[a-z]{2}(-[a-z]+)+-\d+$`: `us-east-1`, `us-gov-west-1`, `ap-southeast-2`.
+fn is_region_code(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let lowercase = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [country, words @ .., number] if !words.is_empty() => {
+            country.len() == 2
+                && lowercase(country)
+                && words.iter().all(|word| lowercase(word))
+                && !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+/// An empty detector id counts as absent.
+fn check_detector_id(detector_id: Option<&str>) -> Result<Option<String>, String> {
+    match detector_id {
+        None | Some("") => Ok(None),
+        Some(id)
+            if id.len() <= MAX_DETECTOR_ID_CHARS
+                && id.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Ok(Some(id.to_string()))
+        }
+        Some(id) => Err(format!(
+            "{id:?} is not a GuardDuty detector id: it has 1 to {MAX_DETECTOR_ID_CHARS} letters \
+             and digits, as `aws guardduty list-detectors` prints it; leave it empty to have the \
+             operator find the detector"
+        )),
+    }
+}
+
+fn check_trusted_cidrs(texts: &[String], problems: &mut Problems) -> Option<TrustedRanges> {
+    const FIELD: &str = "spec.trustedCidrs";
+    let before = problems.count();
+    if texts.len() > MAX_TRUSTED_CIDRS {
+        problems.push(
+            FIELD,
+            format!(
+                "{} ranges are listed, at most {MAX_TRUSTED_CIDRS} are allowed: merge \
+                 neighbouring ranges into wider ones",
+                texts.len()
+            ),
+        );
+    }
+    let mut ranges = Vec::with_capacity(texts.len());
+    for (index, text) in texts.iter().enumerate() {
+        let field = format!("{FIELD}[{index}]");
+        match Cidr::parse_strict(text) {
+            Ok(cidr) if cidr.is_world() => {
+                problems.push(
+                    field,
+                    trusted_ranges_message(&TrustedRangesError::WorldRange(cidr)),
+                );
+            }
+            Ok(cidr) => ranges.push(cidr),
+            Err(err) => problems.push(field, cidr_message(&err)),
+        }
+    }
+    if problems.count() > before {
+        return None;
+    }
+    problems.check(
+        FIELD,
+        TrustedRanges::new(ranges).map_err(|err| trusted_ranges_message(&err)),
+    )
+}
+
+/// The domain's message, with how to fix it where the message does not say.
+fn cidr_message(err: &CidrError) -> String {
+    match err {
+        CidrError::MissingPrefix(_) | CidrError::BadPrefix { .. } => err.to_string(),
+        CidrError::BadAddress(_) => {
+            format!("{err}: write a range such as 10.0.0.0/8 or 2001:db8::/32")
+        }
+        CidrError::HostBitsSet { canonical, .. } => {
+            format!("{err}; write {canonical}, or a longer prefix for a narrower range")
+        }
+    }
+}
+
+fn trusted_ranges_message(err: &TrustedRangesError) -> String {
+    match err {
+        TrustedRangesError::WorldRange(_) => {
+            format!("{err}; list only the networks that need access, such as 10.0.0.0/8")
+        }
+        TrustedRangesError::Empty => {
+            format!("{err}; list the networks that keep access, such as 10.0.0.0/8")
+        }
+    }
+}
+
+fn check_finding_types(types: &[String], problems: &mut Problems) -> Option<Vec<String>> {
+    const FIELD: &str = "spec.findings.types";
+    let before = problems.count();
+    if types.len() > MAX_FINDING_TYPES {
+        problems.push(
+            FIELD,
+            format!(
+                "{} types are listed, at most {MAX_FINDING_TYPES} are allowed: leave the list \
+                 empty to act on every type",
+                types.len()
+            ),
+        );
+    }
+    for (index, finding_type) in types.iter().enumerate() {
+        if !is_finding_type(finding_type) {
+            problems.push(
+                format!("{FIELD}[{index}]"),
+                format!(
+                    "{finding_type:?} is not a GuardDuty finding type: write it as \
+                     ThreatPurpose:ResourceType/ThreatFamilyName, such as \
+                     Recon:EC2/PortProbeUnprotectedPort"
+                ),
+            );
+        }
+    }
+    (problems.count() == before).then(|| types.to_vec())
+}
+
+/// `ThreatPurpose:ResourceTypeAffected/ThreatFamilyName.DetectionMechanism!Artifact`,
+/// as in `Recon:EC2/PortProbeUnprotectedPort` or `Backdoor:EC2/C&CActivity.B!DNS`.
+fn is_finding_type(text: &str) -> bool {
+    let Some((purpose, rest)) = text.split_once(':') else {
+        return false;
+    };
+    let Some((resource, family)) = rest.split_once('/') else {
+        return false;
+    };
+    !purpose.is_empty()
+        && purpose.bytes().all(|b| b.is_ascii_alphabetic())
+        && !resource.is_empty()
+        && resource.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !family.is_empty()
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-!&".contains(&b))
+}
+
+fn check_tag_key(key: &str) -> Result<String, String> {
+    let length = key.chars().count();
+    if length == 0 {
+        Err(format!(
+            "the tag key is empty: give one such as {DEFAULT_EXEMPT_TAG}, or leave exemptTag out"
+        ))
+    } else if length > MAX_TAG_KEY_CHARS {
+        Err(format!(
+            "the tag key is {length} characters long: AWS allows at most {MAX_TAG_KEY_CHARS}"
+        ))
+    } else if key
+        .get(..4)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("aws:"))
+    {
+        Err(format!(
+            "{key:?} starts with \"aws:\", which AWS reserves for its own tags: choose another \
+             key, such as {DEFAULT_EXEMPT_TAG}"
+        ))
+    } else {
+        Ok(key.to_string())
+    }
+}
+
+fn check_max_rules(rules: u32) -> Result<usize, String> {
+    let in_range = (1..=MAX_RULES_PER_GROUP_LIMIT).contains(&rules);
+    match usize::try_from(rules) {
+        Ok(rules) if in_range => Ok(rules),
+        _ => Err(format!(
+            "{rules} is out of range: give the account's \"Inbound or outbound rules per \
+             security group\" quota, from 1 to {MAX_RULES_PER_GROUP_LIMIT} (the AWS default is \
+             {DEFAULT_MAX_RULES_PER_GROUP})"
+        )),
+    }
+}
+
+/// Channels are not delivered yet; each entry must at least be an object.
+fn check_notifications(entries: &[serde_json::Value], problems: &mut Problems) -> Option<usize> {
+    use serde_json::Value;
+    let before = problems.count();
+    for (index, entry) in entries.iter().enumerate() {
+        let found = match entry {
+            Value::Object(_) => continue,
+            Value::Null => "nothing",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "a list",
+        };
+        problems.push(
+            format!("spec.notifications[{index}]"),
+            format!(
+                "expected a channel such as \
+                 {{name: oncall, minSeverity: HIGH, pagerDuty: {{…}}}}, found {found}"
+            ),
+        );
+    }
+    (problems.count() == before).then_some(entries.len())
+}
+
+fn check_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_go_duration(text).ok_or_else(|| {
+        format!("{text:?} is not a duration: write it like 30s, 5m or 1h30m ({INTERVAL_BOUNDS})")
+    })?;
+    if interval < MIN_INTERVAL {
+        Err(format!(
+            "{text:?} is too short: use an interval {INTERVAL_BOUNDS}"
+        ))
+    } else if interval > MAX_INTERVAL {
+        Err(format!(
+            "{text:?} is too long: use an interval {INTERVAL_BOUNDS}"
+        ))
+    } else {
+        Ok(interval)
+    }
+}
+
+/// Parses a duration as Go's `time.ParseDuration` does (and so Kubernetes users
+/// write them): decimal numbers, each followed by a unit (`ns`, `us`, `µs`, `ms`,
+/// `s`, `m`, `h`), such as `90s`, `1h30m` or `1.5h`; a bare `0` is zero.
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    const NANOS_PER_SECOND: u128 = 1_000_000_000;
+    const UNITS: [(&str, u128); 7] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("ms", 1_000_000),
+        ("s", NANOS_PER_SECOND),
+        ("m", 60 * NANOS_PER_SECOND),
+        ("h", 3_600 * NANOS_PER_SECOND),
+    ];
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return None;
+    }
+    let is_number_char = |c: char| c.is_ascii_digit() || c == '.';
+    let mut nanos: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (number, after) =
+            rest.split_at(rest.find(|c| !is_number_char(c)).unwrap_or(rest.len()));
+        let (unit, after) = after.split_at(after.find(is_number_char).unwrap_or(after.len()));
+        let (_, scale) = UNITS.iter().find(|(name, _)| *name == unit)?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        nanos = nanos.checked_add(whole.checked_mul(*scale)?)?;
+        let mut place = *scale;
+        for digit in fraction.bytes() {
+            place /= 10;
+            nanos = nanos.checked_add(u128::from(digit - b'0') * place)?;
+        }
+        rest = after;
+    }
+    let seconds = u64::try_from(nanos / NANOS_PER_SECOND).ok()?;
+    let subsecond = u32::try_from(nanos % NANOS_PER_SECOND).ok()?;
+    Some(Duration::new(seconds, subsecond))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = include_str!("../tests/fixtures/policies/minimal.yaml");
+    const EXAMPLE: &str = include_str!("../tests/fixtures/policies/example.yaml");
+    /// Every field set, each on a line of its own: the base of the mutations below.
+    const COMPLETE: &str = include_str!("../tests/fixtures/policies/complete.yaml");
+
+    /// The complete fixture with one line changed; `from` must occur exactly once,
+    /// so that a mutation cannot silently miss.
+    fn complete_with(from: &str, to: &str) -> String {
+        assert_eq!(
+            COMPLETE.matches(from).count(),
+            1,
+            "{from:?} must occur once in complete.yaml"
+        );
+        COMPLETE.replacen(from, to, 1)
+    }
+
+    fn valid(yaml: &str) -> ValidSpec {
+        let manifest = parse_manifest(yaml).unwrap_or_else(|err| panic!("{err}"));
+        manifest
+            .spec
+            .validate()
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The validation problems of a manifest that parses, one line each.
+    fn problems(yaml: &str) -> Vec<String> {
+        let manifest = parse_manifest(yaml).unwrap_or_else(|err| panic!("{err}"));
+        match manifest.spec.validate() {
+            Ok(_) => Vec::new(),
+            Err(invalid) => invalid.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn parse_error(yaml: &str) -> String {
+        match parse_manifest(yaml) {
+            Ok(manifest) => panic!("expected an error, parsed {manifest:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    fn cidrs(ranges: &TrustedRanges) -> Vec<String> {
+        ranges.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn minimal_manifest_validates_with_the_defaults() {
+        let manifest = parse_manifest(MINIMAL).unwrap();
+        assert_eq!(manifest.api_version, API_VERSION);
+        assert_eq!(manifest.kind, KIND);
+        assert_eq!(manifest.metadata.name, "minimal");
+        assert_eq!(manifest.metadata.namespace, None);
+        let spec = manifest.spec.validate().unwrap();
+        assert_eq!(
+            spec,
+            ValidSpec {
+                policy: Policy {
+                    trusted: TrustedRanges::new([Cidr::parse_strict("10.0.0.0/8").unwrap()])
+                        .unwrap(),
+                    min_severity: Severity::MIN,
+                    finding_types: Vec::new(),
+                    mode: Mode::DryRun,
+                    exempt_tag: "guardduty-operator/exempt".to_string(),
+                    archive_remediated: false,
+                    max_rules_per_group: 60,
+                },
+                region: None,
+                detector_id: None,
+                interval: Duration::from_secs(300),
+                notification_channels: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn design_example_validates() {
+        let manifest = parse_manifest(EXAMPLE).unwrap();
+        assert_eq!(manifest.metadata.namespace.as_deref(), Some("security"));
+        let spec = manifest.spec.validate().unwrap();
+        assert_eq!(cidrs(&spec.policy.trusted), ["10.0.0.0/8", "2001:db8::/32"]);
+        assert_eq!(spec.policy.min_severity.value(), 4.0);
+        assert_eq!(
+            spec.policy.finding_types,
+            [
+                "Recon:EC2/PortProbeUnprotectedPort",
+                "UnauthorizedAccess:EC2/SSHBruteForce"
+            ]
+        );
+        assert_eq!(spec.policy.mode, Mode::DryRun);
+        assert_eq!(spec.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            spec.detector_id, None,
+            "an empty detectorId counts as absent"
+        );
+        assert_eq!(spec.interval, Duration::from_secs(300));
+        assert_eq!(spec.notification_channels, 2);
+    }
+
+    #[test]
+    fn complete_fixture_sets_every_field() {
+        let spec = valid(COMPLETE);
+        assert_eq!(
+            cidrs(&spec.policy.trusted),
+            ["10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"]
+        );
+        assert_eq!(spec.policy.mode, Mode::Enforce);
+        assert!(spec.policy.archive_remediated);
+        assert_eq!(spec.policy.exempt_tag, "team.example/keep-open");
+        assert_eq!(spec.policy.max_rules_per_group, 100);
+        assert_eq!(spec.region.as_deref(), Some("eu-west-2"));
+        assert_eq!(
+            spec.detector_id.as_deref(),
+            Some("12abc34d567e8fa901bc2d34e56789f0")
+        );
+        assert_eq!(spec.interval, Duration::from_secs(600));
+        assert_eq!(spec.notification_channels, 1);
+    }
+
+    #[test]
+    fn ipv4_world_range_is_refused_with_its_index() {
+        let yaml = complete_with("    - 192.168.0.0/16", "    - 0.0.0.0/0");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[1]: 0.0.0.0/0 is a world range: trusting it would leave the \
+                 port open to everyone; list only the networks that need access, such as 10.0.0.0/8"
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_world_range_is_refused_with_its_index() {
+        let yaml = complete_with("    - 2001:db8::/32", "    - \"::/0\"");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[2]: ::/0 is a world range: trusting it would leave the port \
+                 open to everyone; list only the networks that need access, such as 10.0.0.0/8"
+            ]
+        );
+    }
+
+    #[test]
+    fn range_with_host_bits_is_refused_with_the_network_to_write() {
+        let yaml = complete_with("    - 10.0.0.0/8", "    - 10.1.2.3/8");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[0]: \"10.1.2.3/8\" has host bits set: the network is \
+                 10.0.0.0/8; write 10.0.0.0/8, or a longer prefix for a narrower range"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_ranges_are_refused() {
+        let yaml = complete_with("    - 192.168.0.0/16", "    - 192.168.0.300/16");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[1]: \"192.168.0.300/16\" is not an IPv4 or IPv6 address: \
+                 write a range such as 10.0.0.0/8 or 2001:db8::/32"
+            ]
+        );
+        let yaml = complete_with("    - 192.168.0.0/16", "    - 192.168.0.0");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[1]: \"192.168.0.0\" has no /prefix length (write it as e.g. \
+                 10.0.0.0/8 or 2001:db8::/32)"
+            ]
+        );
+        let yaml = complete_with("    - 192.168.0.0/16", "    - 192.168.0.0/33");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[1]: \"192.168.0.0/33\": the prefix length must be a number \
+                 from 0 to 32"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_trusted_cidrs_are_refused() {
+        let yaml = complete_with(
+            "  trustedCidrs:\n    - 10.0.0.0/8\n    - 192.168.0.0/16\n    - 2001:db8::/32\n",
+            "  trustedCidrs: []\n",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs: at least one trusted range is required: the operator never \
+                 closes a port to everyone; list the networks that keep access, such as 10.0.0.0/8"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_trusted_cidrs_are_refused_with_the_field_name() {
+        let yaml = complete_with(
+            "  trustedCidrs:\n    - 10.0.0.0/8\n    - 192.168.0.0/16\n    - 2001:db8::/32\n",
+            "",
+        );
+        assert_eq!(
+            parse_error(&yaml),
+            "spec: missing field `trustedCidrs` at line 11 column 3"
+        );
+    }
+
+    #[test]
+    fn more_than_fifty_trusted_cidrs_are_refused() {
+        let many: Vec<String> = (0..51).map(|i| format!("10.{i}.0.0/16")).collect();
+        let yaml = complete_with(
+            "    - 10.0.0.0/8\n",
+            &format!("    - {}\n", many.join("\n    - ")),
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs: 53 ranges are listed, at most 50 are allowed: merge \
+                 neighbouring ranges into wider ones"
+            ]
+        );
+    }
+
+    #[test]
+    fn severity_below_one_is_refused() {
+        let yaml = complete_with("minSeverity: MEDIUM", "minSeverity: 0.5");
+        assert_eq!(
+            problems(&yaml),
+            ["spec.findings.minSeverity: 0.5 is not a severity: use a number from 1.0 to 10.0"]
+        );
+    }
+
+    #[test]
+    fn severity_above_ten_is_refused() {
+        let yaml = complete_with("minSeverity: MEDIUM", "minSeverity: 11");
+        assert_eq!(
+            problems(&yaml),
+            ["spec.findings.minSeverity: 11 is not a severity: use a number from 1.0 to 10.0"]
+        );
+    }
+
+    #[test]
+    fn unknown_severity_name_is_refused() {
+        let yaml = complete_with("minSeverity: MEDIUM", "minSeverity: SEVERE");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.findings.minSeverity: \"SEVERE\" is not a severity: use LOW, MEDIUM, HIGH, \
+                 CRITICAL or a number from 1.0 to 10.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn severity_is_a_level_a_number_or_a_number_in_quotes() {
+        let threshold = |written: &str| {
+            let yaml = complete_with("minSeverity: MEDIUM", &format!("minSeverity: {written}"));
+            valid(&yaml).policy.min_severity.value()
+        };
+        assert_eq!(threshold("CRITICAL"), 9.0);
+        assert_eq!(threshold("7"), 7.0);
+        assert_eq!(threshold("5.5"), 5.5);
+        assert_eq!(threshold("\"5.5\""), 5.5);
+    }
+
+    #[test]
+    fn severity_of_the_wrong_type_says_what_is_expected() {
+        let yaml = complete_with("minSeverity: MEDIUM", "minSeverity: [HIGH]");
+        assert_eq!(
+            parse_error(&yaml),
+            "spec.findings.minSeverity: invalid type: sequence, expected a severity: LOW, \
+             MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0 at line 18 column 18"
+        );
+    }
+
+    #[test]
+    fn malformed_finding_type_is_refused_with_its_index() {
+        let yaml = complete_with(
+            "      - UnauthorizedAccess:EC2/SSHBruteForce",
+            "      - SSHBruteForce",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.findings.types[1]: \"SSHBruteForce\" is not a GuardDuty finding type: write \
+                 it as ThreatPurpose:ResourceType/ThreatFamilyName, such as \
+                 Recon:EC2/PortProbeUnprotectedPort"
+            ]
+        );
+    }
+
+    #[test]
+    fn finding_types_with_mechanism_and_artifact_are_accepted() {
+        for finding_type in [
+            "Backdoor:EC2/C&CActivity.B!DNS",
+            "CryptoCurrency:EC2/BitcoinTool.B",
+            "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            "Execution:Runtime/NewBinaryExecuted",
+        ] {
+            assert!(is_finding_type(finding_type), "{finding_type}");
+        }
+    }
+
+    #[test]
+    fn misspelt_mode_is_refused_with_its_path() {
+        let yaml = complete_with("mode: Enforce", "mode: Enforced");
+        assert_eq!(
+            parse_error(&yaml),
+            "spec.remediation.mode: unknown variant `Enforced`, expected one of `DryRun`, \
+             `Enforce`, `Off` at line 23 column 11"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_path() {
+        let yaml = complete_with("  trustedCidrs:", "  trustedCIDRs:");
+        assert_eq!(
+            parse_error(&yaml),
+            "spec: unknown field `trustedCIDRs`, expected one of `region`, `detectorId`, \
+             `trustedCidrs`, `findings`, `remediation`, `notifications`, `interval` at line 13 \
+             column 3"
+        );
+        let yaml = complete_with("    archiveRemediated: true", "    archive: true");
+        assert_eq!(
+            parse_error(&yaml),
+            "spec.remediation: unknown field `archive`, expected one of `mode`, \
+             `archiveRemediated`, `exemptTag`, `maxRulesPerGroup` at line 24 column 5"
+        );
+    }
+
+    #[test]
+    fn interval_in_words_is_refused() {
+        let yaml = complete_with("interval: 10m", "interval: 5 minutes");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.interval: \"5 minutes\" is not a duration: write it like 30s, 5m or 1h30m \
+                 (from 30s to 24h)"
+            ]
+        );
+    }
+
+    #[test]
+    fn interval_shorter_than_thirty_seconds_is_refused() {
+        let yaml = complete_with("interval: 10m", "interval: 10s");
+        assert_eq!(
+            problems(&yaml),
+            ["spec.interval: \"10s\" is too short: use an interval from 30s to 24h"]
+        );
+    }
+
+    #[test]
+    fn interval_longer_than_a_day_is_refused() {
+        let yaml = complete_with("interval: 10m", "interval: 48h");
+        assert_eq!(
+            problems(&yaml),
+            ["spec.interval: \"48h\" is too long: use an interval from 30s to 24h"]
+        );
+    }
+
+    #[test]
+    fn intervals_are_read_as_go_durations() {
+        let seconds = |text: &str| parse_go_duration(text).map(|d| d.as_secs_f64());
+        assert_eq!(seconds("30s"), Some(30.0));
+        assert_eq!(seconds("1h30m"), Some(5400.0));
+        assert_eq!(seconds("1.5h"), Some(5400.0));
+        assert_eq!(seconds("2m30s"), Some(150.0));
+        assert_eq!(seconds("90000ms"), Some(90.0));
+        assert_eq!(seconds("0"), Some(0.0));
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5 m",
+            "-5m",
+            "1.2.3s",
+            "5d",
+            "99999999999999999999999999999999999999999h",
+        ] {
+            assert_eq!(seconds(bad), None, "{bad:?}");
+        }
+        assert_eq!(check_interval("30s"), Ok(MIN_INTERVAL));
+        assert_eq!(check_interval("24h"), Ok(MAX_INTERVAL));
+    }
+
+    #[test]
+    fn reserved_exempt_tag_is_refused() {
+        let yaml = complete_with("exemptTag: team.example/keep-open", "exemptTag: aws:foo");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.exemptTag: \"aws:foo\" starts with \"aws:\", which AWS reserves \
+                 for its own tags: choose another key, such as guardduty-operator/exempt"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_or_overlong_exempt_tag_is_refused() {
+        let yaml = complete_with("exemptTag: team.example/keep-open", "exemptTag: \"\"");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.exemptTag: the tag key is empty: give one such as \
+                 guardduty-operator/exempt, or leave exemptTag out"
+            ]
+        );
+        let yaml = complete_with(
+            "exemptTag: team.example/keep-open",
+            &format!("exemptTag: {}", "k".repeat(129)),
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.exemptTag: the tag key is 129 characters long: AWS allows at \
+                 most 128"
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_rules_per_group_is_refused() {
+        let yaml = complete_with("maxRulesPerGroup: 100", "maxRulesPerGroup: 0");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.maxRulesPerGroup: 0 is out of range: give the account's \
+                 \"Inbound or outbound rules per security group\" quota, from 1 to 1000 (the \
+                 AWS default is 60)"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_region_is_refused() {
+        let yaml = complete_with("region: eu-west-2", "region: eu-west");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.region: \"eu-west\" is not an AWS region code: write one such as us-east-1 \
+                 or eu-west-2, or leave region out to use the AWS SDK's region"
+            ]
+        );
+    }
+
+    #[test]
+    fn region_codes_of_every_partition_are_accepted() {
+        for region in ["us-east-1", "us-gov-west-1", "ap-southeast-2", "cn-north-1"] {
+            assert!(is_region_code(region), "{region}");
+        }
+        for region in [
+            "",
+            "us",
+            "us-1",
+            "US-EAST-1",
+            "use-east-1",
+            "us-east-",
+            "us--1",
+        ] {
+            assert!(!is_region_code(region), "{region:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_detector_id_is_refused() {
+        let yaml = complete_with(
+            "detectorId: 12abc34d567e8fa901bc2d34e56789f0",
+            "detectorId: 12abc34d-567e",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.detectorId: \"12abc34d-567e\" is not a GuardDuty detector id: it has 1 to \
+                 300 letters and digits, as `aws guardduty list-detectors` prints it; leave it \
+                 empty to have the operator find the detector"
+            ]
+        );
+    }
+
+    #[test]
+    fn notification_that_is_not_an_object_is_refused() {
+        let yaml = complete_with(
+            "    - name: oncall\n      minSeverity: HIGH\n      pagerDuty:\n        \
+             routingKeySecretRef: {name: pagerduty, key: routingKey}\n",
+            "    - oncall\n",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.notifications[0]: expected a channel such as {name: oncall, minSeverity: \
+                 HIGH, pagerDuty: {…}}, found a string"
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_kind_is_refused_before_any_field() {
+        let yaml = complete_with("kind: GuardDutyPolicy", "kind: Deployment");
+        assert_eq!(
+            parse_error(&yaml),
+            "kind is \"Deployment\": expected kind: GuardDutyPolicy"
+        );
+        let yaml = complete_with("kind: GuardDutyPolicy\n", "");
+        assert_eq!(
+            parse_error(&yaml),
+            "kind is missing: expected kind: GuardDutyPolicy"
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_is_refused() {
+        let yaml = complete_with(
+            "apiVersion: guardduty.security.dev/v1alpha1",
+            "apiVersion: guardduty.security.dev/v1",
+        );
+        assert_eq!(
+            parse_error(&yaml),
+            "apiVersion is \"guardduty.security.dev/v1\": expected apiVersion: \
+             guardduty.security.dev/v1alpha1"
+        );
+    }
+
+    #[test]
+    fn two_documents_are_refused() {
+        let yaml = format!("{COMPLETE}---\n{MINIMAL}");
+        assert_eq!(
+            parse_error(&yaml),
+            "expected one GuardDutyPolicy document, found 2: put each policy in a file of its own"
+        );
+    }
+
+    #[test]
+    fn empty_documents_are_ignored_and_an_empty_file_is_refused() {
+        let policy = parse_manifest(&format!("---\n{MINIMAL}---\n")).unwrap();
+        assert_eq!(policy.metadata.name, "minimal");
+        for empty in ["", "# nothing here\n", "---\n"] {
+            assert_eq!(
+                parse_error(empty),
+                "the manifest is empty: expected one GuardDutyPolicy document",
+                "{empty:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_a_manifest_is_refused() {
+        assert_eq!(
+            parse_error("- kind: GuardDutyPolicy\n"),
+            "expected a GuardDutyPolicy manifest (a mapping with apiVersion, kind, metadata \
+             and spec), found a list"
+        );
+        assert!(
+            parse_error("spec: [unclosed\n").starts_with("failed to read the manifest as YAML: "),
+        );
+    }
+
+    #[test]
+    fn status_and_server_metadata_are_ignored() {
+        let yaml = format!(
+            "{}status:\n  observedGeneration: 3\n",
+            MINIMAL.replace(
+                "  name: minimal\n",
+                "  name: minimal\n  uid: 0b6e7f4e\n  resourceVersion: \"42\"\n  \
+                 annotations: {a: b}\n"
+            )
+        );
+        assert_eq!(valid(&yaml).interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn several_errors_are_all_reported_at_once() {
+        let yaml = COMPLETE
+            .replacen("region: eu-west-2", "region: Europe", 1)
+            .replacen("    - 10.0.0.0/8", "    - 0.0.0.0/0", 1)
+            .replacen("    - 2001:db8::/32", "    - 2001:db8::1/32", 1)
+            .replacen("minSeverity: MEDIUM", "minSeverity: SEVERE", 1)
+            .replacen(
+                "exemptTag: team.example/keep-open",
+                "exemptTag: AWS:keep",
+                1,
+            )
+            .replacen("interval: 10m", "interval: 10s", 1);
+        let fields: Vec<String> = match parse_manifest(&yaml).unwrap().spec.validate() {
+            Ok(spec) => panic!("expected problems, got {spec:?}"),
+            Err(invalid) => invalid.errors.into_iter().map(|e| e.field).collect(),
+        };
+        assert_eq!(
+            fields,
+            [
+                "spec.region",
+                "spec.trustedCidrs[0]",
+                "spec.trustedCidrs[2]",
+                "spec.findings.minSeverity",
+                "spec.remediation.exemptTag",
+                "spec.interval",
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_spec_prints_one_problem_per_line() {
+        let invalid = InvalidSpec {
+            errors: vec![
+                FieldError {
+                    field: "spec.region".into(),
+                    message: "first".into(),
+                },
+                FieldError {
+                    field: "spec.interval".into(),
+                    message: "second".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            invalid.to_string(),
+            "spec.region: first\nspec.interval: second"
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! A small emulated AWS account for integration tests: EC2 on moto (`GDO_MOTO_URL`,
+//! started by scripts/test.sh) and GuardDuty on the project's emulator, run in
+//! process. Each test uses its own region, so tests never see each other's
+//! groups, even the ones the operator watches account-wide.
+#![allow(dead_code)]
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification,
+};
+use guardduty_emulator::RunningEmulator;
+use guardduty_operator::aws::ApiCallCounter;
+use guardduty_operator::aws::ec2::Ec2;
+use guardduty_operator::aws::guardduty::GuardDuty;
+use guardduty_operator::domain::policy::{Mode, Policy, TrustedRanges};
+use guardduty_operator::domain::severity::Severity;
+use guardduty_operator::pipeline::{PassOptions, PassReport, run_pass};
+use serde_json::{Value, json};
+
+pub const DETECTOR: &str = "12abc34d567e8fa901bc2d34e56789f0";
+pub const ACCOUNT: &str = "123456789012";
+
+pub fn moto_url() -> String {
+    std::env::var("GDO_MOTO_URL").expect(
+        "GDO_MOTO_URL is not set: these tests need a moto server; run them with scripts/test.sh \
+         (it installs and starts moto), or start `moto_server -p PORT` and export GDO_MOTO_URL",
+    )
+}
+
+pub struct World {
+    pub region: String,
+    pub config: SdkConfig,
+    pub ec2: aws_sdk_ec2::Client,
+    pub guardduty_url: String,
+    pub emulator: RunningEmulator,
+    pub vpc: String,
+    pub subnet: String,
+    image: String,
+}
+
+/// A rule to seed: protocol, from, to, source CIDR.
+pub type Rule<'a> = (&'a str, i32, i32, &'a str);
+
+impl World {
+    /// A fresh VPC in `region` (one region per test) and a fresh GuardDuty.
+    pub async fn new(region: &str) -> World {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .endpoint_url(moto_url())
+            .load()
+            .await;
+        let ec2 = aws_sdk_ec2::Client::new(&config);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.20.0.0/16")
+            .amazon_provided_ipv6_cidr_block(true)
+            .send()
+            .await
+            .expect("create a VPC in moto")
+            .vpc
+            .unwrap()
+            .vpc_id
+            .unwrap();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.20.1.0/24")
+            .send()
+            .await
+            .expect("create a subnet")
+            .subnet
+            .unwrap()
+            .subnet_id
+            .unwrap();
+        let image = ec2
+            .describe_images()
+            .send()
+            .await
+            .expect("list moto's images")
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .expect("moto has images")
+            .to_string();
+        let emulator = guardduty_emulator::spawn("127.0.0.1:0")
+            .await
+            .expect("start the GuardDuty emulator");
+        World {
+            region: region.to_string(),
+            guardduty_url: emulator.url.clone(),
+            config,
+            ec2,
+            emulator,
+            vpc,
+            subnet,
+            image,
+        }
+    }
+
+    /// A security group with these ingress rules (IPv6 sources go to Ipv6Ranges).
+    pub async fn group(&self, name: &str, rules: &[Rule<'_>]) -> String {
+        self.group_tagged(name, rules, &[]).await
+    }
+
+    pub async fn group_tagged(
+        &self,
+        name: &str,
+        rules: &[Rule<'_>],
+        tags: &[(&str, &str)],
+    ) -> String {
+        let mut create = self
+            .ec2
+            .create_security_group()
+            .group_name(name)
+            .description(name)
+            .vpc_id(&self.vpc);
+        if !tags.is_empty() {
+            let mut spec = TagSpecification::builder().resource_type(ResourceType::SecurityGroup);
+            for (k, v) in tags {
+                spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+            }
+            create = create.tag_specifications(spec.build());
+        }
+        let id = create
+            .send()
+            .await
+            .expect("create a group")
+            .group_id
+            .unwrap();
+        self.open(&id, rules).await;
+        id
+    }
+
+    /// Adds ingress rules to a group, as a person would in the console.
+    pub async fn open(&self, group: &str, rules: &[Rule<'_>]) {
+        for (protocol, from, to, source) in rules {
+            let mut permission = IpPermission::builder()
+                .ip_protocol(*protocol)
+                .from_port(*from)
+                .to_port(*to);
+            permission = if source.contains(':') {
+                permission.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(*source).build())
+            } else {
+                permission.ip_ranges(IpRange::builder().cidr_ip(*source).build())
+            };
+            self.ec2
+                .authorize_security_group_ingress()
+                .group_id(group)
+                .ip_permissions(permission.build())
+                .send()
+                .await
+                .expect("seed an ingress rule");
+        }
+    }
+
+    /// Adds a rule that admits traffic from another group.
+    pub async fn open_to_group(&self, group: &str, port: i32, source_group: &str) {
+        self.ec2
+            .authorize_security_group_ingress()
+            .group_id(group)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(port)
+                    .to_port(port)
+                    .user_id_group_pairs(
+                        aws_sdk_ec2::types::UserIdGroupPair::builder()
+                            .group_id(source_group)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("seed a group reference");
+    }
+
+    pub async fn instance(&self, groups: &[&str]) -> String {
+        let mut run = self
+            .ec2
+            .run_instances()
+            .image_id(&self.image)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&self.subnet);
+        for g in groups {
+            run = run.security_group_ids(*g);
+        }
+        run.send().await.expect("run an instance").instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The group's ingress as sorted lines `tcp 22-22 0.0.0.0/0 [managed]`.
+    pub async fn ingress(&self, group: &str) -> Vec<String> {
+        let rules = self
+            .ec2
+            .describe_security_group_rules()
+            .filters(Filter::builder().name("group-id").values(group).build())
+            .send()
+            .await
+            .expect("describe rules");
+        let mut lines: Vec<String> = rules
+            .security_group_rules()
+            .iter()
+            .filter(|r| r.is_egress() == Some(false))
+            .map(|r| {
+                let source = r
+                    .cidr_ipv4()
+                    .or(r.cidr_ipv6())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        r.referenced_group_info()
+                            .and_then(|g| g.group_id())
+                            .map(|g| format!("group {g}"))
+                    })
+                    .unwrap_or_default();
+                let managed = r
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some("guardduty-operator/managed-by"));
+                format!(
+                    "{} {}-{} {source}{}",
+                    r.ip_protocol().unwrap_or_default(),
+                    r.from_port().unwrap_or(-1),
+                    r.to_port().unwrap_or(-1),
+                    if managed { " [managed]" } else { "" }
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    pub fn post(&self, findings: Vec<Value>) {
+        self.emulator
+            .emulator
+            .upsert_findings(findings)
+            .expect("store findings in the emulator");
+    }
+
+    /// Runs one pass through the library entry point, as the command line does.
+    pub async fn pass(
+        &self,
+        policy: &Policy,
+        apply: bool,
+    ) -> (PassReport, std::collections::BTreeMap<String, u64>) {
+        let counter = ApiCallCounter::default();
+        let guardduty = GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
+            aws_sdk_guardduty::config::Builder::from(&self.config)
+                .endpoint_url(&self.guardduty_url)
+                .interceptor(counter.clone())
+                .build(),
+        ));
+        let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(&self.config)
+                .interceptor(counter.clone())
+                .build(),
+        ));
+        let report = run_pass(
+            &guardduty,
+            &ec2,
+            policy,
+            &PassOptions {
+                detector: None,
+                apply,
+            },
+        )
+        .await;
+        (report, counter.snapshot())
+    }
+}
+
+pub fn policy(mode: Mode, trusted: &[&str]) -> Policy {
+    Policy {
+        trusted: TrustedRanges::new(trusted.iter().map(|t| t.parse().unwrap())).unwrap(),
+        min_severity: Severity::MIN,
+        finding_types: Vec::new(),
+        mode,
+        exempt_tag: "guardduty-operator/exempt".into(),
+        archive_remediated: false,
+        max_rules_per_group: 60,
+    }
+}
+
+/// Mutating EC2 calls in a pass's counts.
+pub fn mutating_calls(calls: &std::collections::BTreeMap<String, u64>) -> u64 {
+    calls
+        .iter()
+        .filter(|(op, _)| op.contains("Authorize") || op.contains("Revoke"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn instance_resource(instance: &str, groups: &[&str]) -> Value {
+    json!({
+        "resourceType": "Instance",
+        "instanceDetails": {
+            "instanceId": instance,
+            "instanceType": "t3.micro",
+            "networkInterfaces": [{
+                "networkInterfaceId": "eni-0aaaaaaaaaaaaaaaa",
+                "privateIpAddress": "10.20.1.10",
+                "publicIp": "203.0.113.10",
+                "subnetId": "subnet-0aaaaaaaaaaaaaaaa",
+                "vpcId": "vpc-0aaaaaaaaaaaaaaaa",
+                "securityGroups": groups.iter().map(|g| json!({"groupId": g, "groupName": g})).collect::<Vec<_>>()
+            }]
+        }
+    })
+}
+
+/// A `Recon:EC2/PortProbeUnprotectedPort` finding in GetFindings' JSON shape.
+pub fn port_probe(
+    id: &str,
+    severity: f64,
+    instance: &str,
+    groups: &[&str],
+    ports: &[u16],
+) -> Value {
+    json!({
+        "id": id,
+        "accountId": ACCOUNT,
+        "region": "us-east-1",
+        "type": "Recon:EC2/PortProbeUnprotectedPort",
+        "severity": severity,
+        "title": format!("Unprotected port on EC2 instance {instance} is being probed."),
+        "description": "A port is open to the world and being probed.",
+        "createdAt": "2026-11-28T10:00:00.000Z",
+        "updatedAt": "2026-11-28T11:00:00.000Z",
+        "resource": instance_resource(instance, groups),
+        "service": {
+            "detectorId": DETECTOR,
+            "archived": false,
+            "count": 3,
+            "eventFirstSeen": "2026-11-28T10:00:00.000Z",
+            "eventLastSeen": "2026-11-28T11:00:00.000Z",
+            "resourceRole": "TARGET",
+            "serviceName": "guardduty",
+            "action": {
+                "actionType": "PORT_PROBE",
+                "portProbeAction": {
+                    "blocked": false,
+                    "portProbeDetails": ports.iter().enumerate().map(|(i, p)| json!({
+                        "localPortDetails": {"port": p, "portName": "Unknown"},
+                        "remoteIpDetails": {"ipAddressV4": format!("198.51.100.{}", 10 + i),
+                            "organization": {"asn": "64500", "asnOrg": "EXAMPLE", "isp": "Example", "org": "Example"}}
+                    })).collect::<Vec<_>>()
+                }
+            }
+        }
+    })
+}
+
+/// An SSH or RDP brute force finding (`direction` INBOUND or OUTBOUND).
+pub fn brute_force(
+    id: &str,
+    kind: &str,
+    instance: &str,
+    groups: &[&str],
+    port: u16,
+    direction: &str,
+) -> Value {
+    json!({
+        "id": id,
+        "accountId": ACCOUNT,
+        "region": "us-east-1",
+        "type": format!("UnauthorizedAccess:EC2/{kind}"),
+        "severity": 5.0,
+        "title": format!("{kind} against {instance}"),
+        "description": "brute force",
+        "createdAt": "2026-11-28T10:00:00.000Z",
+        "updatedAt": "2026-11-28T11:00:00.000Z",
+        "resource": instance_resource(instance, groups),
+        "service": {
+            "detectorId": DETECTOR,
+            "archived": false,
+            "count": 40,
+            "resourceRole": if direction == "INBOUND" { "TARGET" } else { "ACTOR" },
+            "serviceName": "guardduty",
+            "action": {
+                "actionType": "NETWORK_CONNECTION",
+                "networkConnectionAction": {
+                    "connectionDirection": direction,
+                    "protocol": "TCP",
+                    "blocked": false,
+                    "localPortDetails": {"port": port, "portName": kind},
+                    "remotePortDetails": {"port": 40000, "portName": "Unknown"},
+                    "remoteIpDetails": {"ipAddressV4": "198.51.100.77"}
+                }
+            }
+        }
+    })
+}
+
+/// Marks a finding as a GuardDuty sample.
+pub fn sample(mut finding: Value) -> Value {
+    finding["service"]["additionalInfo"] = json!({"sample": true});
+    finding
+}
