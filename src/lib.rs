@@ -20,3 +20,4 @@ pub mod domain;
 pub mod pipeline;
 pub mod ports;
 pub mod report;
+pub mod spec;

@@ -32,8 +32,10 @@ pub struct PassOptions {
 pub enum StepResult {
     /// Nothing to do in this step.
     NotNeeded,
-    /// Done; the rule ids AWS reported (for authorize) or removed (for revoke).
-    Done { rules: Vec<RuleId> },
+    /// Done: how many rules were added or removed, and the rule ids AWS reported
+    /// (AWS may report fewer ids than rules; moto reports only the last permission's).
+    #[serde(rename_all = "camelCase")]
+    Done { rules: usize, rule_ids: Vec<RuleId> },
     Failed {
         category: &'static str,
         error: String,
@@ -202,7 +204,10 @@ pub async fn execute<S: SecurityGroups>(ec2: &S, plan: &Plan) -> Vec<GroupOutcom
                 StepResult::NotNeeded
             } else {
                 match ec2.authorize(group, change).await {
-                    Ok(rules) => StepResult::Done { rules },
+                    Ok(rule_ids) => StepResult::Done {
+                        rules: change.authorize.len(),
+                        rule_ids,
+                    },
                     Err(error) => StepResult::Failed {
                         category: error.category(),
                         error: error_chain(&error),
@@ -219,7 +224,10 @@ pub async fn execute<S: SecurityGroups>(ec2: &S, plan: &Plan) -> Vec<GroupOutcom
             } else {
                 let rules: Vec<RuleId> = change.revoke.iter().map(|r| r.rule.clone()).collect();
                 match ec2.revoke(group, &rules).await {
-                    Ok(()) => StepResult::Done { rules },
+                    Ok(()) => StepResult::Done {
+                        rules: rules.len(),
+                        rule_ids: rules,
+                    },
                     Err(error) => StepResult::Failed {
                         category: error.category(),
                         error: error_chain(&error),

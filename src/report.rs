@@ -108,7 +108,8 @@ fn band_counts(findings: &[Finding]) -> String {
 fn step(result: &StepResult) -> String {
     match result {
         StepResult::NotNeeded => "not needed".into(),
-        StepResult::Done { rules } => format!("done ({} rules)", rules.len()),
+        StepResult::Done { rules: 1, .. } => "done (1 rule)".into(),
+        StepResult::Done { rules, .. } => format!("done ({rules} rules)"),
         StepResult::Failed { error, .. } => format!("FAILED: {error}"),
         StepResult::NotRun { reason } => format!("not run: {reason}"),
     }

@@ -306,11 +306,11 @@ async fn rules_from_trusted_sources_other_groups_and_other_ports_are_untouched()
     assert_eq!(
         world.ingress(&app).await,
         [
-            format!("tcp 22-22 10.0.0.0/8 [managed]"),
-            format!("tcp 22-22 10.1.0.0/16"),
+            "tcp 22-22 10.0.0.0/8 [managed]".to_string(),
+            "tcp 22-22 10.1.0.0/16".to_string(),
             format!("tcp 22-22 group {peer}"),
-            format!("tcp 80-80 0.0.0.0/0"),
-            format!("udp 22-22 0.0.0.0/0"),
+            "tcp 80-80 0.0.0.0/0".to_string(),
+            "udp 22-22 0.0.0.0/0".to_string(),
         ]
     );
 }

@@ -678,10 +678,8 @@ proptest! {
                         "trusted {trusted} cannot reach tcp/{port}: locked out");
                 }
                 for (source, p) in &new_reach {
-                    if p == port {
-                        if let Source::Cidr(c) = source {
+                    if let (true, Source::Cidr(c)) = (p == port, source) {
                             prop_assert!(policy.trusted.covers(c), "{c} still reaches tcp/{port}");
-                        }
                     }
                 }
             }
