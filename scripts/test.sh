@@ -42,6 +42,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test${*:+ $*}"
-cargo test --workspace "$@"
+# Bounded, so a hung test fails the run instead of eating CI's time.
+timeout --signal=INT --kill-after=30s "${GDO_TEST_TIMEOUT:-40m}" cargo test --workspace "$@"
 
 step "all checks passed"

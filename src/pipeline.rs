@@ -275,3 +275,297 @@ pub fn remediated_findings(plan: &Plan, outcomes: &[GroupOutcome]) -> Vec<Findin
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The executor against a stateful in-memory account with failure injection:
+    //! outcomes are asserted on the account's state, not on the calls.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::cidr::Cidr;
+    use crate::domain::finding::{Action, InstanceRef};
+    use crate::domain::ids::InstanceId;
+    use crate::domain::plan::{ChangeSet, apply_change};
+    use crate::domain::policy::TrustedRanges;
+    use crate::domain::security_group::{
+        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+    };
+    use crate::domain::severity::Severity;
+    use crate::ports::{AwsError, Ec2Error, FindingsError};
+
+    /// An account in memory: groups, instances, findings, and the operations told to fail.
+    #[derive(Default)]
+    struct MemoryAccount {
+        groups: Mutex<BTreeMap<SecurityGroupId, SecurityGroup>>,
+        instances: Vec<Instance>,
+        findings: Vec<Finding>,
+        archived: Mutex<Vec<FindingId>>,
+        fail: BTreeSet<(&'static str, String)>,
+        /// For every revoke: could each trusted range already reach the exposed ports?
+        trusted_reach_at_revoke: Mutex<Vec<bool>>,
+        next_rule: Mutex<u32>,
+    }
+
+    fn injected(op: &str) -> AwsError {
+        AwsError {
+            code: Some("UnauthorizedOperation".into()),
+            message: format!("injected failure of {op}"),
+        }
+    }
+
+    impl MemoryAccount {
+        fn fails(&self, op: &'static str, group: &SecurityGroupId) -> bool {
+            self.fail.contains(&(op, group.to_string()))
+        }
+    }
+
+    impl FindingsSource for MemoryAccount {
+        async fn detector(&self, _: Option<&str>) -> Result<String, FindingsError> {
+            Ok("d1".into())
+        }
+        async fn findings(&self, _: &str, policy: &Policy) -> Result<Vec<Finding>, FindingsError> {
+            let archived = self.archived.lock().unwrap();
+            Ok(self
+                .findings
+                .iter()
+                .filter(|f| policy.selects(f) && !archived.contains(&f.id))
+                .cloned()
+                .collect())
+        }
+        async fn archive(&self, _: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
+            self.archived.lock().unwrap().extend(ids.iter().cloned());
+            Ok(())
+        }
+    }
+
+    impl SecurityGroups for MemoryAccount {
+        async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, Ec2Error> {
+            Ok(self
+                .instances
+                .iter()
+                .filter(|i| ids.contains(&i.id))
+                .cloned()
+                .collect())
+        }
+        async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
+            let groups = self.groups.lock().unwrap();
+            Ok(ids
+                .iter()
+                .filter_map(|id| groups.get(id).cloned())
+                .collect())
+        }
+        async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
+            let groups = self.groups.lock().unwrap();
+            Ok(groups
+                .values()
+                .filter(|g| g.ingress.iter().any(|r| r.managed_ports.is_some()))
+                .map(|g| g.id.clone())
+                .collect())
+        }
+        async fn authorize(
+            &self,
+            group: &SecurityGroupId,
+            change: &ChangeSet,
+        ) -> Result<Vec<RuleId>, Ec2Error> {
+            if self.fails("authorize", group) {
+                return Err(Ec2Error::Authorize {
+                    group: group.clone(),
+                    source: injected("authorize"),
+                });
+            }
+            let mut groups = self.groups.lock().unwrap();
+            let target = groups.get_mut(group).expect("known group");
+            let additions = ChangeSet {
+                revoke: Vec::new(),
+                ..change.clone()
+            };
+            let mut created = Vec::new();
+            apply_change(target, &additions, || {
+                let mut next = self.next_rule.lock().unwrap();
+                *next += 1;
+                let id = RuleId::parse(&format!("sgr-aaaa{:04x}", *next)).unwrap();
+                created.push(id.clone());
+                id
+            });
+            Ok(created)
+        }
+        async fn revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), Ec2Error> {
+            if self.fails("revoke", group) {
+                return Err(Ec2Error::Revoke {
+                    group: group.clone(),
+                    source: injected("revoke"),
+                });
+            }
+            let mut groups = self.groups.lock().unwrap();
+            let target = groups.get_mut(group).expect("known group");
+            let trusted_reach = target.ingress.iter().any(|r| {
+                r.managed_ports.is_some()
+                    && r.cidr()
+                        .is_some_and(|c| *c == "10.0.0.0/8".parse::<Cidr>().unwrap())
+            });
+            self.trusted_reach_at_revoke
+                .lock()
+                .unwrap()
+                .push(trusted_reach);
+            target.ingress.retain(|r| !rules.contains(&r.id));
+            Ok(())
+        }
+    }
+
+    fn world_open_group(id: &str) -> SecurityGroup {
+        SecurityGroup {
+            id: SecurityGroupId::parse(id).unwrap(),
+            name: id.into(),
+            vpc_id: None,
+            tags: BTreeMap::new(),
+            ingress: vec![IngressRule {
+                id: RuleId::parse(&format!("sgr-{}", &id[3..])).unwrap(),
+                traffic: Traffic::Tcp(PortRange::single(22)),
+                source: Source::Cidr("0.0.0.0/0".parse().unwrap()),
+                description: None,
+                managed_ports: None,
+            }],
+            network_interfaces: 1,
+        }
+    }
+
+    fn account(groups: &[&str], fail: &[(&'static str, &str)]) -> MemoryAccount {
+        let group_ids: Vec<SecurityGroupId> = groups
+            .iter()
+            .map(|g| SecurityGroupId::parse(g).unwrap())
+            .collect();
+        let instance = InstanceId::parse("i-1").unwrap();
+        MemoryAccount {
+            groups: Mutex::new(
+                groups
+                    .iter()
+                    .map(|g| (SecurityGroupId::parse(g).unwrap(), world_open_group(g)))
+                    .collect(),
+            ),
+            instances: vec![Instance {
+                id: instance.clone(),
+                state: InstanceState::Running,
+                security_groups: group_ids,
+            }],
+            findings: vec![Finding {
+                id: FindingId::parse("f1").unwrap(),
+                finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
+                severity: Severity::of_finding(5.0).unwrap(),
+                account_id: "123456789012".into(),
+                region: "us-east-1".into(),
+                title: String::new(),
+                sample: false,
+                archived: false,
+                count: None,
+                first_seen: None,
+                last_seen: None,
+                updated_at: None,
+                instance: Some(InstanceRef {
+                    id: instance,
+                    security_groups: Vec::new(),
+                }),
+                action: Action::PortProbe {
+                    ports: vec![22],
+                    remote_ips: Vec::new(),
+                },
+            }],
+            fail: fail.iter().map(|(op, g)| (*op, g.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            trusted: TrustedRanges::new(["10.0.0.0/8".parse().unwrap()]).unwrap(),
+            archive_remediated: true,
+            ..Policy::test().enforce()
+        }
+    }
+
+    fn apply() -> PassOptions {
+        PassOptions {
+            detector: None,
+            apply: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn trusted_ranges_can_reach_the_port_before_anything_is_revoked() {
+        let account = account(&["sg-1", "sg-2"], &[]);
+        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        assert!(!report.failed(), "{report:#?}");
+        assert_eq!(
+            *account.trusted_reach_at_revoke.lock().unwrap(),
+            [true, true]
+        );
+        let again = run_pass(&account, &account, &policy(), &apply()).await;
+        assert!(again.plan.unwrap().is_empty());
+        assert_eq!(account.archived.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_authorize_revokes_nothing_and_other_groups_still_converge() {
+        let account = account(&["sg-1", "sg-2"], &[("authorize", "sg-1")]);
+        let before =
+            account.groups.lock().unwrap()[&SecurityGroupId::parse("sg-1").unwrap()].clone();
+        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        assert!(report.failed());
+        let failed = &report.outcomes[0];
+        assert!(matches!(
+            failed.authorize,
+            StepResult::Failed {
+                category: "access-denied",
+                ..
+            }
+        ));
+        assert!(matches!(failed.revoke, StepResult::NotRun { .. }));
+        let groups = account.groups.lock().unwrap();
+        assert_eq!(
+            groups[&SecurityGroupId::parse("sg-1").unwrap()],
+            before,
+            "sg-1 must be untouched"
+        );
+        assert_eq!(
+            groups[&SecurityGroupId::parse("sg-2").unwrap()]
+                .ingress
+                .len(),
+            1
+        );
+        assert!(report.outcomes[1].succeeded());
+        assert!(
+            account.archived.lock().unwrap().is_empty(),
+            "a finding with a failed group stays open"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_revoke_is_reported_and_retried_on_the_next_pass() {
+        let account = account(&["sg-1"], &[("revoke", "sg-1")]);
+        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        assert!(report.failed());
+        assert!(matches!(
+            report.outcomes[0].authorize,
+            StepResult::Done { rules: 1, .. }
+        ));
+        assert!(matches!(
+            report.outcomes[0].revoke,
+            StepResult::Failed { .. }
+        ));
+        // The next pass (after the fault) plans only the revoke.
+        let healthy = MemoryAccount {
+            groups: Mutex::new(account.groups.lock().unwrap().clone()),
+            instances: account.instances.clone(),
+            findings: account.findings.clone(),
+            ..Default::default()
+        };
+        let again = run_pass(&healthy, &healthy, &policy(), &apply()).await;
+        assert!(!again.failed());
+        let plan = again.plan.unwrap();
+        let (_, change) = plan.changes().next().expect("the revoke is still planned");
+        assert!(change.authorize.is_empty());
+        assert_eq!(change.revoke.len(), 1);
+    }
+}
