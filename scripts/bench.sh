@@ -212,8 +212,12 @@ for count in "${finding_sizes[@]}"; do
     gdo_log "audit pass over $count findings"
     measure "$work/ingest-$count.json" "$work/ingest-$count.metrics" \
         "$operator_bin" audit --policy "$policy" -o json
+    # The same pass printing a table: what the JSON rendering itself costs.
+    measure "$work/ingest-$count.txt" "$work/ingest-$count-table.metrics" \
+        "$operator_bin" audit --policy "$policy" -o table
     "$bench_bin" ingest-report --count "$count" \
-        --report "$work/ingest-$count.json" --metrics "$work/ingest-$count.metrics" ||
+        --report "$work/ingest-$count.json" --metrics "$work/ingest-$count.metrics" \
+        --table-metrics "$work/ingest-$count-table.metrics" ||
         failed=1
 done
 

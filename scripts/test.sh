@@ -43,6 +43,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test${*:+ $*}"
 # Bounded, so a hung test fails the run instead of eating CI's time.
-timeout --signal=INT --kill-after=30s "${GDO_TEST_TIMEOUT:-40m}" cargo test --workspace "$@"
-
-step "all checks passed"
+test_log="$(gdo_log_dir)/cargo-test-$$.log"
+set +e
+timeout --signal=INT --kill-after=30s "${GDO_TEST_TIMEOUT:-40m}" cargo test --workspace "$@" 2>&1 | tee "$test_log"
+test_status=${PIPESTATUS[0]}
+set -e
+# The closing line, over every test binary: "tests: 212 passed, 0 failed, 0 skipped".
+awk '/^test result:/ { p += $4; f += $6; s += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$test_log"
+rm -f "$test_log"
+[[ $test_status -eq 0 ]] || step "cargo test failed (exit $test_status)"
+exit "$test_status"
