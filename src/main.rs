@@ -158,8 +158,26 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
             .interceptor(counter.clone())
             .build(),
     ));
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&config)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    // Findings of other accounts (seen by a GuardDuty administrator) are reported,
+    // never acted on with these credentials.
+    let account_id = match sts.get_caller_identity().send().await {
+        Ok(identity) => identity.account().map(str::to_string),
+        Err(error) => {
+            eprintln!(
+                "error: failed to identify the AWS account (sts:GetCallerIdentity): {}",
+                guardduty_operator::ports::error_chain(&error)
+            );
+            return Ok(ExitCode::from(FAILED));
+        }
+    };
     tracing::info!(
         policy = %manifest.metadata.name,
+        account = account_id.as_deref().unwrap_or("unknown"),
         %region,
         mode = %valid.policy.mode,
         apply,
@@ -167,18 +185,24 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
     );
     let options = PassOptions {
         detector: valid.detector_id.clone(),
+        account_id,
         apply,
     };
     let result = run_pass(&guardduty, &ec2, &valid.policy, &options).await;
     let calls = counter.snapshot();
     tracing::info!(api_calls = ?calls, "pass finished");
-    let rendered = match args.output {
-        Output::Table => report::text(&result, &region),
-        Output::Json => report::json(&result, &region, &calls),
-    };
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", rendered.trim_end()).context("failed to write the report to stdout")?;
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        match args.output {
+            Output::Table => write!(stdout, "{}", report::text(&result, &region))?,
+            Output::Json => report::write_json(&mut stdout, &result, &region, &calls)?,
+        }
+        writeln!(stdout)?;
+        stdout
+            .flush()
+            .context("failed to write the report to stdout")?;
+    }
     if let Some(failure) = &result.failure {
         eprintln!("error: failed to {}: {}", failure.step, failure.error);
     }

@@ -22,6 +22,9 @@ use crate::ports::{FindingsSource, SecurityGroups, error_chain};
 pub struct PassOptions {
     /// The detector to read; `None` discovers it.
     pub detector: Option<String>,
+    /// The account of the credentials (STS GetCallerIdentity); findings of other
+    /// accounts are reported, not remediated.
+    pub account_id: Option<String>,
     /// Carry out the plan (only ever when the policy's mode is Enforce).
     pub apply: bool,
 }
@@ -141,24 +144,33 @@ where
     );
     report.detector = Some(detector.clone());
     report.findings = step!("read findings", findings_source.findings(&detector, policy));
-    let instance_ids: Vec<_> = instances_to_describe(policy, &report.findings)
-        .into_iter()
-        .collect();
-    let instances = if instance_ids.is_empty() {
-        Vec::new()
-    } else {
-        step!("describe instances", ec2.instances(&instance_ids))
+    let instance_ids: Vec<_> =
+        instances_to_describe(policy, options.account_id.as_deref(), &report.findings)
+            .into_iter()
+            .collect();
+    // The findings' instances and the groups already under watch are independent reads.
+    let describe_instances = async {
+        if instance_ids.is_empty() {
+            Ok(Vec::new())
+        } else {
+            ec2.instances(&instance_ids).await
+        }
     };
-    let mut group_ids: BTreeSet<SecurityGroupId> = instances
+    let find_managed = async {
+        if policy.mode == Mode::Off {
+            Ok(Vec::new())
+        } else {
+            ec2.managed_groups().await
+        }
+    };
+    let (instances, managed) = futures_util::future::join(describe_instances, find_managed).await;
+    let instances = step!("describe instances", async { instances });
+    let managed = step!("find the groups the operator manages", async { managed });
+    let group_ids: BTreeSet<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().cloned())
+        .chain(managed)
         .collect();
-    if policy.mode != Mode::Off {
-        group_ids.extend(step!(
-            "find the groups the operator manages",
-            ec2.managed_groups()
-        ));
-    }
     let group_ids: Vec<_> = group_ids.into_iter().collect();
     let groups = if group_ids.is_empty() {
         Vec::new()
@@ -166,6 +178,7 @@ where
         step!("describe security groups", ec2.groups(&group_ids))
     };
     let observation = Observation {
+        account_id: options.account_id.clone(),
         findings: report.findings.clone(),
         instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
         groups: groups.into_iter().map(|g| (g.id.clone(), g)).collect(),
@@ -488,6 +501,7 @@ mod tests {
     fn apply() -> PassOptions {
         PassOptions {
             detector: None,
+            account_id: Some("123456789012".into()),
             apply: true,
         }
     }

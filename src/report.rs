@@ -9,16 +9,31 @@ use crate::domain::severity::SeverityBand;
 use crate::pipeline::{PassReport, StepResult};
 
 /// The JSON document of `--output json` (its shape is documented in the README).
-pub fn json(report: &PassReport, region: &str, api_calls: &BTreeMap<String, u64>) -> String {
-    let mut value = serde_json::to_value(report).expect("a pass report always serializes");
-    if let serde_json::Value::Object(map) = &mut value {
-        map.insert("region".into(), region.into());
-        map.insert(
-            "apiCalls".into(),
-            serde_json::to_value(api_calls).expect("counts serialize"),
-        );
-    }
-    serde_json::to_string_pretty(&value).expect("a JSON value always prints")
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonDocument<'a> {
+    #[serde(flatten)]
+    report: &'a PassReport,
+    region: &'a str,
+    api_calls: &'a BTreeMap<String, u64>,
+}
+
+/// Writes the JSON document straight to `out`: no copy of the whole document is
+/// held in memory (10,000 findings make a document of about 10 MB).
+pub fn write_json(
+    out: impl std::io::Write,
+    report: &PassReport,
+    region: &str,
+    api_calls: &BTreeMap<String, u64>,
+) -> serde_json::Result<()> {
+    serde_json::to_writer_pretty(
+        out,
+        &JsonDocument {
+            report,
+            region,
+            api_calls,
+        },
+    )
 }
 
 /// Left-aligned columns separated by two spaces, like `kubectl get`.

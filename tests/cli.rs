@@ -10,8 +10,12 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_guardduty-operator");
 
 /// A hermetic AWS environment for the binary: fake credentials, no profile or
-/// instance metadata, endpoints as given.
+/// instance metadata, endpoints as given (STS with EC2, as both are moto's).
 fn command(ec2: &str, guardduty: &str, args: &[&str]) -> Command {
+    command_with_sts(ec2, ec2, guardduty, args)
+}
+
+fn command_with_sts(sts: &str, ec2: &str, guardduty: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("AWS_PROFILE")
@@ -26,6 +30,7 @@ fn command(ec2: &str, guardduty: &str, args: &[&str]) -> Command {
         )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_MAX_ATTEMPTS", "1")
+        .env("AWS_ENDPOINT_URL_STS", sts)
         .env("AWS_ENDPOINT_URL_EC2", ec2)
         .env("AWS_ENDPOINT_URL_GUARDDUTY", guardduty)
         .env("RUST_LOG", "warn");
@@ -124,17 +129,25 @@ fn misspelt_mode_and_missing_file_and_unknown_flag_exit_with_2() {
 }
 
 #[test]
-fn unreachable_guardduty_exits_with_1_and_names_the_step() {
+fn unreachable_aws_exits_with_1_and_names_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(&dir, "us-east-1", "DryRun", "10.0.0.0/8");
     // Port 9 (discard) is closed on loopback: the connection is refused at once.
-    let output = command(
-        "http://127.0.0.1:9",
-        "http://127.0.0.1:9",
-        &["audit", "--policy", &policy],
-    )
-    .output()
-    .unwrap();
+    let closed = "http://127.0.0.1:9";
+    let output = command(closed, closed, &["audit", "--policy", &policy])
+        .output()
+        .unwrap();
+    assert_eq!(status(&output), 1);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("failed to identify the AWS account"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+
+    let output = command_with_sts(&moto_url(), closed, closed, &["audit", "--policy", &policy])
+        .output()
+        .unwrap();
     assert_eq!(status(&output), 1);
     let stderr = text(&output.stderr);
     assert!(
@@ -155,7 +168,8 @@ async fn failed_ec2_step_still_reports_the_findings_read_before_it() {
     )]);
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(&dir, &world.region, "Enforce", "10.0.0.0/8");
-    let output = run(command(
+    let output = run(command_with_sts(
+        &moto_url(),
         "http://127.0.0.1:9",
         &world.guardduty_url,
         &["remediate", "--policy", &policy],

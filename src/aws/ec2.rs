@@ -83,24 +83,31 @@ impl Ec2 {
         Ok(counts)
     }
 
-    /// One batch of up to 200 groups: three describes, run one after another.
+    /// One batch of up to 200 groups: the group, its rules and its interfaces,
+    /// described concurrently.
     async fn group_batch(&self, ids: Vec<String>) -> Result<Vec<SecurityGroup>, Ec2Error> {
-        let output = self
-            .client
-            .describe_security_groups()
-            .filters(filter("group-id", ids.clone()))
-            .send()
-            .await
-            .map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))?;
+        let describe_groups = async {
+            self.client
+                .describe_security_groups()
+                .filters(filter("group-id", ids.clone()))
+                .send()
+                .await
+                .map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))
+        };
+        let (output, rules, interfaces) = futures_util::future::try_join3(
+            describe_groups,
+            self.rules(filter("group-id", ids.clone())),
+            self.interface_counts(ids.clone()),
+        )
+        .await?;
         let mut rules_by_group: BTreeMap<String, Vec<IngressRule>> = BTreeMap::new();
-        for rule in self.rules(filter("group-id", ids.clone())).await? {
+        for rule in rules {
             if let (Some(group), Some(rule)) =
                 (rule.group_id().map(str::to_string), ingress_rule(&rule))
             {
                 rules_by_group.entry(group).or_default().push(rule);
             }
         }
-        let interfaces = self.interface_counts(ids).await?;
         let mut groups = Vec::new();
         for group in output.security_groups() {
             let Some(Ok(id)) = group.group_id().map(SecurityGroupId::parse) else {
@@ -127,6 +134,7 @@ impl Ec2 {
             .client
             .describe_instances()
             .filters(filter("instance-id", ids))
+            .max_results(PAGE)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {

@@ -14,7 +14,6 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::ports::AwsError;
@@ -80,9 +79,10 @@ where
             code: Some(code.to_string()),
             message: error.message().unwrap_or("no message").to_string(),
         },
+        // No answer from AWS: the chain of causes says why (refused, timed out, …).
         None => AwsError {
             code: None,
-            message: DisplayErrorContext(&error).to_string(),
+            message: crate::ports::error_chain(&error),
         },
     }
 }

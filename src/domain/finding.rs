@@ -135,6 +135,10 @@ pub enum ReportOnly {
         instance: InstanceId,
         state: super::security_group::InstanceState,
     },
+    /// The finding is about another account (a GuardDuty administrator sees its
+    /// members' findings); remediating there needs a role in that account.
+    #[serde(rename_all = "camelCase")]
+    OtherAccount { account: String },
     /// Remediation mode is Off.
     RemediationOff,
 }
@@ -158,6 +162,10 @@ impl fmt::Display for ReportOnly {
             ReportOnly::InstanceGone { instance, state } => {
                 write!(f, "instance {instance} is {state}")
             }
+            ReportOnly::OtherAccount { account } => write!(
+                f,
+                "belongs to account {account}, not the one of these credentials: not remediated"
+            ),
             ReportOnly::RemediationOff => f.write_str("remediation mode is Off"),
         }
     }

@@ -26,6 +26,9 @@ use super::security_group::{IngressRule, Instance, PortRange, SecurityGroup, Sou
 /// Everything a pass read from AWS, in domain terms.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
+    /// The account the credentials belong to; findings of other accounts are
+    /// reported, never acted on. `None` when unknown (every finding is taken as ours).
+    pub account_id: Option<String>,
     /// The findings the policy selects.
     pub findings: Vec<Finding>,
     /// The instances those findings name, as they are now.
@@ -36,17 +39,33 @@ pub struct Observation {
 }
 
 /// The instances whose current groups must be read for these findings.
-pub fn instances_to_describe(policy: &Policy, findings: &[Finding]) -> BTreeSet<InstanceId> {
+pub fn instances_to_describe(
+    policy: &Policy,
+    account_id: Option<&str>,
+    findings: &[Finding],
+) -> BTreeSet<InstanceId> {
     if policy.mode == Mode::Off {
         return BTreeSet::new();
     }
     findings
         .iter()
-        .filter_map(|f| match triage(f) {
+        .filter_map(|f| match triage_in(account_id, f) {
             Triage::Close { instance, .. } => Some(instance),
             Triage::Report(_) => None,
         })
         .collect()
+}
+
+/// [`triage`], and a finding of another account is only reported.
+fn triage_in(account_id: Option<&str>, finding: &Finding) -> Triage {
+    match (triage(finding), account_id) {
+        (Triage::Close { .. }, Some(ours)) if finding.account_id != ours => {
+            Triage::Report(ReportOnly::OtherAccount {
+                account: finding.account_id.clone(),
+            })
+        }
+        (triaged, _) => triaged,
+    }
 }
 
 /// What the pass does about one finding.
@@ -226,7 +245,7 @@ pub fn plan(policy: &Policy, observed: &Observation) -> Plan {
         BTreeMap::new();
 
     for finding in &observed.findings {
-        let decision = match triage(finding) {
+        let decision = match triage_in(observed.account_id.as_deref(), finding) {
             Triage::Report(reason) => FindingDecision::Report(reason),
             Triage::Close { .. } if policy.mode == Mode::Off => {
                 FindingDecision::Report(ReportOnly::RemediationOff)

@@ -117,6 +117,7 @@ fn observe(
     groups: Vec<SecurityGroup>,
 ) -> Observation {
     Observation {
+        account_id: Some("123456789012".into()),
         findings,
         instances: instance_groups
             .iter()
@@ -332,6 +333,31 @@ fn sample_and_outbound_findings_change_nothing() {
             FindingDecision::Report(ReportOnly::Sample),
             FindingDecision::Report(ReportOnly::InstanceIsTheActor)
         ]
+    );
+}
+
+#[test]
+fn finding_of_another_account_is_reported_and_its_instance_not_described() {
+    let mut member = probe("f1", "i-1", &[22]);
+    member.account_id = "210987654321".into();
+    let policy = Policy::test().enforce();
+    let observed = observe(
+        vec![member.clone()],
+        &[("i-1", &["sg-1"])],
+        vec![
+            GroupBuilder::new("sg-1")
+                .allow("sgr-1", tcp(22, 22), "0.0.0.0/0")
+                .build(),
+        ],
+    );
+    assert!(instances_to_describe(&policy, Some("123456789012"), &[member]).is_empty());
+    let plan = plan(&policy, &observed);
+    assert!(plan.groups.is_empty());
+    assert_eq!(
+        plan.findings.values().next().unwrap(),
+        &FindingDecision::Report(ReportOnly::OtherAccount {
+            account: "210987654321".into()
+        })
     );
 }
 

@@ -53,6 +53,7 @@ impl World {
             .load()
             .await;
         let ec2 = aws_sdk_ec2::Client::new(&config);
+        forget_earlier_runs(&ec2).await;
         let vpc = ec2
             .create_vpc()
             .cidr_block("10.20.0.0/16")
@@ -268,11 +269,45 @@ impl World {
             policy,
             &PassOptions {
                 detector: None,
+                account_id: Some(ACCOUNT.to_string()),
                 apply,
             },
         )
         .await;
         (report, counter.snapshot())
+    }
+}
+
+/// Removes the operator's rules left in this region by an earlier run against the
+/// same moto server, so the operator's region-wide watch sees only this test's groups.
+async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
+    let rules = ec2
+        .describe_security_group_rules()
+        .filters(
+            Filter::builder()
+                .name("tag-key")
+                .values("guardduty-operator/managed-by")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("list the operator's rules");
+    let mut by_group: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for rule in rules.security_group_rules() {
+        if let (Some(group), Some(id)) = (rule.group_id(), rule.security_group_rule_id()) {
+            by_group
+                .entry(group.to_string())
+                .or_default()
+                .push(id.to_string());
+        }
+    }
+    for (group, ids) in by_group {
+        ec2.revoke_security_group_ingress()
+            .group_id(group)
+            .set_security_group_rule_ids(Some(ids))
+            .send()
+            .await
+            .expect("remove an earlier run's rules");
     }
 }
 
