@@ -28,6 +28,9 @@ use clap::{Parser, Subcommand};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use serde_json::{Value, json};
 
+#[path = "../tests/common/findings.rs"]
+mod findings;
+
 /// GuardDuty's page size and GetFindings batch.
 const GUARDDUTY_BATCH: u64 = 50;
 /// The operator puts at most this many values in one EC2 filter.
@@ -365,56 +368,14 @@ fn seed_findings(emulator: &str, detector: &str, count: usize) -> anyhow::Result
 
 /// A `Recon:EC2/PortProbeUnprotectedPort` finding on port 22, in GetFindings' shape.
 fn port_probe(id: &str, detector: &str, severity: f64, instance: &str, groups: &[&str]) -> Value {
-    json!({
-        "id": id,
-        "accountId": "123456789012",
-        "region": "us-east-1",
-        "type": "Recon:EC2/PortProbeUnprotectedPort",
-        "severity": severity,
-        "title": format!("Unprotected port on EC2 instance {instance} is being probed."),
-        "description": "A port is open to the world and being probed.",
-        "createdAt": "2026-11-28T10:00:00.000Z",
-        "updatedAt": "2026-11-28T11:00:00.000Z",
-        "resource": {
-            "resourceType": "Instance",
-            "instanceDetails": {
-                "instanceId": instance,
-                "instanceType": "t3.micro",
-                "networkInterfaces": [{
-                    "networkInterfaceId": "eni-0aaaaaaaaaaaaaaaa",
-                    "privateIpAddress": "10.20.1.10",
-                    "publicIp": "203.0.113.10",
-                    "subnetId": "subnet-0aaaaaaaaaaaaaaaa",
-                    "vpcId": "vpc-0aaaaaaaaaaaaaaaa",
-                    "securityGroups": groups
-                        .iter()
-                        .map(|g| json!({"groupId": g, "groupName": g}))
-                        .collect::<Vec<_>>()
-                }]
-            }
-        },
-        "service": {
-            "detectorId": detector,
-            "archived": false,
-            "count": 3,
-            "eventFirstSeen": "2026-11-28T10:00:00.000Z",
-            "eventLastSeen": "2026-11-28T11:00:00.000Z",
-            "resourceRole": "TARGET",
-            "serviceName": "guardduty",
-            "action": {
-                "actionType": "PORT_PROBE",
-                "portProbeAction": {
-                    "blocked": false,
-                    "portProbeDetails": [{
-                        "localPortDetails": {"port": PROBED_PORT, "portName": "SSH"},
-                        "remoteIpDetails": {"ipAddressV4": "198.51.100.10",
-                            "organization": {"asn": "64500", "asnOrg": "EXAMPLE",
-                                "isp": "Example", "org": "Example"}}
-                    }]
-                }
-            }
-        }
-    })
+    findings::port_probe_finding(
+        detector,
+        id,
+        severity,
+        instance,
+        groups,
+        &[PROBED_PORT as u16],
+    )
 }
 
 /// Posts the findings to `POST /_emulator/findings`, 1,000 per request; returns
@@ -655,6 +616,8 @@ fn converge_minimum(groups: u64, findings: u64, instances: u64, first: bool) -> 
             "EC2.RevokeSecurityGroupIngress".into(),
             if first { groups } else { 0 },
         ),
+        // Whose credentials these are: findings of other accounts are never acted on.
+        ("STS.GetCallerIdentity".into(), 1),
     ]
 }
 
@@ -891,6 +854,8 @@ fn ingest_report(
     let minimums = [
         ("GuardDuty.ListFindings".to_string(), pages.max(1)),
         ("GuardDuty.GetFindings".to_string(), pages),
+        // Whose credentials these are: findings of other accounts are never acted on.
+        ("STS.GetCallerIdentity".to_string(), 1),
     ];
     let mut ops: Vec<String> = minimums.iter().map(|(op, _)| op.clone()).collect();
     for op in pass.calls.keys() {

@@ -4,6 +4,11 @@
 //! groups, even the ones the operator watches account-wide.
 #![allow(dead_code)]
 
+pub mod findings;
+
+#[allow(unused_imports)]
+pub use findings::sample;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification,
@@ -15,7 +20,7 @@ use guardduty_operator::aws::guardduty::GuardDuty;
 use guardduty_operator::domain::policy::{Mode, Policy, TrustedRanges};
 use guardduty_operator::domain::severity::Severity;
 use guardduty_operator::pipeline::{PassOptions, PassReport, run_pass};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub const DETECTOR: &str = "12abc34d567e8fa901bc2d34e56789f0";
 pub const ACCOUNT: &str = "123456789012";
@@ -332,25 +337,7 @@ pub fn mutating_calls(calls: &std::collections::BTreeMap<String, u64>) -> u64 {
         .sum()
 }
 
-fn instance_resource(instance: &str, groups: &[&str]) -> Value {
-    json!({
-        "resourceType": "Instance",
-        "instanceDetails": {
-            "instanceId": instance,
-            "instanceType": "t3.micro",
-            "networkInterfaces": [{
-                "networkInterfaceId": "eni-0aaaaaaaaaaaaaaaa",
-                "privateIpAddress": "10.20.1.10",
-                "publicIp": "203.0.113.10",
-                "subnetId": "subnet-0aaaaaaaaaaaaaaaa",
-                "vpcId": "vpc-0aaaaaaaaaaaaaaaa",
-                "securityGroups": groups.iter().map(|g| json!({"groupId": g, "groupName": g})).collect::<Vec<_>>()
-            }]
-        }
-    })
-}
-
-/// A `Recon:EC2/PortProbeUnprotectedPort` finding in GetFindings' JSON shape.
+/// A `Recon:EC2/PortProbeUnprotectedPort` finding of the tests' detector.
 pub fn port_probe(
     id: &str,
     severity: f64,
@@ -358,41 +345,10 @@ pub fn port_probe(
     groups: &[&str],
     ports: &[u16],
 ) -> Value {
-    json!({
-        "id": id,
-        "accountId": ACCOUNT,
-        "region": "us-east-1",
-        "type": "Recon:EC2/PortProbeUnprotectedPort",
-        "severity": severity,
-        "title": format!("Unprotected port on EC2 instance {instance} is being probed."),
-        "description": "A port is open to the world and being probed.",
-        "createdAt": "2026-11-28T10:00:00.000Z",
-        "updatedAt": "2026-11-28T11:00:00.000Z",
-        "resource": instance_resource(instance, groups),
-        "service": {
-            "detectorId": DETECTOR,
-            "archived": false,
-            "count": 3,
-            "eventFirstSeen": "2026-11-28T10:00:00.000Z",
-            "eventLastSeen": "2026-11-28T11:00:00.000Z",
-            "resourceRole": "TARGET",
-            "serviceName": "guardduty",
-            "action": {
-                "actionType": "PORT_PROBE",
-                "portProbeAction": {
-                    "blocked": false,
-                    "portProbeDetails": ports.iter().enumerate().map(|(i, p)| json!({
-                        "localPortDetails": {"port": p, "portName": "Unknown"},
-                        "remoteIpDetails": {"ipAddressV4": format!("198.51.100.{}", 10 + i),
-                            "organization": {"asn": "64500", "asnOrg": "EXAMPLE", "isp": "Example", "org": "Example"}}
-                    })).collect::<Vec<_>>()
-                }
-            }
-        }
-    })
+    findings::port_probe_finding(DETECTOR, id, severity, instance, groups, ports)
 }
 
-/// An SSH or RDP brute force finding (`direction` INBOUND or OUTBOUND).
+/// An SSH or RDP brute force finding of the tests' detector.
 pub fn brute_force(
     id: &str,
     kind: &str,
@@ -401,40 +357,5 @@ pub fn brute_force(
     port: u16,
     direction: &str,
 ) -> Value {
-    json!({
-        "id": id,
-        "accountId": ACCOUNT,
-        "region": "us-east-1",
-        "type": format!("UnauthorizedAccess:EC2/{kind}"),
-        "severity": 5.0,
-        "title": format!("{kind} against {instance}"),
-        "description": "brute force",
-        "createdAt": "2026-11-28T10:00:00.000Z",
-        "updatedAt": "2026-11-28T11:00:00.000Z",
-        "resource": instance_resource(instance, groups),
-        "service": {
-            "detectorId": DETECTOR,
-            "archived": false,
-            "count": 40,
-            "resourceRole": if direction == "INBOUND" { "TARGET" } else { "ACTOR" },
-            "serviceName": "guardduty",
-            "action": {
-                "actionType": "NETWORK_CONNECTION",
-                "networkConnectionAction": {
-                    "connectionDirection": direction,
-                    "protocol": "TCP",
-                    "blocked": false,
-                    "localPortDetails": {"port": port, "portName": kind},
-                    "remotePortDetails": {"port": 40000, "portName": "Unknown"},
-                    "remoteIpDetails": {"ipAddressV4": "198.51.100.77"}
-                }
-            }
-        }
-    })
-}
-
-/// Marks a finding as a GuardDuty sample.
-pub fn sample(mut finding: Value) -> Value {
-    finding["service"]["additionalInfo"] = json!({"sample": true});
-    finding
+    findings::brute_force_finding(DETECTOR, id, kind, instance, groups, port, direction)
 }
