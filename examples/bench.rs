@@ -909,7 +909,11 @@ fn ingest_report(
         .filter(|(op, _)| op.starts_with("GuardDuty."))
         .map(|(_, n)| n)
         .sum();
-    let minimum: u64 = minimums.iter().map(|(_, n)| n).sum();
+    let minimum: u64 = minimums
+        .iter()
+        .filter(|(op, _)| op.starts_with("GuardDuty."))
+        .map(|(_, n)| n)
+        .sum();
     let over = percent_over(guardduty, minimum);
     rows.push(vec![
         "GuardDuty total".into(),
