@@ -219,6 +219,16 @@ async fn json_output_holds_findings_plan_outcomes_and_api_calls_and_a_second_run
     assert_eq!(doc["applied"], true);
     assert_eq!(doc["findings"][0]["id"], "f0000000000000000000000000000102");
     assert_eq!(doc["findings"][0]["severity"], 7.5);
+    assert_eq!(doc["findings"][0]["action"]["kind"], "portProbe");
+    assert_eq!(doc["findings"][0]["action"]["ports"][0], 22);
+    assert_eq!(
+        doc["findings"][0]["action"]["remoteIps"][0],
+        "198.51.100.10"
+    );
+    assert_eq!(
+        doc["plan"]["findings"]["f0000000000000000000000000000102"]["decision"],
+        "remediate"
+    );
     assert_eq!(doc["findings"][0]["instance"]["id"], instance.as_str());
     assert_eq!(doc["plan"]["groups"][0]["group"], web.as_str());
     assert_eq!(doc["plan"]["groups"][0]["verdict"], "change");

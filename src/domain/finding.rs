@@ -31,6 +31,7 @@ pub enum Direction {
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Action {
     /// `PORT_PROBE`: remote hosts probed local ports.
+    #[serde(rename_all = "camelCase")]
     PortProbe {
         ports: Vec<u16>,
         remote_ips: Vec<IpAddr>,
