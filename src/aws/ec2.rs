@@ -87,12 +87,19 @@ impl Ec2 {
     /// described concurrently.
     async fn group_batch(&self, ids: Vec<String>) -> Result<Vec<SecurityGroup>, Ec2Error> {
         let describe_groups = async {
-            self.client
+            let mut groups = Vec::new();
+            let mut pages = self
+                .client
                 .describe_security_groups()
                 .filters(filter("group-id", ids.clone()))
-                .send()
-                .await
-                .map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))
+                .max_results(PAGE)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))?;
+                groups.extend(page.security_groups().iter().cloned());
+            }
+            Ok(groups)
         };
         let (output, rules, interfaces) = futures_util::future::try_join3(
             describe_groups,
@@ -109,7 +116,7 @@ impl Ec2 {
             }
         }
         let mut groups = Vec::new();
-        for group in output.security_groups() {
+        for group in &output {
             let Some(Ok(id)) = group.group_id().map(SecurityGroupId::parse) else {
                 continue;
             };
@@ -269,8 +276,12 @@ impl SecurityGroups for Ec2 {
     }
 
     async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
+        // `tag:KEY` is the tag filter DescribeSecurityGroupRules documents.
         let rules = self
-            .rules(filter("tag-key", vec![MANAGED_TAG.to_string()]))
+            .rules(filter(
+                &format!("tag:{MANAGED_TAG}"),
+                vec![MANAGED_TAG_VALUE.to_string()],
+            ))
             .await?;
         let ids: BTreeSet<SecurityGroupId> = rules
             .iter()

@@ -6,6 +6,7 @@ pub mod guardduty;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -22,7 +23,14 @@ use crate::ports::AwsError;
 /// with `region` taking precedence when given. Per-service endpoints such as
 /// `AWS_ENDPOINT_URL_EC2` are honoured by the SDK itself.
 pub async fn load_config(region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Bounded, so an endpoint that never answers fails the pass instead of hanging
+    // a cron job; retries (standard mode, with backoff) stay the SDK's.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(180))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
     }

@@ -290,8 +290,8 @@ async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
         .describe_security_group_rules()
         .filters(
             Filter::builder()
-                .name("tag-key")
-                .values("guardduty-operator/managed-by")
+                .name("tag:guardduty-operator/managed-by")
+                .values("guardduty-operator")
                 .build(),
         )
         .send()
