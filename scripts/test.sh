@@ -34,6 +34,9 @@ gdo_install_cleanup
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "hadolint Dockerfile"
+"$GDO_VENV/bin/hadolint" Dockerfile
+
 step "start moto server"
 start_moto
 aws_env_for_emulators
