@@ -252,25 +252,13 @@ impl Ec2 {
 
 impl SecurityGroups for Ec2 {
     async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, Ec2Error> {
-        let batches = batches(ids.iter().map(|i| i.as_str()));
-        let found: Vec<Vec<Instance>> = stream::iter(batches)
-            .map(|batch| self.instance_batch(batch))
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut instances: Vec<Instance> = found.into_iter().flatten().collect();
+        let mut instances = in_batches(ids, |batch| self.instance_batch(batch)).await?;
         instances.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(instances)
     }
 
     async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
-        let batches = batches(ids.iter().map(|i| i.as_str()));
-        let found: Vec<Vec<SecurityGroup>> = stream::iter(batches)
-            .map(|batch| self.group_batch(batch))
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut groups: Vec<SecurityGroup> = found.into_iter().flatten().collect();
+        let mut groups = in_batches(ids, |batch| self.group_batch(batch)).await?;
         groups.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(groups)
     }
@@ -362,9 +350,24 @@ fn filter(name: &str, values: Vec<String>) -> Filter {
         .build()
 }
 
-fn batches<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<Vec<String>> {
-    let ids: Vec<String> = ids.map(str::to_string).collect();
-    ids.chunks(FILTER_VALUES).map(<[String]>::to_vec).collect()
+/// Runs `describe` over the ids in batches of one filter's worth of values, a few
+/// batches at a time, and gathers the answers.
+async fn in_batches<Id, T, Fut>(
+    ids: &[Id],
+    describe: impl Fn(Vec<String>) -> Fut,
+) -> Result<Vec<T>, Ec2Error>
+where
+    Id: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<Vec<T>, Ec2Error>>,
+{
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let batches: Vec<Vec<String>> = ids.chunks(FILTER_VALUES).map(<[String]>::to_vec).collect();
+    let found: Vec<Vec<T>> = stream::iter(batches)
+        .map(describe)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
