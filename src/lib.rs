@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - [`domain`]: the pure core (types, triage, planner); no I/O, no SDK types.
-//! - [`spec`]: the `GuardDutyPolicy` manifest (the public API) and its validation.
+//! - [`spec`]: the `GuardDutyPolicy` manifest (the public API), its CRD and validation.
 //! - [`aws`]: adapters from the AWS SDK to the domain, behind narrow traits.
 //! - [`pipeline`]: one pass, observe → plan → execute, shared by the command line
 //!   and (next) the controller.

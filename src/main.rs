@@ -45,6 +45,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the GuardDutyPolicy CustomResourceDefinition (the YAML in crds/).
+    Crd,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,9 +99,29 @@ async fn main() -> ExitCode {
     let (args, apply) = match &cli.command {
         Command::Audit(args) => (args, false),
         Command::Remediate { args, dry_run } => (args, !dry_run),
+        Command::Crd => return print_crd(),
     };
     match pass(args, apply).await {
         Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn print_crd() -> ExitCode {
+    use std::io::Write as _;
+    let written = spec::crd_yaml()
+        .context("failed to write the CRD as YAML")
+        .and_then(|yaml| {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(yaml.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(FAILED)

@@ -11,10 +11,18 @@
 //! The spec types are plain serde structs. Their field names are the public API
 //! (rename none), and their doc comments are the user documentation that
 //! `kubectl explain gdp.spec` shows.
+//!
+//! The same types derive the `GuardDutyPolicy` custom resource ([`GuardDutyPolicy`],
+//! [`crd_yaml`]): its schema carries a CEL rule (`x-kubernetes-validations`) for every
+//! check of [`GuardDutyPolicySpec::validate`] that CEL can express, so the API server
+//! refuses a bad policy at `kubectl apply`; the controller validates again.
 
 use std::fmt;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt as _, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::cidr::{Cidr, CidrError};
@@ -42,6 +50,9 @@ const DEFAULT_INTERVAL: &str = "5m";
 /// AWS tag keys are at most 128 characters long.
 const MAX_TAG_KEY_CHARS: usize = 128;
 const MAX_DETECTOR_ID_CHARS: usize = 300;
+/// The most entries `spec.notifications` may hold in the CRD (bounds the cost of
+/// the unique-names rule, which compares every pair).
+pub const MAX_NOTIFICATION_CHANNELS: usize = 32;
 
 /// A `GuardDutyPolicy` as written in a file: what `kubectl apply -f` sends, and what
 /// the command line reads for a pass without a cluster. Other top-level fields (such
@@ -73,25 +84,81 @@ pub struct ObjectMeta {
 /// What a GuardDutyPolicy asks for: which Amazon GuardDuty findings to act on, which
 /// networks keep access to the EC2 instances they concern, and how far the operator
 /// may go in closing what a finding exposed. Only `trustedCidrs` is required.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// clippy reads the printer columns' repeated `type_ = …` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "guardduty.security.dev",
+    version = "v1alpha1",
+    kind = "GuardDutyPolicy",
+    plural = "guarddutypolicies",
+    shortname = "gdp",
+    namespaced,
+    status = "GuardDutyPolicyStatus",
+    derive = "PartialEq",
+    doc = "A GuardDutyPolicy: which Amazon GuardDuty findings the operator acts on, the \
+           networks that keep access, and how far it may go in closing what a finding exposed.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the last pass completed and every security group converged"
+    ),
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.remediation.mode",
+        description = "DryRun, Enforce or Off"
+    ),
+    printcolumn(
+        name = "Findings",
+        type_ = "integer",
+        json_path = ".status.findings.total",
+        description = "Findings the policy selects"
+    ),
+    printcolumn(
+        name = "Open",
+        type_ = "integer",
+        json_path = ".status.securityGroups.pending",
+        description = "Security groups not yet converged"
+    ),
+    printcolumn(
+        name = "Last sync",
+        type_ = "date",
+        json_path = ".status.lastSyncTime",
+        description = "When findings were last read"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GuardDutyPolicySpec {
     /// The AWS region whose GuardDuty findings and EC2 security groups are managed,
     /// such as `us-east-1`. When absent or empty, the operator uses the region of its
     /// AWS configuration (`AWS_REGION`, the AWS profile, or the instance metadata).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(r"self == '' || self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')")
+        .message("region must be an AWS region code such as us-east-1 or eu-west-2, or empty to use the AWS SDK's region"))]
     pub region: Option<String>,
 
     /// The GuardDuty detector to read findings from: 1 to 300 letters and digits, as
     /// `aws guardduty list-detectors` prints it. When absent or empty, the operator
     /// finds the region's detector itself (ListDetectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 300))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z0-9]*$')")
+        .message("detectorId must be letters and digits only, as `aws guardduty list-detectors` prints it, or empty to have the operator find the detector"))]
     pub detector_id: Option<String>,
 
     /// The networks that keep access when the operator closes a port a finding
     /// exposed: 1 to 50 IPv4 or IPv6 CIDR blocks written with their network address,
     /// such as `10.0.0.0/8` or `2001:db8::/32`. A world range (`0.0.0.0/0`, `::/0`)
     /// is refused; a range inside another listed range adds nothing.
+    #[schemars(schema_with = "trusted_cidrs_schema")]
     pub trusted_cidrs: Vec<String>,
 
     /// Which findings the operator acts on. Default: every finding.
@@ -103,36 +170,130 @@ pub struct GuardDutyPolicySpec {
     #[serde(default)]
     pub remediation: RemediationSpec,
 
-    /// Where alerts about findings and fixes go: a list of channels, each with a
-    /// `name`, a `minSeverity` and one of `email`, `sms`, `slack`, `jira`,
+    /// Where alerts about findings and fixes go: a list of at most 32 channels, each
+    /// with a unique `name`, a `minSeverity` and one of `email`, `sms`, `slack`, `jira`,
     /// `pagerDuty` or `serviceNow`. This version accepts and counts the entries but
     /// delivers no alerts yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "notifications_schema")]
     pub notifications: Vec<serde_json::Value>,
 
     /// How often the operator checks GuardDuty for findings, as a duration such as
     /// `30s`, `5m` or `1h30m`: from 30s to 24h. Default `5m`.
     #[serde(default = "default_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{INTERVAL_PATTERN}')"))
+            .message("interval must be a duration such as 30s, 5m or 1h30m"),
+        validation = Rule::new(format!(
+            "!self.matches('{INTERVAL_PATTERN}') || \
+             (duration(self) >= duration('30s') && duration(self) <= duration('24h'))"
+        ))
+        .message("interval must be from 30s to 24h")
+    )]
     pub interval: String,
 }
 
+/// A Go duration, as CEL's `duration()` reads it: numbers, each with a unit.
+const INTERVAL_PATTERN: &str = "^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// `spec.trustedCidrs`: every item a CIDR with its network address, none a world
+/// range, 1 to [`MAX_TRUSTED_CIDRS`] of them. Each item rule guards against
+/// a value that is not a CIDR, so a bad value gets one message, not an evaluation error.
+fn trusted_cidrs_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_TRUSTED_CIDRS,
+        "items": {
+            "type": "string",
+            // The longest IPv6 CIDR: 39 characters of address, then `/128`.
+            "maxLength": 43,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isCIDR(self)",
+                    "message": "each trusted range must be an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+                },
+                {
+                    "rule": "!isCIDR(self) || cidr(self).prefixLength() != 0",
+                    "message": "a world range (0.0.0.0/0, ::/0) cannot be trusted: it would leave the port open to everyone"
+                },
+                {
+                    "rule": "!isCIDR(self) || cidr(self) == cidr(self).masked()",
+                    "message": "a trusted range must be written with its network address, such as 10.0.0.0/8 rather than 10.1.2.3/8"
+                }
+            ]
+        }
+    })
+}
+
+/// `spec.findings.types`: at most [`MAX_FINDING_TYPES`] GuardDuty finding types.
+fn finding_types_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": MAX_FINDING_TYPES,
+        "items": {
+            "type": "string",
+            "maxLength": 256,
+            "x-kubernetes-validations": [{
+                "rule": "self.matches('^[A-Za-z]+:[A-Za-z0-9]+/[A-Za-z0-9._!&-]+$')",
+                "message": "each finding type must be written as ThreatPurpose:ResourceType/ThreatFamilyName, such as Recon:EC2/PortProbeUnprotectedPort"
+            }]
+        }
+    })
+}
+
+/// `spec.notifications`: free-form channels for now, each with a unique `name`.
+fn notifications_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": MAX_NOTIFICATION_CHANNELS,
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {
+                    "description": "The channel's name, unique in the policy.",
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 63
+                }
+            },
+            "x-kubernetes-preserve-unknown-fields": true
+        },
+        "x-kubernetes-validations": [{
+            "rule": "self.all(x, self.exists_one(y, y.name == x.name))",
+            "message": "notification channel names must be unique"
+        }]
+    })
+}
+
 /// Which GuardDuty findings the operator acts on.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, KubeSchema)]
+// Defaults per field rather than `#[serde(default)]` on the struct: the schema
+// derive needs them there.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FindingsSpec {
     /// The lowest severity acted on: a GuardDuty severity level (`LOW`, `MEDIUM`,
     /// `HIGH` or `CRITICAL`, which start at 1.0, 4.0, 7.0 and 9.0) or a number from
-    /// 1.0 to 10.0. Default `LOW`: every finding.
+    /// 1.0 to 10.0. Default `LOW`: every finding. In a cluster, write a number with a
+    /// fraction in quotes (`"5.5"`): the field is an int-or-string there.
+    #[serde(default)]
     pub min_severity: SeverityThreshold,
 
     /// The finding types acted on, such as `Recon:EC2/PortProbeUnprotectedPort` or
     /// `UnauthorizedAccess:EC2/SSHBruteForce` (at most 50). Empty or absent means
     /// every type: the ones the operator can fix are fixed, the others are reported.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "finding_types_schema")]
     pub types: Vec<String>,
 }
 
 /// A severity threshold as written in a manifest: a level name or a number.
+///
+/// In the CRD it is an int-or-string (the only number-or-string shape a structural
+/// schema allows): a whole number, a level name or a number in quotes; a number with
+/// a fraction is written in quotes there (`"5.5"`). One CEL rule checks the range.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SeverityThreshold {
@@ -183,6 +344,31 @@ impl<'de> Deserialize<'de> for SeverityThreshold {
     }
 }
 
+impl JsonSchema for SeverityThreshold {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SeverityThreshold".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            // A default stands for an absent value; `null` is not a threshold.
+            "nullable": false,
+            "maxLength": 16,
+            "x-kubernetes-validations": [{
+                "rule": SEVERITY_RULE,
+                "message": "minSeverity must be LOW, MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0"
+            }]
+        })
+    }
+}
+
+/// A level name, or a number from 1.0 to 10.0 (written as a number or in quotes).
+/// `string(self)` reads both sides of the int-or-string alike, without `type()`.
+const SEVERITY_RULE: &str = "string(self) in ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] || \
+    (string(self).matches('^[0-9]+([.][0-9]+)?$') && \
+    double(string(self)) >= 1.0 && double(string(self)) <= 10.0)";
+
 impl SeverityThreshold {
     /// The lowest severity this threshold lets through.
     pub fn to_severity(&self) -> Result<Severity, SeverityError> {
@@ -194,40 +380,195 @@ impl SeverityThreshold {
 }
 
 /// What the operator may change in AWS, and what it leaves alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemediationSpec {
     /// `DryRun` (the default): plan the fixes and report them, change nothing in AWS.
     /// `Enforce`: apply the fixes to the security groups. `Off`: report findings only.
-    pub mode: Mode,
+    #[serde(default)]
+    pub mode: RemediationMode,
 
     /// Archive a finding in GuardDuty once the exposure it reported is closed, so it
     /// leaves the list of current findings. Default `false`.
+    #[serde(default)]
     pub archive_remediated: bool,
 
     /// Security groups that carry a tag with this key (whatever its value) are never
     /// changed. An AWS tag key: 1 to 128 characters, not starting with `aws:`.
     /// Default `guardduty-operator/exempt`.
+    #[serde(default = "default_exempt_tag")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new("!self.lowerAscii().startsWith('aws:')")
+        .message("exemptTag must not start with aws:, which AWS reserves for its own tags"))]
     pub exempt_tag: String,
 
     /// The most inbound rules a security group may hold per address family (IPv4 and
     /// IPv6 count apart): the account's "Inbound or outbound rules per security group"
     /// quota in Service Quotas, from 1 to 1000. Default 60, the AWS default. A group
     /// that cannot be fixed within it is reported, not changed half-way.
+    #[serde(default = "default_max_rules_per_group")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
+        .message("maxRulesPerGroup must be from 1 to 1000: the account's inbound rules per security group quota (AWS default 60)"))]
     pub max_rules_per_group: u32,
+}
+
+/// What the operator may change in AWS: the manifest's `remediation.mode`, mapped
+/// to the planner's [`Mode`] by [`GuardDutyPolicySpec::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum RemediationMode {
+    /// Plan and report, change nothing (the default).
+    #[default]
+    DryRun,
+    /// Apply the plan.
+    Enforce,
+    /// Report findings only; plan nothing.
+    Off,
+}
+
+impl From<RemediationMode> for Mode {
+    fn from(mode: RemediationMode) -> Mode {
+        match mode {
+            RemediationMode::DryRun => Mode::DryRun,
+            RemediationMode::Enforce => Mode::Enforce,
+            RemediationMode::Off => Mode::Off,
+        }
+    }
 }
 
 impl Default for RemediationSpec {
     fn default() -> Self {
         RemediationSpec {
-            mode: Mode::default(),
+            mode: RemediationMode::default(),
             archive_remediated: false,
-            exempt_tag: DEFAULT_EXEMPT_TAG.to_string(),
-            // The domain's default is a small constant: it fits any integer type.
-            max_rules_per_group: DEFAULT_MAX_RULES_PER_GROUP as u32,
+            exempt_tag: default_exempt_tag(),
+            max_rules_per_group: default_max_rules_per_group(),
         }
     }
 }
+
+fn default_exempt_tag() -> String {
+    DEFAULT_EXEMPT_TAG.to_string()
+}
+
+fn default_max_rules_per_group() -> u32 {
+    // The domain's default is a small constant: it fits any integer type.
+    DEFAULT_MAX_RULES_PER_GROUP as u32
+}
+
+/// What the operator last saw and did for a policy: what `kubectl get gdp` and
+/// `kubectl describe gdp` show. Every field is optional: a new policy has no status.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardDutyPolicyStatus {
+    /// The `metadata.generation` of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `FindingsSynced`, `SecurityGroupsConverged` and
+    /// `NotificationsDelivered`, each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// When the operator last read the findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+
+    /// The findings the policy selects, by severity band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingCounts>,
+
+    /// The security groups the findings concern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<SecurityGroupCounts>,
+
+    /// The latest changes and refusals, newest first; at most 50, so the object
+    /// stays small whatever the number of findings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECENT_ACTIONS))]
+    pub recent_actions: Vec<RecentAction>,
+}
+
+/// The most entries `status.recentActions` holds.
+pub const MAX_RECENT_ACTIONS: usize = 50;
+
+/// Findings the policy selects, by GuardDuty severity band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct FindingCounts {
+    pub total: u32,
+    /// Severity 1.0 to 3.9.
+    pub low: u32,
+    /// Severity 4.0 to 6.9.
+    pub medium: u32,
+    /// Severity 7.0 to 8.9.
+    pub high: u32,
+    /// Severity 9.0 to 10.0.
+    pub critical: u32,
+}
+
+/// The security groups the findings concern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct SecurityGroupCounts {
+    /// Groups under watch: concerned by a finding, or holding the operator's rules.
+    pub managed: u32,
+    /// Groups where the probed ports are reachable from the trusted ranges only.
+    pub converged: u32,
+    /// Groups not yet converged: a change planned (DryRun), failed or refused.
+    pub pending: u32,
+}
+
+/// One change the operator made, or refused to make, to a security group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentAction {
+    /// When it happened.
+    pub time: Time,
+    /// What happened.
+    pub kind: ActionKind,
+    /// The security group, such as `sg-0123456789abcdef0`.
+    pub group: String,
+    /// The security group rule id, such as `sgr-0123456789abcdef0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The rule's source CIDR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The rule's ports, such as `22` or `0-21`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<String>,
+    /// The GuardDuty finding that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding_id: Option<String>,
+    /// Why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What happened to a security group rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ActionKind {
+    /// A rule was added (a trusted range, or the rest of a narrowed rule).
+    Authorized,
+    /// A rule was removed.
+    Revoked,
+    /// A change was not made, with the reason in `message` (quota, all-traffic rule).
+    Refused,
+    /// A change was attempted and failed.
+    Failed,
+}
+
+/// The `GuardDutyPolicy` CustomResourceDefinition as YAML: what `guardduty-operator crd`
+/// prints and `crds/` holds.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    let yaml = serde_yaml::to_string(&GuardDutyPolicy::crd())?;
+    Ok(format!("{CRD_HEADER}{yaml}"))
+}
+
+/// The first lines of the generated CRD file.
+pub const CRD_HEADER: &str =
+    "# Generated by `guardduty-operator crd` from src/spec.rs: do not edit.\n";
 
 fn default_interval() -> String {
     DEFAULT_INTERVAL.to_string()
@@ -463,7 +804,7 @@ impl GuardDutyPolicySpec {
                     trusted: trusted?,
                     min_severity: min_severity?,
                     finding_types: finding_types?,
-                    mode: remediation.mode,
+                    mode: remediation.mode.into(),
                     exempt_tag: exempt_tag?,
                     archive_remediated: remediation.archive_remediated,
                     max_rules_per_group: max_rules_per_group?,
@@ -669,13 +1010,42 @@ fn check_max_rules(rules: u32) -> Result<usize, String> {
     }
 }
 
-/// Channels are not delivered yet; each entry must at least be an object.
+/// Channels are not delivered yet; each entry must be an object with a unique
+/// `name`, and there are at most [`MAX_NOTIFICATION_CHANNELS`] (as the CRD says).
 fn check_notifications(entries: &[serde_json::Value], problems: &mut Problems) -> Option<usize> {
     use serde_json::Value;
     let before = problems.count();
+    if entries.len() > MAX_NOTIFICATION_CHANNELS {
+        problems.push(
+            "spec.notifications".to_string(),
+            format!(
+                "{} channels listed; at most {MAX_NOTIFICATION_CHANNELS} are allowed",
+                entries.len()
+            ),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
     for (index, entry) in entries.iter().enumerate() {
         let found = match entry {
-            Value::Object(_) => continue,
+            Value::Object(channel) => {
+                match channel.get("name").and_then(Value::as_str) {
+                    Some(name) if !name.is_empty() => {
+                        if !seen.insert(name) {
+                            problems.push(
+                                format!("spec.notifications[{index}].name"),
+                                format!(
+                                    "{name:?} is used by an earlier channel: names must be unique"
+                                ),
+                            );
+                        }
+                    }
+                    _ => problems.push(
+                        format!("spec.notifications[{index}].name"),
+                        "every channel needs a name, e.g. name: oncall".to_string(),
+                    ),
+                }
+                continue;
+            }
             Value::Null => "nothing",
             Value::Bool(_) => "a boolean",
             Value::Number(_) => "a number",
@@ -1256,6 +1626,22 @@ mod tests {
             [
                 "spec.notifications[0]: expected a channel such as {name: oncall, minSeverity: \
                  HIGH, pagerDuty: {…}}, found a string"
+            ]
+        );
+    }
+
+    #[test]
+    fn notification_without_a_name_or_with_a_repeated_name_is_refused() {
+        let yaml = complete_with(
+            "    - name: oncall\n      minSeverity: HIGH\n      pagerDuty:\n        \
+             routingKeySecretRef: {name: pagerduty, key: routingKey}\n",
+            "    - name: chat\n    - name: chat\n    - minSeverity: HIGH\n",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.notifications[1].name: \"chat\" is used by an earlier channel: names must be unique",
+                "spec.notifications[2].name: every channel needs a name, e.g. name: oncall",
             ]
         );
     }
