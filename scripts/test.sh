@@ -37,6 +37,9 @@ cargo fmt --all -- --check
 step "hadolint Dockerfile"
 "$GDO_VENV/bin/hadolint" Dockerfile
 
+step "kubernetes-validate crds/ (Kubernetes 1.33 schemas, strict)"
+"$GDO_VENV/bin/kubernetes-validate" --kubernetes-version 1.33.0 --strict crds/*.yaml
+
 step "start moto server"
 start_moto
 aws_env_for_emulators
