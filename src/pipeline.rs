@@ -188,21 +188,23 @@ where
     let plan = plan(policy, &observation);
 
     // execute (I/O): only what the plan says, only when asked and enforced
+    let mut remediated = Vec::new();
     if options.apply && policy.mode == Mode::Enforce {
         report.applied = true;
         report.outcomes = execute(ec2, &plan).await;
         if policy.archive_remediated {
-            let remediated = remediated_findings(&plan, &report.outcomes);
-            if !remediated.is_empty() {
-                step!(
-                    "archive remediated findings",
-                    findings_source.archive(&detector, &remediated)
-                );
-                report.archived = remediated;
-            }
+            remediated = remediated_findings(&plan, &report.outcomes);
         }
     }
+    // The plan is reported even if archiving fails below.
     report.plan = Some(plan);
+    if !remediated.is_empty() {
+        step!(
+            "archive remediated findings",
+            findings_source.archive(&detector, &remediated)
+        );
+        report.archived = remediated;
+    }
     report
 }
 
@@ -348,7 +350,14 @@ mod tests {
                 .cloned()
                 .collect())
         }
-        async fn archive(&self, _: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
+        async fn archive(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
+            if self.fail.contains(&("archive", String::new())) {
+                return Err(FindingsError::Archive {
+                    detector: detector.to_string(),
+                    count: ids.len(),
+                    source: injected("archive"),
+                });
+            }
             self.archived.lock().unwrap().extend(ids.iter().cloned());
             Ok(())
         }
@@ -553,6 +562,20 @@ mod tests {
             account.archived.lock().unwrap().is_empty(),
             "a finding with a failed group stays open"
         );
+    }
+
+    #[tokio::test]
+    async fn failed_archive_keeps_the_plan_and_the_outcomes_in_the_report() {
+        let account = account(&["sg-1"], &[("archive", "")]);
+        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        assert!(report.failed());
+        assert_eq!(
+            report.failure.as_ref().unwrap().step,
+            "archive remediated findings"
+        );
+        assert_eq!(report.plan.as_ref().unwrap().changes().count(), 1);
+        assert!(report.outcomes[0].succeeded());
+        assert!(report.archived.is_empty());
     }
 
     #[tokio::test]
