@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod controller;
 pub mod domain;
 pub mod pipeline;
 pub mod ports;

@@ -17,6 +17,16 @@ use crate::domain::plan::{
 use crate::domain::policy::{Mode, Policy};
 use crate::ports::{FindingsSource, SecurityGroups, error_chain};
 
+/// The names of a pass's steps, as a failure reports them ("failed to …").
+pub mod step {
+    pub const FIND_DETECTOR: &str = "find the GuardDuty detector";
+    pub const READ_FINDINGS: &str = "read findings";
+    pub const DESCRIBE_INSTANCES: &str = "describe instances";
+    pub const FIND_MANAGED_GROUPS: &str = "find the groups the operator manages";
+    pub const DESCRIBE_GROUPS: &str = "describe security groups";
+    pub const ARCHIVE: &str = "archive remediated findings";
+}
+
 /// What the caller asks of a pass.
 #[derive(Debug, Clone, Default)]
 pub struct PassOptions {
@@ -122,7 +132,7 @@ where
         failure: None,
     };
     macro_rules! step {
-        ($name:literal, $call:expr) => {
+        ($name:expr, $call:expr) => {
             match $call.await {
                 Ok(value) => value,
                 Err(error) => {
@@ -139,11 +149,14 @@ where
 
     // observe (I/O)
     let detector = step!(
-        "find the GuardDuty detector",
+        step::FIND_DETECTOR,
         findings_source.detector(options.detector.as_deref())
     );
     report.detector = Some(detector.clone());
-    report.findings = step!("read findings", findings_source.findings(&detector, policy));
+    report.findings = step!(
+        step::READ_FINDINGS,
+        findings_source.findings(&detector, policy)
+    );
     let instance_ids: Vec<_> =
         instances_to_describe(policy, options.account_id.as_deref(), &report.findings)
             .into_iter()
@@ -164,8 +177,8 @@ where
         }
     };
     let (instances, managed) = futures_util::future::join(describe_instances, find_managed).await;
-    let instances = step!("describe instances", async { instances });
-    let managed = step!("find the groups the operator manages", async { managed });
+    let instances = step!(step::DESCRIBE_INSTANCES, async { instances });
+    let managed = step!(step::FIND_MANAGED_GROUPS, async { managed });
     let group_ids: BTreeSet<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().cloned())
@@ -175,7 +188,7 @@ where
     let groups = if group_ids.is_empty() {
         Vec::new()
     } else {
-        step!("describe security groups", ec2.groups(&group_ids))
+        step!(step::DESCRIBE_GROUPS, ec2.groups(&group_ids))
     };
     let observation = Observation {
         account_id: options.account_id.clone(),
@@ -200,7 +213,7 @@ where
     report.plan = Some(plan);
     if !remediated.is_empty() {
         step!(
-            "archive remediated findings",
+            step::ARCHIVE,
             findings_source.archive(&detector, &remediated)
         );
         report.archived = remediated;

@@ -487,10 +487,59 @@ pub struct GuardDutyPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_RECENT_ACTIONS))]
     pub recent_actions: Vec<RecentAction>,
+
+    /// In DryRun, the changes the last pass planned and did not make: what `Enforce`
+    /// would do. At most 20 groups, each with at most 10 rules to authorize and 10 to
+    /// revoke; the rest is counted in `truncated` and `omittedRules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<PendingPlan>,
 }
 
 /// The most entries `status.recentActions` holds.
 pub const MAX_RECENT_ACTIONS: usize = 50;
+/// The most groups `status.pendingPlan.groups` holds.
+pub const MAX_PENDING_GROUPS: usize = 20;
+/// The most rules each of `authorize` and `revoke` of a pending group holds.
+pub const MAX_PENDING_RULES: usize = 10;
+
+/// The changes planned and not made (DryRun), bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPlan {
+    /// The first groups with a pending change, in group id order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_PENDING_GROUPS))]
+    pub groups: Vec<PendingGroup>,
+    /// How many more groups have a pending change than `groups` lists.
+    #[serde(default)]
+    pub truncated: u32,
+}
+
+/// One group's pending change: rules to add first, then rules to remove.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingGroup {
+    /// The security group, such as `sg-0123456789abcdef0`.
+    pub group: String,
+    /// The GuardDuty finding that brought the group in (the first one, when several do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding_id: Option<String>,
+    /// Rules to add, such as `10.0.0.0/8 tcp/22`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_PENDING_RULES))]
+    pub authorize: Vec<String>,
+    /// Rules to remove, such as `sgr-0123456789abcdef0 0.0.0.0/0 tcp/22`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_PENDING_RULES))]
+    pub revoke: Vec<String>,
+    /// How many more rules the change has than `authorize` and `revoke` list.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_rules: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
 
 /// Findings the policy selects, by GuardDuty severity band.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -1,0 +1,1542 @@
+//! The status a reconcile writes: computed from what the pass saw, decided and did.
+//!
+//! Pure and deterministic: no async, no I/O, no clock (`now` is an argument).
+//!
+//! ```text
+//!  previous status ─┐
+//!  PassOutcome ─────┼─ compute_status ─> status ─ status_changed(old, new)? ─> patch (I/O)
+//!  generation, now ─┘                             (compared ignoring time)
+//! ```
+//!
+//! - Conditions (`metav1.Condition`, sorted by type): `FindingsSynced`,
+//!   `SecurityGroupsConverged`, and `Ready` (True only when both are). A condition's
+//!   `lastTransitionTime` moves only when its status does.
+//! - Counts of findings per severity band and of security groups managed, converged
+//!   and pending; kept from the previous status when the pass stopped before knowing.
+//! - `recentActions`: what the pass changed, refused or failed to do, newest first,
+//!   bounded; `pendingPlan`: in DryRun, what Enforce would change, bounded.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::domain::finding::Finding;
+use crate::domain::plan::{ChangeSet, GroupPlan, Plan, Purpose, Refusal, Verdict};
+use crate::domain::policy::Mode;
+use crate::domain::severity::SeverityBand;
+use crate::pipeline::{Failure, GroupOutcome, PassReport, StepResult, step};
+use crate::spec::{
+    ActionKind, FindingCounts, GuardDutyPolicyStatus, MAX_PENDING_GROUPS, MAX_PENDING_RULES,
+    MAX_RECENT_ACTIONS, PendingGroup, PendingPlan, RecentAction, SecurityGroupCounts,
+};
+
+/// Every other condition is True.
+pub const READY: &str = "Ready";
+/// The findings were read from GuardDuty (and remediated ones archived).
+pub const FINDINGS_SYNCED: &str = "FindingsSynced";
+/// Every security group the findings concern admits their ports from trusted ranges only.
+pub const SECURITY_GROUPS_CONVERGED: &str = "SecurityGroupsConverged";
+
+/// The pipeline's steps that talk to GuardDuty.
+const FIND_DETECTOR_STEP: &str = step::FIND_DETECTOR;
+const READ_FINDINGS_STEP: &str = step::READ_FINDINGS;
+const ARCHIVE_STEP: &str = step::ARCHIVE;
+
+/// What a reconcile got to: a refused spec, or a pass that ran (possibly failing).
+#[derive(Debug, Clone, Copy)]
+pub enum PassOutcome<'a> {
+    /// The spec failed validation: no pass ran.
+    Invalid { message: &'a str },
+    /// A pass ran; its report may carry a `failure`.
+    Completed(&'a PassReport),
+}
+
+/// The status to write after a reconcile.
+pub fn compute_status(
+    generation: Option<i64>,
+    previous: Option<&GuardDutyPolicyStatus>,
+    outcome: &PassOutcome<'_>,
+    now: Time,
+) -> GuardDutyPolicyStatus {
+    let previous = previous.cloned().unwrap_or_default();
+    match outcome {
+        PassOutcome::Invalid { message } => invalid_status(generation, previous, message, now),
+        PassOutcome::Completed(report) => completed_status(generation, previous, report, now),
+    }
+}
+
+/// True when `new` differs from `old` in more than timestamps (`lastSyncTime`,
+/// conditions' `lastTransitionTime`, actions' `time`): when the patch is worth sending.
+pub fn status_changed(old: &GuardDutyPolicyStatus, new: &GuardDutyPolicyStatus) -> bool {
+    without_times(old) != without_times(new)
+}
+
+/// An invalid spec changes `Ready` and `observedGeneration` only: the rest still
+/// describes the last pass (its conditions keep their older `observedGeneration`).
+fn invalid_status(
+    generation: Option<i64>,
+    previous: GuardDutyPolicyStatus,
+    message: &str,
+    now: Time,
+) -> GuardDutyPolicyStatus {
+    let ready = Decided::falsy(
+        READY,
+        "InvalidSpec",
+        format!(
+            "the spec is invalid, so no pass ran: {message}. Fix the spec; the operator \
+             retries when it changes"
+        ),
+    );
+    GuardDutyPolicyStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(&previous.conditions, vec![ready], generation, &now),
+        ..previous
+    }
+}
+
+fn completed_status(
+    generation: Option<i64>,
+    previous: GuardDutyPolicyStatus,
+    report: &PassReport,
+    now: Time,
+) -> GuardDutyPolicyStatus {
+    let read = findings_were_read(report);
+    let tally = report
+        .plan
+        .as_ref()
+        .map(|plan| GroupTally::of(plan, report));
+    let synced = findings_synced(report);
+    let converged = groups_converged(report, tally.as_ref());
+    let ready = ready(&[&synced, &converged]);
+    let new_actions = actions(report, &now);
+    GuardDutyPolicyStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(
+            &previous.conditions,
+            vec![synced, converged, ready],
+            generation,
+            &now,
+        ),
+        last_sync_time: if read {
+            Some(now.clone())
+        } else {
+            previous.last_sync_time
+        },
+        findings: if read {
+            Some(count_findings(&report.findings))
+        } else {
+            previous.findings
+        },
+        security_groups: tally
+            .as_ref()
+            .map(GroupTally::counts)
+            .or(previous.security_groups),
+        recent_actions: merge_actions(new_actions, previous.recent_actions),
+        pending_plan: match &report.plan {
+            _ if report.applied => None,
+            Some(plan) => pending_plan(plan),
+            None => previous.pending_plan,
+        },
+    }
+}
+
+// ── conditions ───────────────────────────────────────────────────────────────
+
+/// A condition as this pass decides it, before its times are set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decided {
+    type_: &'static str,
+    status: &'static str,
+    reason: String,
+    message: String,
+}
+
+impl Decided {
+    fn truthy(type_: &'static str, reason: &str, message: String) -> Decided {
+        Decided {
+            type_,
+            status: "True",
+            reason: reason.to_string(),
+            message,
+        }
+    }
+
+    fn falsy(type_: &'static str, reason: &str, message: String) -> Decided {
+        Decided {
+            status: "False",
+            ..Decided::truthy(type_, reason, message)
+        }
+    }
+
+    fn unknown(type_: &'static str, reason: &str, message: String) -> Decided {
+        Decided {
+            status: "Unknown",
+            ..Decided::truthy(type_, reason, message)
+        }
+    }
+}
+
+/// The new conditions over the previous ones: `lastTransitionTime` kept when the
+/// status is the same, `now` otherwise; conditions this pass does not decide are
+/// kept as they were; sorted by type.
+fn merge_conditions(
+    previous: &[Condition],
+    decided: Vec<Decided>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let mut conditions: Vec<Condition> = previous
+        .iter()
+        .filter(|old| !decided.iter().any(|d| d.type_ == old.type_))
+        .cloned()
+        .collect();
+    for verdict in decided {
+        let last_transition_time = previous
+            .iter()
+            .find(|old| old.type_ == verdict.type_ && old.status == verdict.status)
+            .map_or_else(|| now.clone(), |old| old.last_transition_time.clone());
+        conditions.push(Condition {
+            type_: verdict.type_.to_string(),
+            status: verdict.status.to_string(),
+            reason: verdict.reason,
+            message: verdict.message,
+            last_transition_time,
+            observed_generation: generation,
+        });
+    }
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    conditions
+}
+
+fn is_guardduty_step(step: &str) -> bool {
+    matches!(step, FIND_DETECTOR_STEP | READ_FINDINGS_STEP | ARCHIVE_STEP)
+}
+
+/// The findings were read: no failure, or one after reading them.
+fn findings_were_read(report: &PassReport) -> bool {
+    report
+        .failure
+        .as_ref()
+        .is_none_or(|failure| report.detector.is_some() && failure.step != READ_FINDINGS_STEP)
+}
+
+fn findings_synced(report: &PassReport) -> Decided {
+    match &report.failure {
+        Some(failure) if is_guardduty_step(failure.step) => Decided::falsy(
+            FINDINGS_SYNCED,
+            &failure_reason(failure),
+            failure_message(failure),
+        ),
+        _ => Decided::truthy(
+            FINDINGS_SYNCED,
+            "FindingsRead",
+            format!(
+                "read {} from GuardDuty detector {}",
+                plural(report.findings.len(), "finding"),
+                report.detector.as_deref().unwrap_or("(unknown)")
+            ),
+        ),
+    }
+}
+
+/// A PascalCase reason from the failure's category and the service of its step.
+fn failure_reason(failure: &Failure) -> String {
+    let service = if is_guardduty_step(failure.step) {
+        "GuardDuty"
+    } else {
+        "EC2"
+    };
+    match failure.category {
+        "unreachable" => format!("{service}Unreachable"),
+        "access-denied" => "AccessDenied".to_string(),
+        "throttled" => format!("{service}Throttled"),
+        "no-detector" => "NoDetector".to_string(),
+        "not-found" => format!("{service}NotFound"),
+        "quota" => format!("{service}QuotaExceeded"),
+        _ => format!("{service}Error"),
+    }
+}
+
+/// What failed, and what a person can do about it.
+fn failure_message(failure: &Failure) -> String {
+    let hint = match failure.category {
+        "access-denied" => {
+            ". Grant the operator's IAM role the permissions of the IAM policy in the README"
+        }
+        "unreachable" => {
+            ". Check the network path to AWS, the region and the credentials; the operator retries"
+        }
+        "throttled" => ". AWS is throttling the operator; it retries with backoff",
+        _ => "",
+    };
+    format!("failed to {}: {}{hint}", failure.step, failure.error)
+}
+
+/// How the plan's groups fared this pass.
+#[derive(Debug, Default)]
+struct GroupTally<'a> {
+    managed: usize,
+    converged: usize,
+    /// Changes made this pass (Enforce), included in `converged`.
+    changed: usize,
+    /// Changes planned and not made (DryRun, or a pass that did not apply).
+    unapplied: usize,
+    failed: Vec<&'a GroupOutcome>,
+    refused: Vec<(&'a GroupPlan, &'a Refusal)>,
+    not_found: Vec<&'a GroupPlan>,
+    mode: Mode,
+}
+
+impl<'a> GroupTally<'a> {
+    fn of(plan: &'a Plan, report: &'a PassReport) -> GroupTally<'a> {
+        let mut tally = GroupTally {
+            managed: plan.groups.len(),
+            mode: plan.mode,
+            ..GroupTally::default()
+        };
+        for group in &plan.groups {
+            match &group.verdict {
+                Verdict::Converged | Verdict::Exempt => tally.converged += 1,
+                Verdict::Change(_) if report.applied => match outcome_of(report, group) {
+                    Some(outcome) if outcome.succeeded() => {
+                        tally.converged += 1;
+                        tally.changed += 1;
+                    }
+                    Some(outcome) => tally.failed.push(outcome),
+                    None => tally.unapplied += 1,
+                },
+                Verdict::Change(_) => tally.unapplied += 1,
+                Verdict::Refused(refusal) => tally.refused.push((group, refusal)),
+                Verdict::NotFound => tally.not_found.push(group),
+            }
+        }
+        tally
+    }
+
+    fn counts(&self) -> SecurityGroupCounts {
+        SecurityGroupCounts {
+            managed: count(self.managed),
+            converged: count(self.converged),
+            pending: count(self.managed - self.converged),
+        }
+    }
+}
+
+fn outcome_of<'a>(report: &'a PassReport, group: &GroupPlan) -> Option<&'a GroupOutcome> {
+    report.outcomes.iter().find(|o| o.group == group.group)
+}
+
+fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Decided {
+    let Some(tally) = tally else {
+        return not_planned(report);
+    };
+    let groups = |n| plural(n, "security group");
+    if let Some(first) = tally.failed.first() {
+        return Decided::falsy(
+            SECURITY_GROUPS_CONVERGED,
+            "ChangesFailed",
+            format!(
+                "failed to change {}; first, {}: {}. The next pass retries",
+                groups(tally.failed.len()),
+                first.group,
+                outcome_error(first)
+            ),
+        );
+    }
+    if let Some((group, refusal)) = tally.refused.first() {
+        return Decided::falsy(
+            SECURITY_GROUPS_CONVERGED,
+            "Refused",
+            format!(
+                "refused to change {}; first, {}: {refusal}",
+                groups(tally.refused.len()),
+                group.group
+            ),
+        );
+    }
+    if tally.unapplied > 0 {
+        let why = if tally.mode == Mode::DryRun {
+            "remediation.mode is DryRun, so nothing was changed: see status.pendingPlan, and \
+             set spec.remediation.mode to Enforce to apply it"
+        } else {
+            "the pass did not apply them"
+        };
+        return Decided::falsy(
+            SECURITY_GROUPS_CONVERGED,
+            "ChangesPending",
+            format!(
+                "{} {} changes planned; {why}",
+                groups(tally.unapplied),
+                if tally.unapplied == 1 { "has" } else { "have" }
+            ),
+        );
+    }
+    if let Some(first) = tally.not_found.first() {
+        return Decided::falsy(
+            SECURITY_GROUPS_CONVERGED,
+            "GroupsNotFound",
+            format!(
+                "{} concerned by findings no longer {} (first, {}); the next pass reads the \
+                 instances' groups again",
+                groups(tally.not_found.len()),
+                if tally.not_found.len() == 1 {
+                    "exists"
+                } else {
+                    "exist"
+                },
+                first.group
+            ),
+        );
+    }
+    converged(tally)
+}
+
+fn converged(tally: &GroupTally<'_>) -> Decided {
+    if tally.mode == Mode::Off {
+        return Decided::truthy(
+            SECURITY_GROUPS_CONVERGED,
+            "RemediationOff",
+            "remediation.mode is Off: findings are reported, no security group is checked or \
+             changed"
+                .to_string(),
+        );
+    }
+    let message = match (tally.managed, tally.changed) {
+        (0, _) => "no security group is concerned by the findings".to_string(),
+        (managed, 0) => format!(
+            "all {} admit the findings' ports from trusted ranges only",
+            plural(managed, "security group")
+        ),
+        (managed, changed) => format!(
+            "changed {} this pass; all {managed} admit the findings' ports from trusted ranges \
+             only",
+            plural(changed, "security group")
+        ),
+    };
+    Decided::truthy(SECURITY_GROUPS_CONVERGED, "Converged", message)
+}
+
+/// The pass has no plan: it stopped before planning, or (archive failed) after
+/// applying it without reporting it.
+fn not_planned(report: &PassReport) -> Decided {
+    let Some(failure) = &report.failure else {
+        return Decided::unknown(
+            SECURITY_GROUPS_CONVERGED,
+            "NotPlanned",
+            "the pass made no plan".to_string(),
+        );
+    };
+    if report.applied {
+        let failed = report.outcomes.iter().filter(|o| !o.succeeded()).count();
+        return Decided::unknown(
+            SECURITY_GROUPS_CONVERGED,
+            "ArchiveFailed",
+            format!(
+                "changes were applied to {} ({failed} failed), then the pass stopped: {}",
+                plural(report.outcomes.len(), "security group"),
+                failure_message(failure)
+            ),
+        );
+    }
+    Decided::falsy(
+        SECURITY_GROUPS_CONVERGED,
+        "ObserveFailed",
+        format!(
+            "the pass stopped before planning, so the security groups were not checked: {}",
+            failure_message(failure)
+        ),
+    )
+}
+
+fn ready(parts: &[&Decided]) -> Decided {
+    match parts.iter().find(|part| part.status != "True") {
+        Some(failing) => Decided::falsy(
+            READY,
+            &failing.reason,
+            format!("{}: {}", failing.type_, failing.message),
+        ),
+        None => Decided::truthy(
+            READY,
+            "Ready",
+            "the last pass read the findings and every security group they concern is converged"
+                .to_string(),
+        ),
+    }
+}
+
+// ── counts ───────────────────────────────────────────────────────────────────
+
+fn count_findings(findings: &[Finding]) -> FindingCounts {
+    let mut counts = FindingCounts {
+        total: count(findings.len()),
+        ..FindingCounts::default()
+    };
+    for finding in findings {
+        let band = match finding.severity.band() {
+            SeverityBand::Low => &mut counts.low,
+            SeverityBand::Medium => &mut counts.medium,
+            SeverityBand::High => &mut counts.high,
+            SeverityBand::Critical => &mut counts.critical,
+        };
+        *band += 1;
+    }
+    counts
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+// ── recent actions ───────────────────────────────────────────────────────────
+
+/// What this pass did, most important first: failures, refusals, then changes in
+/// plan order (authorize before revoke, as they were made).
+fn actions(report: &PassReport, now: &Time) -> Vec<RecentAction> {
+    let Some(plan) = &report.plan else {
+        return Vec::new();
+    };
+    let mut actions = Vec::new();
+    for group in &plan.groups {
+        match &group.verdict {
+            Verdict::Refused(refusal) => actions.push(refused(group, refusal, now)),
+            Verdict::Change(change) if report.applied => {
+                if let Some(outcome) = outcome_of(report, group) {
+                    actions.extend(changed(group, change, outcome, now));
+                }
+            }
+            _ => {}
+        }
+    }
+    actions.sort_by_key(|action| match action.kind {
+        ActionKind::Failed => 0,
+        ActionKind::Refused => 1,
+        ActionKind::Authorized | ActionKind::Revoked => 2,
+    });
+    actions
+}
+
+/// New actions first, then the previous ones that the new ones do not repeat
+/// (ignoring time), at most [`MAX_RECENT_ACTIONS`]: a refusal or failure seen on
+/// every pass stays one entry.
+fn merge_actions(new: Vec<RecentAction>, previous: Vec<RecentAction>) -> Vec<RecentAction> {
+    let mut merged = new;
+    let fresh = merged.len();
+    for old in previous {
+        if merged.len() >= MAX_RECENT_ACTIONS {
+            break;
+        }
+        if !merged[..fresh].iter().any(|new| same_action(new, &old)) {
+            merged.push(old);
+        }
+    }
+    merged.truncate(MAX_RECENT_ACTIONS);
+    merged
+}
+
+fn same_action(a: &RecentAction, b: &RecentAction) -> bool {
+    RecentAction {
+        time: epoch(),
+        ..a.clone()
+    } == RecentAction {
+        time: epoch(),
+        ..b.clone()
+    }
+}
+
+/// An action on `group`, with its first finding; the message says when more
+/// findings concern the group.
+fn action(group: &GroupPlan, kind: ActionKind, message: String, now: &Time) -> RecentAction {
+    let more = group.findings.len().saturating_sub(1);
+    let message = if more > 0 {
+        let noun = if more == 1 { "finding" } else { "findings" };
+        format!("{message} (and {more} more {noun})")
+    } else {
+        message
+    };
+    RecentAction {
+        time: now.clone(),
+        kind,
+        group: group.group.to_string(),
+        rule: None,
+        source: None,
+        ports: None,
+        finding_id: group.findings.first().map(ToString::to_string),
+        message: Some(message),
+    }
+}
+
+fn refused(group: &GroupPlan, refusal: &Refusal, now: &Time) -> RecentAction {
+    let mut entry = action(group, ActionKind::Refused, refusal.to_string(), now);
+    if let Refusal::AllTrafficRule { rule, source } = refusal {
+        entry.rule = Some(rule.to_string());
+        entry.source = Some(source.to_string());
+    }
+    entry
+}
+
+/// One entry per rule authorized and revoked, or one per failed step.
+fn changed(
+    group: &GroupPlan,
+    change: &ChangeSet,
+    outcome: &GroupOutcome,
+    now: &Time,
+) -> Vec<RecentAction> {
+    let mut entries = Vec::new();
+    match &outcome.authorize {
+        StepResult::Done { rule_ids, .. } => {
+            // Rule ids are matched to rules only when AWS reported one per rule.
+            let ids_known = rule_ids.len() == change.authorize.len();
+            for (index, auth) in change.authorize.iter().enumerate() {
+                let why = match &auth.purpose {
+                    Purpose::Trusted => format!("trusted access to tcp/{}", auth.ports),
+                    Purpose::Narrowed { replaces } => {
+                        format!("tcp/{} kept open from narrowed rule {replaces}", auth.ports)
+                    }
+                };
+                let mut entry = action(group, ActionKind::Authorized, why, now);
+                entry.rule = ids_known.then(|| rule_ids[index].to_string());
+                entry.source = Some(auth.source.to_string());
+                entry.ports = Some(auth.ports.to_string());
+                entries.push(entry);
+            }
+        }
+        StepResult::Failed { category, error } => {
+            let mut message = format!(
+                "failed to authorize {} ({category}): {error}",
+                plural(change.authorize.len(), "rule")
+            );
+            if let StepResult::NotRun { reason } = &outcome.revoke {
+                message.push_str(&format!("; nothing revoked: {reason}"));
+            }
+            entries.push(action(group, ActionKind::Failed, message, now));
+        }
+        StepResult::NotNeeded | StepResult::NotRun { .. } => {}
+    }
+    match &outcome.revoke {
+        StepResult::Done { .. } => {
+            for revocation in &change.revoke {
+                let exposed: Vec<String> = revocation
+                    .exposed_ports
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let message = format!("closed tcp/{} to {}", exposed.join(","), revocation.source);
+                let mut entry = action(group, ActionKind::Revoked, message, now);
+                entry.rule = Some(revocation.rule.to_string());
+                entry.source = Some(revocation.source.to_string());
+                entry.ports = Some(revocation.ports.to_string());
+                entries.push(entry);
+            }
+        }
+        StepResult::Failed { category, error } => {
+            let message = format!(
+                "failed to revoke {} ({category}): {error}; the trusted rules are in place, the \
+                 next pass retries",
+                plural(change.revoke.len(), "rule")
+            );
+            entries.push(action(group, ActionKind::Failed, message, now));
+        }
+        StepResult::NotNeeded | StepResult::NotRun { .. } => {}
+    }
+    entries
+}
+
+fn outcome_error(outcome: &GroupOutcome) -> &str {
+    [&outcome.authorize, &outcome.revoke]
+        .into_iter()
+        .find_map(|step| match step {
+            StepResult::Failed { error, .. } => Some(error.as_str()),
+            _ => None,
+        })
+        .unwrap_or("a step did not complete")
+}
+
+// ── pending plan ─────────────────────────────────────────────────────────────
+
+/// The changes planned and not made, bounded; `None` when there are none.
+fn pending_plan(plan: &Plan) -> Option<PendingPlan> {
+    let changes: Vec<(&GroupPlan, &ChangeSet)> = plan.changes().collect();
+    if changes.is_empty() {
+        return None;
+    }
+    Some(PendingPlan {
+        groups: changes
+            .iter()
+            .take(MAX_PENDING_GROUPS)
+            .map(|(group, change)| pending_group(group, change))
+            .collect(),
+        truncated: count(changes.len().saturating_sub(MAX_PENDING_GROUPS)),
+    })
+}
+
+fn pending_group(group: &GroupPlan, change: &ChangeSet) -> PendingGroup {
+    let authorize = change
+        .authorize
+        .iter()
+        .take(MAX_PENDING_RULES)
+        .map(|a| format!("{} tcp/{}", a.source, a.ports))
+        .collect();
+    let revoke = change
+        .revoke
+        .iter()
+        .take(MAX_PENDING_RULES)
+        .map(|r| format!("{} {} tcp/{}", r.rule, r.source, r.ports))
+        .collect();
+    let omitted = change.authorize.len().saturating_sub(MAX_PENDING_RULES)
+        + change.revoke.len().saturating_sub(MAX_PENDING_RULES);
+    PendingGroup {
+        group: group.group.to_string(),
+        finding_id: group.findings.first().map(ToString::to_string),
+        authorize,
+        revoke,
+        omitted_rules: count(omitted),
+    }
+}
+
+// ── comparison ───────────────────────────────────────────────────────────────
+
+fn epoch() -> Time {
+    Time(Timestamp::UNIX_EPOCH)
+}
+
+fn without_times(status: &GuardDutyPolicyStatus) -> GuardDutyPolicyStatus {
+    let mut status = status.clone();
+    status.last_sync_time = None;
+    for condition in &mut status.conditions {
+        condition.last_transition_time = epoch();
+    }
+    for action in &mut status.recent_actions {
+        action.time = epoch();
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::finding::{Action, InstanceRef};
+    use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+    use crate::domain::plan::{Observation, plan};
+    use crate::domain::policy::Policy;
+    use crate::domain::security_group::{
+        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+    };
+    use crate::domain::severity::Severity;
+
+    // ── fixtures ─────────────────────────────────────────────────────────────
+
+    fn at(second: i64) -> Time {
+        Time(Timestamp::from_second(1_800_000_000 + second).unwrap())
+    }
+
+    fn finding(id: &str, severity: f64, instance: &str) -> Finding {
+        Finding {
+            id: FindingId::parse(id).unwrap(),
+            finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
+            severity: Severity::of_finding(severity).unwrap(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            title: String::new(),
+            sample: false,
+            archived: false,
+            count: None,
+            first_seen: None,
+            last_seen: None,
+            updated_at: None,
+            instance: Some(InstanceRef {
+                id: InstanceId::parse(instance).unwrap(),
+                security_groups: Vec::new(),
+            }),
+            action: Action::PortProbe {
+                ports: vec![22],
+                remote_ips: Vec::new(),
+            },
+        }
+    }
+
+    /// A group whose only rule admits `traffic` from the world.
+    fn open_group(id: &str, traffic: Traffic) -> SecurityGroup {
+        SecurityGroup {
+            id: SecurityGroupId::parse(id).unwrap(),
+            name: id.into(),
+            vpc_id: None,
+            tags: BTreeMap::new(),
+            ingress: vec![IngressRule {
+                id: RuleId::parse(&format!("sgr-{}", &id[3..])).unwrap(),
+                traffic,
+                source: Source::Cidr("0.0.0.0/0".parse().unwrap()),
+                description: None,
+                managed_ports: None,
+            }],
+            network_interfaces: 1,
+        }
+    }
+
+    /// An account seen by one pass: instances, each with one group, and findings.
+    #[derive(Default)]
+    struct World {
+        observation: Observation,
+    }
+
+    impl World {
+        /// `n` instances `i-<k>`, each in its own group `sg-<k>` that opens port 22
+        /// to the world, each with one MEDIUM finding `f<k>` (k in hex).
+        fn open_ssh(n: usize) -> World {
+            let mut world = World::default();
+            for k in 1..=n {
+                world = world.with_group(&format!("{k:x}"), Traffic::Tcp(PortRange::single(22)));
+                world = world.with_finding(&format!("f{k:x}"), 5.0, &format!("i-{k:x}"));
+            }
+            world
+        }
+
+        /// Instance `i-<suffix>` in group `sg-<suffix>`, whose one rule opens `traffic`.
+        fn with_group(mut self, suffix: &str, traffic: Traffic) -> World {
+            let group = open_group(&format!("sg-{suffix}"), traffic);
+            let instance = Instance {
+                id: InstanceId::parse(&format!("i-{suffix}")).unwrap(),
+                state: InstanceState::Running,
+                security_groups: vec![group.id.clone()],
+            };
+            self.observation
+                .instances
+                .insert(instance.id.clone(), instance);
+            self.observation.groups.insert(group.id.clone(), group);
+            self
+        }
+
+        fn with_finding(mut self, id: &str, severity: f64, instance: &str) -> World {
+            self.observation
+                .findings
+                .push(finding(id, severity, instance));
+            self
+        }
+
+        /// The report of a DryRun pass.
+        fn dry_run(&self) -> PassReport {
+            self.report(&Policy::test(), |_| None)
+        }
+
+        /// The report of an Enforce pass in which every change succeeded.
+        fn enforced(&self) -> PassReport {
+            self.enforced_failing(&[])
+        }
+
+        /// An Enforce pass in which authorizing fails for these groups.
+        fn enforced_failing(&self, failing: &[&str]) -> PassReport {
+            let failing: Vec<String> = failing.iter().map(|g| g.to_string()).collect();
+            self.report(&Policy::test().enforce(), move |(group, change)| {
+                Some(if failing.contains(&group.group.to_string()) {
+                    failed_outcome(group)
+                } else {
+                    done_outcome(group, change)
+                })
+            })
+        }
+
+        fn report(
+            &self,
+            policy: &Policy,
+            outcome: impl Fn((&GroupPlan, &ChangeSet)) -> Option<GroupOutcome>,
+        ) -> PassReport {
+            let plan = plan(policy, &self.observation);
+            let outcomes: Vec<GroupOutcome> = plan.changes().filter_map(outcome).collect();
+            PassReport {
+                mode: policy.mode,
+                detector: Some("d1".into()),
+                findings: self.observation.findings.clone(),
+                applied: !outcomes.is_empty(),
+                plan: Some(plan),
+                outcomes,
+                archived: Vec::new(),
+                failure: None,
+            }
+        }
+    }
+
+    fn done_outcome(group: &GroupPlan, change: &ChangeSet) -> GroupOutcome {
+        let rule_ids = (0..change.authorize.len())
+            .map(|k| RuleId::parse(&format!("sgr-a{k:x}")).unwrap())
+            .collect();
+        GroupOutcome {
+            group: group.group.clone(),
+            authorize: StepResult::Done {
+                rules: change.authorize.len(),
+                rule_ids,
+            },
+            revoke: StepResult::Done {
+                rules: change.revoke.len(),
+                rule_ids: change.revoke.iter().map(|r| r.rule.clone()).collect(),
+            },
+        }
+    }
+
+    fn failed_outcome(group: &GroupPlan) -> GroupOutcome {
+        GroupOutcome {
+            group: group.group.clone(),
+            authorize: StepResult::Failed {
+                category: "access-denied",
+                error: "UnauthorizedOperation: not allowed".into(),
+            },
+            revoke: StepResult::NotRun {
+                reason: "authorize failed".into(),
+            },
+        }
+    }
+
+    /// A pass that stopped at `step`, having read the findings of `world` when the
+    /// step comes after reading them.
+    fn failed_at(world: &World, step: &'static str, category: &'static str) -> PassReport {
+        let read = !matches!(step, FIND_DETECTOR_STEP | READ_FINDINGS_STEP);
+        PassReport {
+            mode: Mode::DryRun,
+            detector: (step != FIND_DETECTOR_STEP).then(|| "d1".to_string()),
+            findings: if read {
+                world.observation.findings.clone()
+            } else {
+                Vec::new()
+            },
+            plan: None,
+            applied: false,
+            outcomes: Vec::new(),
+            archived: Vec::new(),
+            failure: Some(Failure {
+                step,
+                category,
+                error: "connection refused".into(),
+            }),
+        }
+    }
+
+    fn status_after(report: &PassReport) -> GuardDutyPolicyStatus {
+        compute_status(Some(1), None, &PassOutcome::Completed(report), at(0))
+    }
+
+    fn next(
+        previous: &GuardDutyPolicyStatus,
+        report: &PassReport,
+        now: Time,
+    ) -> GuardDutyPolicyStatus {
+        compute_status(
+            Some(1),
+            Some(previous),
+            &PassOutcome::Completed(report),
+            now,
+        )
+    }
+
+    fn condition<'a>(status: &'a GuardDutyPolicyStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition in {status:#?}"))
+    }
+
+    /// (status, reason) of a condition.
+    fn state<'a>(status: &'a GuardDutyPolicyStatus, type_: &str) -> (&'a str, &'a str) {
+        let c = condition(status, type_);
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    // ── generation and sync time ─────────────────────────────────────────────
+
+    #[test]
+    fn observed_generation_is_the_generation_of_the_spec_the_pass_ran_for() {
+        let report = World::open_ssh(1).dry_run();
+        let status = compute_status(Some(7), None, &PassOutcome::Completed(&report), at(0));
+        assert_eq!(status.observed_generation, Some(7));
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(7))
+        );
+    }
+
+    #[test]
+    fn last_sync_time_is_now_when_the_findings_were_read() {
+        let world = World::open_ssh(1);
+        let first = status_after(&world.enforced());
+        assert_eq!(first.last_sync_time, Some(at(0)));
+        let second = next(&first, &world.enforced(), at(60));
+        assert_eq!(second.last_sync_time, Some(at(60)));
+    }
+
+    #[test]
+    fn last_sync_time_and_counts_are_kept_when_the_findings_could_not_be_read() {
+        let world = World::open_ssh(2);
+        let first = status_after(&world.dry_run());
+        let failed = next(
+            &first,
+            &failed_at(&world, READ_FINDINGS_STEP, "unreachable"),
+            at(60),
+        );
+        assert_eq!(failed.last_sync_time, Some(at(0)));
+        assert_eq!(failed.findings, first.findings);
+        assert_eq!(failed.security_groups, first.security_groups);
+        assert_eq!(failed.pending_plan, first.pending_plan);
+    }
+
+    // ── conditions ───────────────────────────────────────────────────────────
+
+    #[test]
+    fn every_condition_is_true_and_sorted_by_type_when_every_group_converged() {
+        let status = status_after(&World::open_ssh(2).enforced());
+        let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [FINDINGS_SYNCED, READY, SECURITY_GROUPS_CONVERGED]);
+        assert_eq!(state(&status, FINDINGS_SYNCED), ("True", "FindingsRead"));
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("True", "Converged")
+        );
+        assert_eq!(state(&status, READY), ("True", "Ready"));
+        assert_eq!(
+            condition(&status, SECURITY_GROUPS_CONVERGED).message,
+            "changed 2 security groups this pass; all 2 admit the findings' ports from trusted \
+             ranges only"
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time == at(0))
+        );
+    }
+
+    #[test]
+    fn unreachable_guardduty_makes_findings_synced_false_with_the_failed_step() {
+        let status = status_after(&failed_at(
+            &World::default(),
+            READ_FINDINGS_STEP,
+            "unreachable",
+        ));
+        assert_eq!(
+            state(&status, FINDINGS_SYNCED),
+            ("False", "GuardDutyUnreachable")
+        );
+        assert!(
+            condition(&status, FINDINGS_SYNCED)
+                .message
+                .starts_with("failed to read findings: connection refused. Check the network"),
+        );
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "ObserveFailed")
+        );
+        assert_eq!(state(&status, READY), ("False", "GuardDutyUnreachable"));
+        assert_eq!(status.last_sync_time, None);
+    }
+
+    #[test]
+    fn access_denied_on_ec2_keeps_findings_synced_and_stops_before_planning() {
+        let world = World::open_ssh(3);
+        let status = status_after(&failed_at(
+            &world,
+            step::DESCRIBE_INSTANCES,
+            "access-denied",
+        ));
+        assert_eq!(state(&status, FINDINGS_SYNCED), ("True", "FindingsRead"));
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "ObserveFailed")
+        );
+        assert!(
+            condition(&status, SECURITY_GROUPS_CONVERGED)
+                .message
+                .contains("failed to describe instances: connection refused. Grant the operator's IAM role")
+        );
+        assert_eq!(state(&status, READY), ("False", "ObserveFailed"));
+        assert_eq!(status.findings.unwrap().total, 3);
+        assert_eq!(status.security_groups, None);
+    }
+
+    #[test]
+    fn missing_detector_is_named_as_the_reason() {
+        let status = status_after(&failed_at(
+            &World::default(),
+            FIND_DETECTOR_STEP,
+            "no-detector",
+        ));
+        assert_eq!(state(&status, FINDINGS_SYNCED), ("False", "NoDetector"));
+    }
+
+    #[test]
+    fn dry_run_changes_are_pending_with_their_count() {
+        let status = status_after(&World::open_ssh(3).dry_run());
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "ChangesPending")
+        );
+        assert_eq!(
+            condition(&status, SECURITY_GROUPS_CONVERGED).message,
+            "3 security groups have changes planned; remediation.mode is DryRun, so nothing was \
+             changed: see status.pendingPlan, and set spec.remediation.mode to Enforce to apply it"
+        );
+        assert_eq!(state(&status, READY), ("False", "ChangesPending"));
+    }
+
+    #[test]
+    fn failed_change_makes_groups_not_converged_with_the_error() {
+        let status = status_after(&World::open_ssh(2).enforced_failing(&["sg-2"]));
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "ChangesFailed")
+        );
+        assert_eq!(
+            condition(&status, SECURITY_GROUPS_CONVERGED).message,
+            "failed to change 1 security group; first, sg-2: UnauthorizedOperation: not allowed. \
+             The next pass retries"
+        );
+    }
+
+    #[test]
+    fn refused_groups_are_counted_and_the_first_reason_is_named() {
+        let report = World::open_ssh(1)
+            .with_group("a1", Traffic::All)
+            .with_finding("fa1", 5.0, "i-a1")
+            .with_group("a2", Traffic::All)
+            .with_finding("fa2", 5.0, "i-a2")
+            .enforced();
+        let status = status_after(&report);
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "Refused")
+        );
+        assert_eq!(
+            condition(&status, SECURITY_GROUPS_CONVERGED).message,
+            "refused to change 2 security groups; first, sg-a1: rule sgr-a1 allows all traffic \
+             from 0.0.0.0/0; split it into per-protocol rules, then the operator can narrow the \
+             TCP part"
+        );
+    }
+
+    #[test]
+    fn ready_takes_the_reason_and_message_of_the_first_failing_condition() {
+        let mut report = World::open_ssh(1).enforced_failing(&["sg-1"]);
+        report.failure = Some(Failure {
+            step: ARCHIVE_STEP,
+            category: "access-denied",
+            error: "AccessDeniedException: no".into(),
+        });
+        let status = status_after(&report);
+        assert_eq!(state(&status, FINDINGS_SYNCED), ("False", "AccessDenied"));
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "ChangesFailed")
+        );
+        let ready = condition(&status, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "AccessDenied")
+        );
+        assert!(ready.message.starts_with(
+            "FindingsSynced: failed to archive remediated findings: AccessDeniedException: no"
+        ));
+    }
+
+    #[test]
+    fn a_group_that_no_longer_exists_is_pending() {
+        let mut world = World::open_ssh(1);
+        world.observation.groups.clear();
+        let status = status_after(&world.dry_run());
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("False", "GroupsNotFound")
+        );
+        assert_eq!(
+            condition(&status, SECURITY_GROUPS_CONVERGED).message,
+            "1 security group concerned by findings no longer exists (first, sg-1); the next \
+             pass reads the instances' groups again"
+        );
+        assert_eq!(status.security_groups.unwrap().pending, 1);
+    }
+
+    #[test]
+    fn applied_changes_without_a_reported_plan_leave_convergence_unknown() {
+        // The pipeline drops the plan when archiving fails after the changes.
+        let mut report = World::open_ssh(2).enforced();
+        report.plan = None;
+        report.failure = Some(Failure {
+            step: ARCHIVE_STEP,
+            category: "throttled",
+            error: "ThrottlingException: slow down".into(),
+        });
+        let status = status_after(&report);
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("Unknown", "ArchiveFailed")
+        );
+        assert_eq!(
+            state(&status, FINDINGS_SYNCED),
+            ("False", "GuardDutyThrottled")
+        );
+        assert_eq!(status.pending_plan, None);
+    }
+
+    #[test]
+    fn invalid_spec_makes_ready_false_and_keeps_what_the_last_pass_reported() {
+        let first = status_after(&World::open_ssh(1).enforced());
+        let invalid = compute_status(
+            Some(2),
+            Some(&first),
+            &PassOutcome::Invalid {
+                message: "spec.interval: \"10s\" is too short: use an interval from 30s to 24h",
+            },
+            at(60),
+        );
+        assert_eq!(invalid.observed_generation, Some(2));
+        let ready = condition(&invalid, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(
+            ready
+                .message
+                .contains("spec.interval: \"10s\" is too short")
+        );
+        assert_eq!(
+            (ready.observed_generation, &ready.last_transition_time),
+            (Some(2), &at(60))
+        );
+        assert_eq!(
+            condition(&invalid, FINDINGS_SYNCED),
+            condition(&first, FINDINGS_SYNCED)
+        );
+        assert_eq!(invalid.findings, first.findings);
+        assert_eq!(invalid.last_sync_time, first.last_sync_time);
+        assert_eq!(invalid.recent_actions, first.recent_actions);
+    }
+
+    #[test]
+    fn transition_time_is_kept_when_the_status_stays_even_if_the_message_changes() {
+        let first = status_after(&World::open_ssh(1).dry_run());
+        let second = next(&first, &World::open_ssh(2).dry_run(), at(60));
+        let pending = condition(&second, SECURITY_GROUPS_CONVERGED);
+        assert!(pending.message.starts_with("2 security groups have"));
+        assert_eq!(pending.last_transition_time, at(0));
+        assert_eq!(condition(&second, READY).last_transition_time, at(0));
+    }
+
+    #[test]
+    fn transition_time_is_now_when_the_status_changes() {
+        let first = status_after(&World::open_ssh(1).dry_run());
+        let second = next(&first, &World::open_ssh(1).enforced(), at(60));
+        assert_eq!(
+            condition(&second, SECURITY_GROUPS_CONVERGED).last_transition_time,
+            at(60)
+        );
+        assert_eq!(condition(&second, READY).last_transition_time, at(60));
+        assert_eq!(
+            condition(&second, FINDINGS_SYNCED).last_transition_time,
+            at(0)
+        );
+    }
+
+    #[test]
+    fn remediation_off_reports_the_findings_and_checks_no_group() {
+        let world = World::open_ssh(2);
+        let report = world.report(&Policy::test().off(), |_| None);
+        let status = status_after(&report);
+        assert_eq!(
+            state(&status, SECURITY_GROUPS_CONVERGED),
+            ("True", "RemediationOff")
+        );
+        assert_eq!(state(&status, READY), ("True", "Ready"));
+        assert_eq!(status.findings.unwrap().total, 2);
+        assert_eq!(status.pending_plan, None);
+    }
+
+    // ── counts ───────────────────────────────────────────────────────────────
+
+    #[test]
+    fn findings_are_counted_per_severity_band() {
+        let report = World::default()
+            .with_finding("f1", 1.0, "i-1")
+            .with_finding("f2", 3.9, "i-1")
+            .with_finding("f3", 4.0, "i-1")
+            .with_finding("f4", 7.0, "i-1")
+            .with_finding("f5", 8.9, "i-1")
+            .with_finding("f6", 9.0, "i-1")
+            .dry_run();
+        assert_eq!(
+            status_after(&report).findings,
+            Some(FindingCounts {
+                total: 6,
+                low: 2,
+                medium: 1,
+                high: 2,
+                critical: 1,
+            })
+        );
+    }
+
+    #[test]
+    fn security_groups_are_counted_as_managed_converged_and_pending() {
+        // sg-1 changed, sg-2 failed, sg-a1 refused.
+        let world = World::open_ssh(2)
+            .with_group("a1", Traffic::All)
+            .with_finding("fa1", 5.0, "i-a1");
+        assert_eq!(
+            status_after(&world.enforced_failing(&["sg-2"])).security_groups,
+            Some(SecurityGroupCounts {
+                managed: 3,
+                converged: 1,
+                pending: 2,
+            })
+        );
+        assert_eq!(
+            status_after(&world.dry_run()).security_groups,
+            Some(SecurityGroupCounts {
+                managed: 3,
+                converged: 0,
+                pending: 3,
+            })
+        );
+    }
+
+    // ── recent actions and pending plan ──────────────────────────────────────
+
+    #[test]
+    fn enforce_records_one_action_per_rule_authorized_and_revoked() {
+        let status = status_after(&World::open_ssh(1).enforced());
+        assert_eq!(
+            status.recent_actions,
+            [
+                RecentAction {
+                    time: at(0),
+                    kind: ActionKind::Authorized,
+                    group: "sg-1".into(),
+                    rule: Some("sgr-a0".into()),
+                    source: Some("10.0.0.0/8".into()),
+                    ports: Some("22".into()),
+                    finding_id: Some("f1".into()),
+                    message: Some("trusted access to tcp/22".into()),
+                },
+                RecentAction {
+                    time: at(0),
+                    kind: ActionKind::Revoked,
+                    group: "sg-1".into(),
+                    rule: Some("sgr-1".into()),
+                    source: Some("0.0.0.0/0".into()),
+                    ports: Some("22".into()),
+                    finding_id: Some("f1".into()),
+                    message: Some("closed tcp/22 to 0.0.0.0/0".into()),
+                },
+            ]
+        );
+        assert_eq!(status.pending_plan, None);
+    }
+
+    /// An action's kind, source, ports and message.
+    type ActionSummary<'a> = (
+        ActionKind,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
+    #[test]
+    fn narrowed_rule_keeps_its_other_ports_and_names_every_finding() {
+        let report = World::default()
+            .with_group("1", Traffic::Tcp(PortRange::new(0, 1023)))
+            .with_finding("f1", 5.0, "i-1")
+            .with_finding("f2", 5.0, "i-1")
+            .enforced();
+        let status = status_after(&report);
+        let summary: Vec<ActionSummary<'_>> = status
+            .recent_actions
+            .iter()
+            .map(|a| {
+                (
+                    a.kind,
+                    a.source.as_deref(),
+                    a.ports.as_deref(),
+                    a.message.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    ActionKind::Authorized,
+                    Some("0.0.0.0/0"),
+                    Some("0-21"),
+                    Some("tcp/0-21 kept open from narrowed rule sgr-1 (and 1 more finding)")
+                ),
+                (
+                    ActionKind::Authorized,
+                    Some("0.0.0.0/0"),
+                    Some("23-1023"),
+                    Some("tcp/23-1023 kept open from narrowed rule sgr-1 (and 1 more finding)")
+                ),
+                (
+                    ActionKind::Authorized,
+                    Some("10.0.0.0/8"),
+                    Some("22"),
+                    Some("trusted access to tcp/22 (and 1 more finding)")
+                ),
+                (
+                    ActionKind::Revoked,
+                    Some("0.0.0.0/0"),
+                    Some("0-1023"),
+                    Some("closed tcp/22 to 0.0.0.0/0 (and 1 more finding)")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn failed_steps_are_recorded_as_failed_actions_before_the_changes() {
+        let status = status_after(&World::open_ssh(2).enforced_failing(&["sg-2"]));
+        let kinds: Vec<(ActionKind, &str)> = status
+            .recent_actions
+            .iter()
+            .map(|a| (a.kind, a.group.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ActionKind::Failed, "sg-2"),
+                (ActionKind::Authorized, "sg-1"),
+                (ActionKind::Revoked, "sg-1"),
+            ]
+        );
+        assert_eq!(
+            status.recent_actions[0].message.as_deref(),
+            Some(
+                "failed to authorize 1 rule (access-denied): UnauthorizedOperation: not allowed; \
+                 nothing revoked: authorize failed"
+            )
+        );
+    }
+
+    #[test]
+    fn a_refusal_seen_on_every_pass_is_recorded_once() {
+        let world = World::default()
+            .with_group("a1", Traffic::All)
+            .with_finding("fa1", 5.0, "i-a1");
+        let first = status_after(&world.dry_run());
+        assert_eq!(first.recent_actions.len(), 1);
+        let refusal = &first.recent_actions[0];
+        assert_eq!(refusal.kind, ActionKind::Refused);
+        assert_eq!(
+            (refusal.rule.as_deref(), refusal.source.as_deref()),
+            (Some("sgr-a1"), Some("0.0.0.0/0"))
+        );
+        let second = next(&first, &world.dry_run(), at(60));
+        assert_eq!(second.recent_actions.len(), 1);
+        assert_eq!(second.recent_actions[0].time, at(60));
+    }
+
+    #[test]
+    fn dry_run_shows_the_pending_plan_bounded_to_twenty_groups() {
+        let status = status_after(&World::open_ssh(25).dry_run());
+        let pending = status.pending_plan.expect("a pending plan");
+        assert_eq!(pending.groups.len(), MAX_PENDING_GROUPS);
+        assert_eq!(pending.truncated, 5);
+        assert_eq!(
+            pending.groups[0],
+            PendingGroup {
+                group: "sg-1".into(),
+                finding_id: Some("f1".into()),
+                authorize: vec!["10.0.0.0/8 tcp/22".into()],
+                revoke: vec!["sgr-1 0.0.0.0/0 tcp/22".into()],
+                omitted_rules: 0,
+            }
+        );
+        assert!(status.recent_actions.is_empty(), "DryRun changes nothing");
+    }
+
+    #[test]
+    fn pending_rules_of_a_group_are_bounded_too() {
+        let ranges: Vec<String> = (1..=12).map(|k| format!("10.{k}.0.0/16")).collect();
+        let ranges: Vec<&str> = ranges.iter().map(String::as_str).collect();
+        let report = World::open_ssh(1).report(&Policy::test().trusting(&ranges), |_| None);
+        let pending = status_after(&report).pending_plan.unwrap();
+        assert_eq!(pending.groups[0].authorize.len(), MAX_PENDING_RULES);
+        assert_eq!(pending.groups[0].omitted_rules, 2);
+    }
+
+    #[test]
+    fn recent_actions_are_newest_first_and_bounded_to_fifty() {
+        let first = status_after(&World::open_ssh(20).enforced());
+        assert_eq!(first.recent_actions.len(), 40);
+        let later = World::default()
+            .with_group("b1", Traffic::Tcp(PortRange::single(22)))
+            .with_finding("fb1", 5.0, "i-b1")
+            .enforced();
+        let second = next(&first, &later, at(60));
+        assert_eq!(second.recent_actions.len(), 42);
+        assert_eq!(second.recent_actions[0].group, "sg-b1");
+        assert_eq!(second.recent_actions[2], first.recent_actions[0]);
+        let many = status_after(&World::open_ssh(100).enforced());
+        assert_eq!(many.recent_actions.len(), MAX_RECENT_ACTIONS);
+        let third = next(&many, &later, at(120));
+        assert_eq!(third.recent_actions.len(), MAX_RECENT_ACTIONS);
+        assert_eq!(third.recent_actions[0].group, "sg-b1");
+    }
+
+    #[test]
+    fn status_of_ten_thousand_findings_and_a_thousand_changed_groups_stays_under_100_kib() {
+        let mut world = World::open_ssh(1000);
+        for k in 0..9000 {
+            let instance = format!("i-{:x}", k % 1000 + 1);
+            world = world.with_finding(&format!("g{k}"), 1.0 + (k % 10) as f64 * 0.9, &instance);
+        }
+        assert_eq!(world.observation.findings.len(), 10_000);
+        let trusted = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "2001:db8::/32",
+        ];
+        let policy = Policy::test().trusting(&trusted);
+        for report in [
+            world.report(&policy, |_| None),
+            world.report(&policy.clone().enforce(), |(g, c)| Some(done_outcome(g, c))),
+            world.report(&policy.clone().enforce(), |(g, _)| Some(failed_outcome(g))),
+        ] {
+            let status = status_after(&report);
+            assert_eq!(status.findings.unwrap().total, 10_000);
+            assert_eq!(status.security_groups.unwrap().managed, 1000);
+            let size = serde_json::to_vec(&status).unwrap().len();
+            assert!(size < 100 * 1024, "{size} bytes");
+        }
+    }
+
+    // ── comparison ───────────────────────────────────────────────────────────
+
+    #[test]
+    fn an_identical_second_pass_is_not_a_change() {
+        let world = World::open_ssh(2)
+            .with_group("a1", Traffic::All)
+            .with_finding("fa1", 5.0, "i-a1");
+        for report in [world.dry_run(), world.enforced_failing(&["sg-2"])] {
+            let first = status_after(&report);
+            let second = next(&first, &report, at(300));
+            assert_ne!(first, second, "times moved");
+            assert!(!status_changed(&first, &second), "{first:#?}\n{second:#?}");
+        }
+    }
+
+    #[test]
+    fn a_new_finding_is_a_change() {
+        let world = World::open_ssh(1);
+        let first = status_after(&world.dry_run());
+        let report = world.with_finding("f2", 9.5, "i-1").dry_run();
+        let second = next(&first, &report, at(300));
+        assert!(status_changed(&first, &second));
+    }
+}
