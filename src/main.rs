@@ -1,5 +1,6 @@
 //! The `guardduty-operator` command: one audit or remediation pass from a policy
-//! file, without a cluster. Data goes to stdout; logs and progress to stderr.
+//! file, without a cluster, or the controller in a cluster (`controller`).
+//! Data goes to stdout; logs and progress to stderr.
 //!
 //! Exit status: 0 when the pass completed, 2 for an invalid policy or usage,
 //! 1 when AWS could not be reached or a step failed.
@@ -13,6 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use guardduty_operator::aws::ec2::Ec2;
 use guardduty_operator::aws::guardduty::GuardDuty;
 use guardduty_operator::aws::{ApiCallCounter, load_config};
+use guardduty_operator::controller::clients::SdkAwsFactory;
+use guardduty_operator::controller::reconcile;
 use guardduty_operator::pipeline::{PassOptions, run_pass};
 use guardduty_operator::{report, spec};
 
@@ -47,6 +50,9 @@ enum Command {
     },
     /// Print the GuardDutyPolicy CustomResourceDefinition (the YAML in crds/).
     Crd,
+    /// Run the controller: reconcile every GuardDutyPolicy of the cluster (the kube
+    /// config is inferred: in-cluster service account, or KUBECONFIG) until SIGTERM.
+    Controller,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +106,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => (args, false),
         Command::Remediate { args, dry_run } => (args, !dry_run),
         Command::Crd => return print_crd(),
+        Command::Controller => return controller().await,
     };
     match pass(args, apply).await {
         Ok(code) => code,
@@ -121,6 +128,25 @@ fn print_crd() -> ExitCode {
             Ok(())
         });
     match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+async fn controller() -> ExitCode {
+    let result = async {
+        let client = kube::Client::try_default()
+            .await
+            .context("failed to infer the Kubernetes configuration")?;
+        reconcile::run(client, SdkAwsFactory::default())
+            .await
+            .map_err(|error| anyhow::anyhow!(guardduty_operator::ports::error_chain(&error)))
+    }
+    .await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

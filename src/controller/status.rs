@@ -400,16 +400,13 @@ fn converged(tally: &GroupTally<'_>) -> Decided {
                 .to_string(),
         );
     }
-    let message = match (tally.managed, tally.changed) {
-        (0, _) => "no security group is concerned by the findings".to_string(),
-        (managed, 0) => format!(
+    // What this pass changed is in recentActions; the condition says only how
+    // things stand, so the pass after a fix is quiet.
+    let message = match tally.managed {
+        0 => "no security group is concerned by the findings".to_string(),
+        managed => format!(
             "all {} admit the findings' ports from trusted ranges only",
             plural(managed, "security group")
-        ),
-        (managed, changed) => format!(
-            "changed {} this pass; all {managed} admit the findings' ports from trusted ranges \
-             only",
-            plural(changed, "security group")
         ),
     };
     Decided::truthy(SECURITY_GROUPS_CONVERGED, "Converged", message)
@@ -1002,8 +999,7 @@ mod tests {
         assert_eq!(state(&status, READY), ("True", "Ready"));
         assert_eq!(
             condition(&status, SECURITY_GROUPS_CONVERGED).message,
-            "changed 2 security groups this pass; all 2 admit the findings' ports from trusted \
-             ranges only"
+            "all 2 security groups admit the findings' ports from trusted ranges only"
         );
         assert!(
             status
