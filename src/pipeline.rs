@@ -326,14 +326,12 @@ mod tests {
 
     use super::*;
     use crate::domain::cidr::Cidr;
-    use crate::domain::finding::{Action, InstanceRef};
     use crate::domain::ids::InstanceId;
     use crate::domain::plan::{ChangeSet, apply_change};
     use crate::domain::policy::TrustedRanges;
     use crate::domain::security_group::{
         IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
     };
-    use crate::domain::severity::Severity;
     use crate::ports::{AwsError, Ec2Error, FindingsError};
 
     /// An account in memory: groups, instances, findings, and the operations told to fail.
@@ -497,28 +495,7 @@ mod tests {
                 state: InstanceState::Running,
                 security_groups: group_ids,
             }],
-            findings: vec![Finding {
-                id: FindingId::parse("f1").unwrap(),
-                finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
-                severity: Severity::of_finding(5.0).unwrap(),
-                account_id: "123456789012".into(),
-                region: "us-east-1".into(),
-                title: String::new(),
-                sample: false,
-                archived: false,
-                count: None,
-                first_seen: None,
-                last_seen: None,
-                updated_at: None,
-                instance: Some(InstanceRef {
-                    id: instance,
-                    security_groups: Vec::new(),
-                }),
-                action: Action::PortProbe {
-                    ports: vec![22],
-                    remote_ips: Vec::new(),
-                },
-            }],
+            findings: vec![Finding::probe("f1", "i-1", &[22])],
             fail: fail.iter().map(|(op, g)| (*op, g.to_string())).collect(),
             ..Default::default()
         }

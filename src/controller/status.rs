@@ -720,8 +720,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::finding::{Action, InstanceRef};
-    use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+    use crate::domain::ids::{InstanceId, RuleId, SecurityGroupId};
     use crate::domain::plan::{Observation, plan};
     use crate::domain::policy::Policy;
     use crate::domain::security_group::{
@@ -737,26 +736,8 @@ mod tests {
 
     fn finding(id: &str, severity: f64, instance: &str) -> Finding {
         Finding {
-            id: FindingId::parse(id).unwrap(),
-            finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
             severity: Severity::of_finding(severity).unwrap(),
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            title: String::new(),
-            sample: false,
-            archived: false,
-            count: None,
-            first_seen: None,
-            last_seen: None,
-            updated_at: None,
-            instance: Some(InstanceRef {
-                id: InstanceId::parse(instance).unwrap(),
-                security_groups: Vec::new(),
-            }),
-            action: Action::PortProbe {
-                ports: vec![22],
-                remote_ips: Vec::new(),
-            },
+            ..Finding::probe(id, instance, &[22])
         }
     }
 

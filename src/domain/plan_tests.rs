@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::cidr::Cidr;
-use super::finding::{Action, Direction, Finding, InstanceRef, ReportOnly};
+use super::finding::{Action, Direction, Finding, ReportOnly};
 use super::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
 use super::plan::*;
 use super::policy::Policy;
 use super::security_group::*;
-use super::severity::Severity;
 
 // ---- fixtures -------------------------------------------------------------
 
@@ -74,28 +73,7 @@ impl GroupBuilder {
 }
 
 fn probe(id: &str, instance: &str, ports: &[u16]) -> Finding {
-    Finding {
-        id: FindingId::parse(id).unwrap(),
-        finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
-        severity: Severity::of_finding(5.0).unwrap(),
-        account_id: "123456789012".into(),
-        region: "us-east-1".into(),
-        title: "probe".into(),
-        sample: false,
-        archived: false,
-        count: Some(1),
-        first_seen: None,
-        last_seen: None,
-        updated_at: None,
-        instance: Some(InstanceRef {
-            id: InstanceId::parse(instance).unwrap(),
-            security_groups: Vec::new(),
-        }),
-        action: Action::PortProbe {
-            ports: ports.to_vec(),
-            remote_ips: vec!["198.51.100.7".parse().unwrap()],
-        },
-    }
+    Finding::probe(id, instance, ports)
 }
 
 fn brute_force(id: &str, instance: &str, port: u16, direction: Direction) -> Finding {
