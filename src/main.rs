@@ -6,6 +6,7 @@
 //! 1 when AWS could not be reached or a step failed.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,7 +53,11 @@ enum Command {
     Crd,
     /// Run the controller: reconcile every GuardDutyPolicy of the cluster (the kube
     /// config is inferred: in-cluster service account, or KUBECONFIG) until SIGTERM.
-    Controller,
+    Controller {
+        /// Where to serve /healthz, /readyz and Prometheus /metrics.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+        metrics_addr: SocketAddr,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,7 +111,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => (args, false),
         Command::Remediate { args, dry_run } => (args, !dry_run),
         Command::Crd => return print_crd(),
-        Command::Controller => return controller().await,
+        Command::Controller { metrics_addr } => return controller(*metrics_addr).await,
     };
     match pass(args, apply).await {
         Ok(code) => code,
@@ -136,12 +141,12 @@ fn print_crd() -> ExitCode {
     }
 }
 
-async fn controller() -> ExitCode {
+async fn controller(metrics_addr: SocketAddr) -> ExitCode {
     let result = async {
         let client = kube::Client::try_default()
             .await
             .context("failed to infer the Kubernetes configuration")?;
-        reconcile::run(client, SdkAwsFactory::default())
+        reconcile::run(client, SdkAwsFactory::default(), metrics_addr)
             .await
             .map_err(|error| anyhow::anyhow!(guardduty_operator::ports::error_chain(&error)))
     }

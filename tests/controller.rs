@@ -496,6 +496,7 @@ async fn in_a_cluster_a_policy_gets_the_finalizer_and_deletion_completes() {
     let controller = tokio::spawn(guardduty_operator::controller::reconcile::run(
         client,
         UnconfiguredAws,
+        "127.0.0.1:0".parse().unwrap(),
     ));
     let mut new = policy(json!({"trustedCidrs": ["10.0.0.0/8"]}));
     new.metadata.name = Some("controller-test".to_string());

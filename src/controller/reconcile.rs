@@ -7,11 +7,17 @@
 //!                      └─ Cleanup ─> Retain: AWS is left as it is; the finalizer goes
 //! ```
 //!
-//! Left for later: Kubernetes Events, metrics and health endpoints, leader election, and
+//! Every reconcile is counted and timed, its pass's findings and actions recorded, and
+//! failures counted by category ([`Metrics`]); [`run`] serves them with `/healthz` and
+//! `/readyz` ([`crate::controller::server`]).
+//!
+//! Left for later: Kubernetes Events, leader election, AWS call metrics, and
 //! `deletionPolicy: Revert` (the spec has no such field yet).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -23,6 +29,8 @@ use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 
 use crate::controller::clients::{AwsFactory, AwsSetupError};
+use crate::controller::metrics::Metrics;
+use crate::controller::server::{self, Endpoints};
 use crate::controller::status::{PassOutcome, compute_status, status_changed};
 use crate::pipeline::{PassOptions, run_pass};
 use crate::spec::{API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND};
@@ -39,11 +47,17 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct Context<F> {
     pub client: Client,
     pub aws: F,
+    pub metrics: Arc<Metrics>,
 }
 
 impl<F: AwsFactory> Context<F> {
+    /// A context with metrics of its own.
     pub fn new(client: Client, aws: F) -> Self {
-        Context { client, aws }
+        Context {
+            client,
+            aws,
+            metrics: Arc::default(),
+        }
     }
 }
 
@@ -64,6 +78,12 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("failed to list GuardDutyPolicies (is the CRD installed? kubectl apply -f crds/)")]
     ListPolicies(#[source] kube::Error),
+    #[error("failed to listen on {addr} for the health and metrics endpoints")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn finalizer_step(error: &finalizer::Error<Error>) -> &'static str {
@@ -90,12 +110,25 @@ impl Error {
                 _ => "finalizer",
             },
             Error::ListPolicies(_) => "list-policies",
+            Error::Listen { .. } => "listen",
         }
     }
 }
 
-/// Reconciles one policy: the finalizer first, then [`apply`] or [`cleanup`].
+/// Reconciles one policy: the finalizer first, then [`apply`] or [`cleanup`]; counted
+/// and timed whatever the result.
 pub async fn reconcile<F: AwsFactory>(
+    policy: Arc<GuardDutyPolicy>,
+    ctx: Arc<Context<F>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let metrics = ctx.metrics.clone();
+    let result = reconcile_policy(policy, ctx).await;
+    metrics.reconciled(started.elapsed());
+    result
+}
+
+async fn reconcile_policy<F: AwsFactory>(
     policy: Arc<GuardDutyPolicy>,
     ctx: Arc<Context<F>>,
 ) -> Result<Action, Error> {
@@ -105,7 +138,7 @@ pub async fn reconcile<F: AwsFactory>(
     finalizer(&api, FINALIZER, policy, |event| async move {
         match event {
             Event::Apply(policy) => apply(&policy, ctx, api_ref).await,
-            Event::Cleanup(policy) => Ok(cleanup(&policy)),
+            Event::Cleanup(policy) => Ok(cleanup(&policy, ctx)),
         }
     })
     .await
@@ -158,7 +191,9 @@ async fn apply<F: AwsFactory>(
         apply: true,
     };
     let report = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options).await;
+    ctx.metrics.pass(&policy_key(policy), &report);
     if let Some(failure) = &report.failure {
+        ctx.metrics.failed(failure.category);
         tracing::warn!(
             policy = %policy.name_any(),
             step = failure.step,
@@ -188,7 +223,8 @@ async fn apply<F: AwsFactory>(
 
 /// Deletion with `deletionPolicy: Retain` (the only policy so far): AWS is left as it
 /// is, whether or not a pass ever ran, and the finalizer goes.
-fn cleanup(policy: &GuardDutyPolicy) -> Action {
+fn cleanup<F>(policy: &GuardDutyPolicy, ctx: &Context<F>) -> Action {
+    ctx.metrics.forget(&policy_key(policy));
     tracing::info!(
         policy = %policy.name_any(),
         "policy deleted: security groups are left as they are (Retain)"
@@ -222,12 +258,23 @@ async fn patch_status_if_changed(
     Ok(())
 }
 
-/// Logs the error and retries later: AWS and API-server errors are usually transient.
+/// `namespace/name`, the `policy` label of the metrics.
+fn policy_key(policy: &GuardDutyPolicy) -> String {
+    format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    )
+}
+
+/// Logs and counts the error and retries later: AWS and API-server errors are usually
+/// transient.
 pub fn error_policy<F: AwsFactory>(
     policy: Arc<GuardDutyPolicy>,
     error: &Error,
-    _ctx: Arc<Context<F>>,
+    ctx: Arc<Context<F>>,
 ) -> Action {
+    ctx.metrics.failed(error.category());
     tracing::warn!(
         policy = %policy.name_any(),
         namespace = policy.namespace().as_deref().unwrap_or(""),
@@ -240,9 +287,43 @@ pub fn error_policy<F: AwsFactory>(
 }
 
 /// Runs the controller on every `GuardDutyPolicy` in the cluster until SIGTERM or
-/// Ctrl-C, letting running reconciles finish.
-pub async fn run<F: AwsFactory>(client: Client, aws: F) -> Result<(), Error> {
-    let api = Api::<GuardDutyPolicy>::all(client.clone());
+/// Ctrl-C, letting running reconciles finish, with `/healthz`, `/readyz` and `/metrics`
+/// served on `metrics_addr` (ready once the watch has synced).
+pub async fn run<F: AwsFactory>(
+    client: Client,
+    aws: F,
+    metrics_addr: SocketAddr,
+) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: metrics_addr,
+            source,
+        })?;
+    let ctx = Arc::new(Context::new(client.clone(), aws));
+    let endpoints = Endpoints {
+        metrics: ctx.metrics.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let ready = endpoints.ready.clone();
+    // Healthy from here on, so that the liveness probe passes while the API server
+    // is checked and the watch syncs.
+    let server = tokio::spawn(async move {
+        if let Err(error) = server::serve(listener, endpoints).await {
+            tracing::error!(%error, "the health and metrics endpoints stopped");
+        }
+    });
+    let result = control(client, ctx, ready).await;
+    server.abort();
+    result
+}
+
+async fn control<F: AwsFactory>(
+    client: Client,
+    ctx: Arc<Context<F>>,
+    ready: Arc<AtomicBool>,
+) -> Result<(), Error> {
+    let api = Api::<GuardDutyPolicy>::all(client);
     api.list(&ListParams::default().limit(1))
         .await
         .map_err(Error::ListPolicies)?;
@@ -250,10 +331,17 @@ pub async fn run<F: AwsFactory>(client: Client, aws: F) -> Result<(), Error> {
     // included: the pass that follows a patch is quiet (no change, so no patch), which
     // bounds it to one extra pass per real change. Filtering those out needs kube's
     // `unstable-runtime` (`Controller::for_stream`), left out on purpose.
-    let ctx = Arc::new(Context::new(client, aws));
     tracing::info!("controller started");
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+    let controller =
+        Controller::new(api, watcher::Config::default().any_semantic()).shutdown_on_signal();
+    let store = controller.store();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::Release);
+            tracing::info!("the watch of GuardDutyPolicies has synced: ready");
+        }
+    });
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
