@@ -12,9 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use guardduty_operator::aws::ec2::Ec2;
-use guardduty_operator::aws::guardduty::GuardDuty;
-use guardduty_operator::aws::{ApiCallCounter, load_config};
+use guardduty_operator::aws::{ApiCallCounter, account_id, adapters, load_config};
 use guardduty_operator::controller::clients::SdkAwsFactory;
 use guardduty_operator::controller::reconcile;
 use guardduty_operator::pipeline::{PassOptions, run_pass};
@@ -201,30 +199,11 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(INVALID));
     };
     let counter = ApiCallCounter::default();
-    let guardduty = GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
-        aws_sdk_guardduty::config::Builder::from(&config)
-            .interceptor(counter.clone())
-            .build(),
-    ));
-    let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::config::Builder::from(&config)
-            .interceptor(counter.clone())
-            .build(),
-    ));
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(&config)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    // Findings of other accounts (seen by a GuardDuty administrator) are reported,
-    // never acted on with these credentials.
-    let account_id = match sts.get_caller_identity().send().await {
-        Ok(identity) => identity.account().map(str::to_string),
+    let (guardduty, ec2, sts) = adapters(&config, &counter);
+    let account_id = match account_id(&sts).await {
+        Ok(account) => account,
         Err(error) => {
-            eprintln!(
-                "error: failed to identify the AWS account (sts:GetCallerIdentity): {}",
-                guardduty_operator::ports::error_chain(&error)
-            );
+            eprintln!("error: failed to identify the AWS account (sts:GetCallerIdentity): {error}");
             return Ok(ExitCode::from(FAILED));
         }
     };

@@ -330,7 +330,7 @@ mod tests {
     use crate::domain::plan::{ChangeSet, apply_change};
     use crate::domain::policy::TrustedRanges;
     use crate::domain::security_group::{
-        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
     };
     use crate::ports::{AwsError, Ec2Error, FindingsError};
 
@@ -461,20 +461,7 @@ mod tests {
     }
 
     fn world_open_group(id: &str) -> SecurityGroup {
-        SecurityGroup {
-            id: SecurityGroupId::parse(id).unwrap(),
-            name: id.into(),
-            vpc_id: None,
-            tags: BTreeMap::new(),
-            ingress: vec![IngressRule {
-                id: RuleId::parse(&format!("sgr-{}", &id[3..])).unwrap(),
-                traffic: Traffic::Tcp(PortRange::single(22)),
-                source: Source::Cidr("0.0.0.0/0".parse().unwrap()),
-                description: None,
-                managed_ports: None,
-            }],
-            network_interfaces: 1,
-        }
+        SecurityGroup::world_open(id, Traffic::Tcp(PortRange::single(22)))
     }
 
     fn account(groups: &[&str], fail: &[(&'static str, &str)]) -> MemoryAccount {

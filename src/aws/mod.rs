@@ -74,6 +74,40 @@ impl Intercept for ApiCallCounter {
     }
 }
 
+/// The adapters a pass uses, built from one SDK configuration, every client
+/// reporting its calls to `counter`.
+pub fn adapters(
+    config: &SdkConfig,
+    counter: &ApiCallCounter,
+) -> (guardduty::GuardDuty, ec2::Ec2, aws_sdk_sts::Client) {
+    let guardduty = guardduty::GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
+        aws_sdk_guardduty::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
+    ));
+    let ec2 = ec2::Ec2::new(aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
+    ));
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    (guardduty, ec2, sts)
+}
+
+/// The account the credentials belong to (sts:GetCallerIdentity, which needs no
+/// permission): findings of other accounts are reported, never acted on.
+pub async fn account_id(sts: &aws_sdk_sts::Client) -> Result<Option<String>, String> {
+    sts.get_caller_identity()
+        .send()
+        .await
+        .map(|identity| identity.account().map(str::to_string))
+        .map_err(|error| crate::ports::error_chain(&error))
+}
+
 /// How many independent AWS calls a pass keeps in flight at once.
 pub const CONCURRENCY: usize = 8;
 

@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 
 use crate::aws::ec2::Ec2;
 use crate::aws::guardduty::GuardDuty;
-use crate::aws::load_config;
+use crate::aws::{ApiCallCounter, account_id, adapters, load_config};
 
 /// The adapters one pass works with, and the account they act in.
 #[derive(Debug, Clone)]
@@ -54,6 +54,15 @@ pub trait AwsFactory: Send + Sync + 'static {
 pub struct SdkAwsFactory {
     /// Keyed by the requested region, `""` for the SDK's own.
     loaded: tokio::sync::Mutex<BTreeMap<String, (SdkConfig, Option<String>)>>,
+    /// Every AWS call the controller's clients make (not yet exported as a metric).
+    calls: ApiCallCounter,
+}
+
+impl SdkAwsFactory {
+    /// The AWS calls made so far, per operation.
+    pub fn api_calls(&self) -> BTreeMap<String, u64> {
+        self.calls.snapshot()
+    }
 }
 
 impl AwsFactory for SdkAwsFactory {
@@ -67,22 +76,22 @@ impl AwsFactory for SdkAwsFactory {
                 let Some(resolved) = config.region().map(|r| r.to_string()) else {
                     return Err(AwsSetupError::NoRegion);
                 };
-                let identity = aws_sdk_sts::Client::new(&config)
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|error| AwsSetupError::IdentifyAccount {
-                        region: resolved,
-                        error: crate::ports::error_chain(&error),
-                    })?;
-                let account_id = identity.account().map(str::to_string);
+                let (_, _, sts) = adapters(&config, &self.calls);
+                let account_id =
+                    account_id(&sts)
+                        .await
+                        .map_err(|error| AwsSetupError::IdentifyAccount {
+                            region: resolved,
+                            error,
+                        })?;
                 loaded.insert(key, (config.clone(), account_id.clone()));
                 (config, account_id)
             }
         };
+        let (guardduty, ec2, _) = adapters(&config, &self.calls);
         Ok(AwsClients {
-            guardduty: GuardDuty::new(aws_sdk_guardduty::Client::new(&config)),
-            ec2: Ec2::new(aws_sdk_ec2::Client::new(&config)),
+            guardduty,
+            ec2,
             account_id,
         })
     }

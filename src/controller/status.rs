@@ -717,14 +717,12 @@ fn without_times(status: &GuardDutyPolicyStatus) -> GuardDutyPolicyStatus {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::domain::ids::{InstanceId, RuleId, SecurityGroupId};
+    use crate::domain::ids::{InstanceId, RuleId};
     use crate::domain::plan::{Observation, plan};
     use crate::domain::policy::Policy;
     use crate::domain::security_group::{
-        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
     };
     use crate::domain::severity::Severity;
 
@@ -743,20 +741,7 @@ mod tests {
 
     /// A group whose only rule admits `traffic` from the world.
     fn open_group(id: &str, traffic: Traffic) -> SecurityGroup {
-        SecurityGroup {
-            id: SecurityGroupId::parse(id).unwrap(),
-            name: id.into(),
-            vpc_id: None,
-            tags: BTreeMap::new(),
-            ingress: vec![IngressRule {
-                id: RuleId::parse(&format!("sgr-{}", &id[3..])).unwrap(),
-                traffic,
-                source: Source::Cidr("0.0.0.0/0".parse().unwrap()),
-                description: None,
-                managed_ports: None,
-            }],
-            network_interfaces: 1,
-        }
+        SecurityGroup::world_open(id, traffic)
     }
 
     /// An account seen by one pass: instances, each with one group, and findings.
