@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use futures_util::{StreamExt, stream};
 
 use crate::aws::CONCURRENCY;
-use crate::domain::finding::Finding;
+use crate::domain::alert::{FindingSummary, Response, Seen};
+use crate::domain::finding::{Finding, Triage, triage};
 use crate::domain::ids::{FindingId, RuleId, SecurityGroupId};
 use crate::domain::plan::{
     ChangeSet, FindingDecision, GroupPlan, Observation, Plan, Verdict, instances_to_describe, plan,
@@ -316,6 +317,144 @@ pub fn remediated_findings(plan: &Plan, outcomes: &[GroupOutcome]) -> Vec<Findin
         .collect()
 }
 
+/// Every finding of the pass with what the operator did about it, for alerts (pure).
+///
+/// Per group the finding concerns: a change done (Enforce, applied) or already in
+/// place closes it; a change not applied is planned; a refusal or a failed step is
+/// said with its reason. Across groups the gravest wins: failed, refused, planned,
+/// closed, reported. When the pass stopped before planning, a finding the operator
+/// would act on is reported as failed with the pass's failure.
+pub fn finding_responses(report: &PassReport) -> Vec<Seen> {
+    report
+        .findings
+        .iter()
+        .map(|finding| Seen {
+            finding: FindingSummary::of(finding),
+            response: finding_response(report, finding),
+        })
+        .collect()
+}
+
+fn finding_response(report: &PassReport, finding: &Finding) -> Response {
+    let Some(plan) = &report.plan else {
+        return match (triage(finding), &report.failure) {
+            (Triage::Report(reason), _) => Response::reported(&reason),
+            (Triage::Close { .. }, Some(failure)) => Response::Failed {
+                error: format!("failed to {}: {}", failure.step, failure.error),
+            },
+            (Triage::Close { .. }, None) => Response::Planned {
+                summary: "not planned in this pass".into(),
+            },
+        };
+    };
+    let security_groups = match plan.findings.get(&finding.id) {
+        Some(FindingDecision::Remediate {
+            security_groups, ..
+        }) => security_groups,
+        Some(FindingDecision::Report(reason)) => return Response::reported(reason),
+        None => {
+            return Response::Reported {
+                reason: "not selected by the policy".into(),
+            };
+        }
+    };
+    let mut failed = Vec::new();
+    let mut refused = Vec::new();
+    let mut planned = Vec::new();
+    let mut closed = Vec::new();
+    let mut reported = Vec::new();
+    for group in security_groups {
+        let Some(group_plan) = plan.groups.iter().find(|g| &g.group == group) else {
+            continue;
+        };
+        match &group_plan.verdict {
+            Verdict::Change(change) if report.applied => {
+                match report.outcomes.iter().find(|o| &o.group == group) {
+                    Some(outcome) if outcome.succeeded() => {
+                        closed.push(describe_change(group, change, true));
+                    }
+                    Some(outcome) => failed.push(format!("{group}: {}", outcome_error(outcome))),
+                    None => failed.push(format!("{group}: the change was not carried out")),
+                }
+            }
+            Verdict::Change(change) => planned.push(describe_change(group, change, false)),
+            Verdict::Converged => closed.push(format!(
+                "{group} already admits tcp/{} from trusted ranges only",
+                ports_text(&group_plan.ports)
+            )),
+            Verdict::Refused(refusal) => refused.push(format!("{group}: {refusal}")),
+            Verdict::Exempt => reported.push(format!("{group} is exempt: left as it is")),
+            Verdict::NotFound => reported.push(format!("{group} no longer exists")),
+        }
+    }
+    if !failed.is_empty() {
+        Response::Failed {
+            error: failed.join("; "),
+        }
+    } else if !refused.is_empty() {
+        Response::Refused {
+            reason: refused.join("; "),
+        }
+    } else if !planned.is_empty() {
+        Response::Planned {
+            summary: planned.join("; "),
+        }
+    } else if !closed.is_empty() {
+        Response::Closed {
+            summary: closed.join("; "),
+        }
+    } else {
+        Response::Reported {
+            reason: if reported.is_empty() {
+                "no security group to change".into()
+            } else {
+                reported.join("; ")
+            },
+        }
+    }
+}
+
+/// `revoked tcp/22 from 0.0.0.0/0, authorized tcp/22 from 10.0.0.0/8 in sg-…`
+fn describe_change(group: &SecurityGroupId, change: &ChangeSet, done: bool) -> String {
+    let (revoke, authorize) = if done {
+        ("revoked", "authorized")
+    } else {
+        ("revoke", "authorize")
+    };
+    let mut parts = Vec::new();
+    if !change.revoke.is_empty() {
+        let rules: Vec<String> = change
+            .revoke
+            .iter()
+            .map(|r| format!("tcp/{} from {}", r.ports, r.source))
+            .collect();
+        parts.push(format!("{revoke} {}", rules.join(", ")));
+    }
+    if !change.authorize.is_empty() {
+        let rules: Vec<String> = change
+            .authorize
+            .iter()
+            .map(|a| format!("tcp/{} from {}", a.ports, a.source))
+            .collect();
+        parts.push(format!("{authorize} {}", rules.join(", ")));
+    }
+    format!("{} in {group}", parts.join(", "))
+}
+
+fn ports_text(ports: &[u16]) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(",")
+}
+
+fn outcome_error(outcome: &GroupOutcome) -> String {
+    for step in [&outcome.authorize, &outcome.revoke] {
+        if let StepResult::Failed { error, .. } = step {
+            return error.clone();
+        }
+    }
+    "the change did not complete".into()
+}
+
 #[cfg(test)]
 mod tests {
     //! The executor against a stateful in-memory account with failure injection:
@@ -388,6 +527,9 @@ mod tests {
 
     impl SecurityGroups for MemoryAccount {
         async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, Ec2Error> {
+            if self.fail.contains(&("instances", String::new())) {
+                return Err(Ec2Error::DescribeInstances(injected("instances")));
+            }
             Ok(self
                 .instances
                 .iter()
@@ -593,5 +735,84 @@ mod tests {
         let (_, change) = plan.changes().next().expect("the revoke is still planned");
         assert!(change.authorize.is_empty());
         assert_eq!(change.revoke.len(), 1);
+    }
+
+    fn responses(report: &PassReport) -> Vec<Response> {
+        finding_responses(report)
+            .into_iter()
+            .map(|seen| seen.response)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_finding_is_planned_in_dry_run_then_closed_when_enforced() {
+        let account = account(&["sg-1"], &[]);
+        let dry_run = PassOptions {
+            apply: false,
+            ..apply()
+        };
+        let report = run_pass(&account, &account, &policy(), &dry_run).await;
+        assert_eq!(
+            responses(&report),
+            [Response::Planned {
+                summary: "revoke tcp/22 from 0.0.0.0/0, authorize tcp/22 from 10.0.0.0/8 in sg-1"
+                    .into()
+            }]
+        );
+        let policy = Policy {
+            archive_remediated: false,
+            ..policy()
+        };
+        let report = run_pass(&account, &account, &policy, &apply()).await;
+        assert_eq!(
+            responses(&report),
+            [Response::Closed {
+                summary: "revoked tcp/22 from 0.0.0.0/0, authorized tcp/22 from 10.0.0.0/8 in sg-1"
+                    .into()
+            }]
+        );
+        let report = run_pass(&account, &account, &policy, &apply()).await;
+        assert_eq!(
+            responses(&report),
+            [Response::Closed {
+                summary: "sg-1 already admits tcp/22 from trusted ranges only".into()
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_makes_the_finding_failed_whatever_the_other_groups_did() {
+        let account = account(&["sg-1", "sg-2"], &[("authorize", "sg-2")]);
+        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let responses = responses(&report);
+        let [Response::Failed { error }] = responses.as_slice() else {
+            panic!("expected one failed response: {responses:?}");
+        };
+        assert!(
+            error.starts_with("sg-2: failed to authorize ingress in sg-2"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pass_that_stopped_before_planning_reports_the_failure_for_fixable_findings() {
+        let mut account = account(&["sg-1"], &[]);
+        let mut sample = Finding::probe("f2", "i-1", &[22]);
+        sample.sample = true;
+        account.findings.push(sample);
+        account.fail.insert(("instances", String::new()));
+        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        assert!(report.plan.is_none());
+        let responses = responses(&report);
+        assert!(
+            matches!(&responses[0], Response::Failed { error } if error.starts_with("failed to describe instances")),
+            "{responses:?}"
+        );
+        assert_eq!(
+            responses[1],
+            Response::Reported {
+                reason: "sample finding: never changes AWS".into()
+            }
+        );
     }
 }

@@ -63,9 +63,19 @@ prefixed_id!(
 
 /// A GuardDuty finding id (32 hex digits in practice; any short word of letters
 /// and digits is accepted, since the id is opaque).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String")]
 pub struct FindingId(String);
+
+impl TryFrom<String> for FindingId {
+    type Error = IdError;
+
+    fn try_from(value: String) -> Result<Self, IdError> {
+        FindingId::parse(&value)
+    }
+}
 
 impl FindingId {
     pub fn parse(value: &str) -> Result<Self, IdError> {

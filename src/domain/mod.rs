@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads a clock or knows about the AWS SDK or Kubernetes;
 //! the adapters translate to and from these types at the edge.
 
+pub mod alert;
 pub mod cidr;
 pub mod finding;
 pub mod ids;
