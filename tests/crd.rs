@@ -195,7 +195,7 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
         }
     });
     assert_eq!(problems, Vec::<String>::new());
-    assert_eq!(rules, 12, "every rule of src/spec.rs, and no other");
+    assert_eq!(rules, 33, "every rule of src/spec/, and no other");
     let mut errors = Vec::new();
     collect_compilation_errors(&compiled, &mut errors);
     assert_eq!(errors, Vec::<String>::new());
@@ -432,7 +432,10 @@ fn interval_outside_thirty_seconds_to_a_day_is_refused() {
 
 #[test]
 fn duplicate_notification_names_are_refused() {
-    let channel = |name: &str| json!({"name": name, "minSeverity": "HIGH", "slack": {}});
+    let channel = |name: &str| {
+        json!({"name": name, "minSeverity": "HIGH",
+               "slack": {"webhookUrlSecretRef": {"name": "slack", "key": "webhookUrl"}}})
+    };
     assert_refused(
         "/notifications",
         json!([channel("oncall"), channel("chat"), channel("oncall")]),
@@ -446,11 +449,260 @@ fn duplicate_notification_names_are_refused() {
     let schema = schema();
     let notifications = &schema["properties"]["spec"]["properties"]["notifications"];
     assert_eq!(notifications["maxItems"], 32);
-    assert_eq!(
-        notifications["items"]["x-kubernetes-preserve-unknown-fields"],
-        true
-    );
     assert_eq!(notifications["items"]["required"], json!(["name"]));
+}
+
+#[test]
+fn a_notification_needs_exactly_one_channel_block() {
+    let message = "each notification needs exactly one channel: email, sms, slack, jira, pagerDuty or serviceNow";
+    let slack = json!({"webhookUrlSecretRef": {"name": "slack", "key": "webhookUrl"}});
+    let sms = json!({"topicArn": "arn:aws:sns:eu-west-2:123456789012:secops-sms"});
+    assert_refused(
+        "/notifications/1",
+        json!({"name": "chat"}),
+        "spec.notifications[1]",
+        message,
+    );
+    assert_refused(
+        "/notifications/1",
+        json!({"name": "chat", "slack": slack, "sms": sms}),
+        "spec.notifications[1]",
+        message,
+    );
+    assert_accepted("/notifications/1", json!({"name": "chat", "sms": sms}));
+}
+
+#[test]
+fn malformed_notification_name_is_refused() {
+    let message = "a notification name must be lower-case letters, digits and '-', such as oncall";
+    for bad in ["On-Call", "-oncall", "oncall-", "on call", "on_call"] {
+        assert_refused(
+            "/notifications/0/name",
+            json!(bad),
+            "spec.notifications[0].name",
+            message,
+        );
+    }
+    for good in ["oncall", "secops-chat", "p1"] {
+        assert_accepted("/notifications/0/name", json!(good));
+    }
+}
+
+#[test]
+fn notification_severity_and_type_patterns_are_checked() {
+    assert_refused(
+        "/notifications/0/minSeverity",
+        json!("SEVERE"),
+        "spec.notifications[0].minSeverity",
+        "minSeverity must be LOW, MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0",
+    );
+    let message = "each finding type pattern must be a finding type with * or ? wildcards, such \
+                   as UnauthorizedAccess:*";
+    for bad in ["Unauthorized Access:*", "", "Recon:EC2/[a-z]"] {
+        assert_refused(
+            "/notifications/0/findingTypes/0",
+            json!(bad),
+            "spec.notifications[0].findingTypes[0]",
+            message,
+        );
+    }
+    for good in [
+        "*",
+        "UnauthorizedAccess:*",
+        "*:EC2/*BruteForce",
+        "Recon:EC2/PortProbe?MR*",
+    ] {
+        assert_accepted("/notifications/0/findingTypes/0", json!(good));
+    }
+}
+
+#[test]
+fn channel_urls_must_be_https_or_loopback_http() {
+    let cases = [
+        (
+            "/notifications/0/pagerDuty/eventsUrl",
+            "spec.notifications[0].pagerDuty.eventsUrl",
+            "eventsUrl must be an https:// URL (http:// only to 127.0.0.1 or localhost)",
+        ),
+        (
+            "/notifications/2/jira/url",
+            "spec.notifications[2].jira.url",
+            "jira.url must be an https:// URL such as https://example.atlassian.net (http:// only \
+             to 127.0.0.1 or localhost)",
+        ),
+        (
+            "/notifications/3/serviceNow/instanceUrl",
+            "spec.notifications[3].serviceNow.instanceUrl",
+            "serviceNow.instanceUrl must be an https:// URL such as \
+             https://example.service-now.com (http:// only to 127.0.0.1 or localhost)",
+        ),
+    ];
+    for (pointer, field, message) in cases {
+        for bad in [
+            "http://example.com",
+            "http://localhost.example.com/x",
+            "ftp://example.com",
+            "example.com",
+            "https://",
+        ] {
+            assert_refused(pointer, json!(bad), field, message);
+        }
+        for good in [
+            "https://example.com",
+            "https://example.com:8443/path",
+            "http://127.0.0.1:8080",
+            "http://localhost/v2/enqueue",
+            "http://[::1]:9000/",
+        ] {
+            assert_accepted(pointer, json!(good));
+        }
+    }
+}
+
+#[test]
+fn jira_project_must_be_a_project_key() {
+    let message =
+        "jira.project must be a project key such as SEC: a letter, then letters, digits or _";
+    for bad in ["1SEC", "SEC-1", "S EC"] {
+        assert_refused(
+            "/notifications/2/jira/project",
+            json!(bad),
+            "spec.notifications[2].jira.project",
+            message,
+        );
+    }
+    assert_accepted("/notifications/2/jira/project", json!("SEC_OPS2"));
+}
+
+#[test]
+fn email_addresses_and_smtp_host_are_checked() {
+    for bad in [
+        "guardduty",
+        "GuardDuty <g@example.com>",
+        "a@b",
+        "a,b@example.com",
+    ] {
+        assert_refused(
+            "/notifications/4/email/from",
+            json!(bad),
+            "spec.notifications[4].email.from",
+            "email.from must be an address such as guardduty@example.com",
+        );
+        assert_refused(
+            "/notifications/4/email/to/0",
+            json!(bad),
+            "spec.notifications[4].email.to[0]",
+            "each email.to entry must be an address such as secops@example.com",
+        );
+    }
+    assert_accepted(
+        "/notifications/4/email/from",
+        json!("alerts+gd@mail.example.co.uk"),
+    );
+    for bad in [
+        "smtp://smtp.example.com",
+        "smtp.example.com/25",
+        "smtp example",
+    ] {
+        assert_refused(
+            "/notifications/4/email/smtp/host",
+            json!(bad),
+            "spec.notifications[4].email.smtp.host",
+            "smtp.host must be a host name or address such as smtp.example.com, without scheme or port",
+        );
+    }
+    assert_accepted("/notifications/4/email/smtp/host", json!("10.0.0.25"));
+}
+
+#[test]
+fn sms_needs_e164_numbers_or_a_topic_arn() {
+    assert_refused(
+        "/notifications/5/sms",
+        json!({}),
+        "spec.notifications[5].sms",
+        "sms needs exactly one of phoneNumbers or topicArn",
+    );
+    assert_refused(
+        "/notifications/5/sms",
+        json!({"phoneNumbers": ["+15555550100"],
+               "topicArn": "arn:aws:sns:eu-west-2:123456789012:secops-sms"}),
+        "spec.notifications[5].sms",
+        "sms needs exactly one of phoneNumbers or topicArn",
+    );
+    for bad in [
+        "5555550100",
+        "+05555550100",
+        "+1 555 555 0100",
+        "+1234567890123456",
+    ] {
+        assert_refused(
+            "/notifications/5/sms/phoneNumbers/0",
+            json!(bad),
+            "spec.notifications[5].sms.phoneNumbers[0]",
+            "each phone number must be in E.164 form, such as +15555550100",
+        );
+    }
+    for bad in [
+        "secops-sms",
+        "arn:aws:sqs:eu-west-2:123456789012:q",
+        "arn:aws:sns:eu-west-2:1234:x",
+    ] {
+        assert_refused(
+            "/notifications/6/sms/topicArn",
+            json!(bad),
+            "spec.notifications[6].sms.topicArn",
+            "topicArn must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:secops-sms",
+        );
+    }
+    assert_accepted(
+        "/notifications/6/sms/topicArn",
+        json!("arn:aws-us-gov:sns:us-gov-west-1:123456789012:alerts.fifo"),
+    );
+}
+
+#[test]
+fn secret_references_name_a_secret_and_a_key() {
+    let name_message =
+        "a Secret name must be lower-case letters, digits, '-' and '.', such as slack-webhook";
+    let key_message = "a Secret key must be letters, digits, '-', '_' and '.', such as webhookUrl";
+    for (pointer, field) in [
+        (
+            "/notifications/1/slack/webhookUrlSecretRef/name",
+            "spec.notifications[1].slack.webhookUrlSecretRef.name",
+        ),
+        (
+            "/notifications/0/pagerDuty/routingKeySecretRef/name",
+            "spec.notifications[0].pagerDuty.routingKeySecretRef.name",
+        ),
+        (
+            "/notifications/2/jira/credentialsSecretRef/name",
+            "spec.notifications[2].jira.credentialsSecretRef.name",
+        ),
+        (
+            "/notifications/3/serviceNow/credentialsSecretRef/name",
+            "spec.notifications[3].serviceNow.credentialsSecretRef.name",
+        ),
+        (
+            "/notifications/4/email/smtp/credentialsSecretRef/name",
+            "spec.notifications[4].email.smtp.credentialsSecretRef.name",
+        ),
+    ] {
+        assert_refused(pointer, json!("Slack_Hook"), field, name_message);
+        assert_accepted(pointer, json!("slack-hook.v2"));
+    }
+    for (pointer, field) in [
+        (
+            "/notifications/1/slack/webhookUrlSecretRef/key",
+            "spec.notifications[1].slack.webhookUrlSecretRef.key",
+        ),
+        (
+            "/notifications/0/pagerDuty/routingKeySecretRef/key",
+            "spec.notifications[0].pagerDuty.routingKeySecretRef.key",
+        ),
+    ] {
+        assert_refused(pointer, json!("webhook url"), field, key_message);
+        assert_accepted(pointer, json!("webhook_URL.v2"));
+    }
 }
 
 #[test]

@@ -32,6 +32,10 @@ use crate::domain::policy::{
 };
 use crate::domain::severity::{Severity, SeverityError};
 
+pub mod notifications;
+
+use notifications::{NotificationSpec, ValidNotification, check_notifications};
+
 pub const API_VERSION: &str = "guardduty.security.dev/v1alpha1";
 pub const KIND: &str = "GuardDutyPolicy";
 
@@ -170,13 +174,16 @@ pub struct GuardDutyPolicySpec {
     #[serde(default)]
     pub remediation: RemediationSpec,
 
-    /// Where alerts about findings and fixes go: a list of at most 32 channels, each
-    /// with a unique `name`, a `minSeverity` and one of `email`, `sms`, `slack`, `jira`,
-    /// `pagerDuty` or `serviceNow`. This version accepts and counts the entries but
-    /// delivers no alerts yet.
+    /// Where alerts about findings and what the operator did go: at most 32
+    /// channels, each with a unique `name`, a `minSeverity`, optional `findingTypes`
+    /// and exactly one of `email`, `sms`, `slack`, `jira`, `pagerDuty` or `serviceNow`.
+    /// A finding is alerted once per channel, again when its severity rises or the
+    /// operator's response changes, and resolved when it is no longer listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "notifications_schema")]
-    pub notifications: Vec<serde_json::Value>,
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y.name == x.name))")
+        .message("notification channel names must be unique"))]
+    pub notifications: Vec<NotificationSpec>,
 
     /// How often the operator checks GuardDuty for findings, as a duration such as
     /// `30s`, `5m` or `1h30m`: from 30s to 24h. Default `5m`.
@@ -240,31 +247,6 @@ fn finding_types_schema(_: &mut SchemaGenerator) -> Schema {
                 "message": "each finding type must be written as ThreatPurpose:ResourceType/ThreatFamilyName, such as Recon:EC2/PortProbeUnprotectedPort"
             }]
         }
-    })
-}
-
-/// `spec.notifications`: free-form channels for now, each with a unique `name`.
-fn notifications_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "maxItems": MAX_NOTIFICATION_CHANNELS,
-        "items": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {
-                    "description": "The channel's name, unique in the policy.",
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": 63
-                }
-            },
-            "x-kubernetes-preserve-unknown-fields": true
-        },
-        "x-kubernetes-validations": [{
-            "rule": "self.all(x, self.exists_one(y, y.name == x.name))",
-            "message": "notification channel names must be unique"
-        }]
     })
 }
 
@@ -759,8 +741,8 @@ pub struct ValidSpec {
     /// `None`: discovered with ListDetectors.
     pub detector_id: Option<String>,
     pub interval: Duration,
-    /// How many notification channels the spec declares.
-    pub notification_channels: usize,
+    /// The alert channels, each with its route.
+    pub notifications: Vec<ValidNotification>,
 }
 
 /// One problem of a spec: where it is and what to do about it.
@@ -795,7 +777,7 @@ impl std::error::Error for InvalidSpec {}
 
 /// Collects every problem of a spec, so that a user fixes them all in one round.
 #[derive(Default)]
-struct Problems(Vec<FieldError>);
+pub(crate) struct Problems(Vec<FieldError>);
 
 impl Problems {
     fn push(&mut self, field: impl Into<String>, message: impl fmt::Display) {
@@ -843,7 +825,7 @@ impl GuardDutyPolicySpec {
             "spec.remediation.maxRulesPerGroup",
             check_max_rules(remediation.max_rules_per_group),
         );
-        let notification_channels = check_notifications(&self.notifications, &mut problems);
+        let notifications = check_notifications(&self.notifications, &mut problems);
         let interval = problems.check("spec.interval", check_interval(&self.interval));
 
         // Every check records a problem exactly when it gives no value.
@@ -861,7 +843,7 @@ impl GuardDutyPolicySpec {
                 region: region?,
                 detector_id: detector_id?,
                 interval: interval?,
-                notification_channels: notification_channels?,
+                notifications: notifications?,
             })
         };
         match assemble() {
@@ -1059,59 +1041,6 @@ fn check_max_rules(rules: u32) -> Result<usize, String> {
     }
 }
 
-/// Channels are not delivered yet; each entry must be an object with a unique
-/// `name`, and there are at most [`MAX_NOTIFICATION_CHANNELS`] (as the CRD says).
-fn check_notifications(entries: &[serde_json::Value], problems: &mut Problems) -> Option<usize> {
-    use serde_json::Value;
-    let before = problems.count();
-    if entries.len() > MAX_NOTIFICATION_CHANNELS {
-        problems.push(
-            "spec.notifications".to_string(),
-            format!(
-                "{} channels listed; at most {MAX_NOTIFICATION_CHANNELS} are allowed",
-                entries.len()
-            ),
-        );
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for (index, entry) in entries.iter().enumerate() {
-        let found = match entry {
-            Value::Object(channel) => {
-                match channel.get("name").and_then(Value::as_str) {
-                    Some(name) if !name.is_empty() => {
-                        if !seen.insert(name) {
-                            problems.push(
-                                format!("spec.notifications[{index}].name"),
-                                format!(
-                                    "{name:?} is used by an earlier channel: names must be unique"
-                                ),
-                            );
-                        }
-                    }
-                    _ => problems.push(
-                        format!("spec.notifications[{index}].name"),
-                        "every channel needs a name, e.g. name: oncall".to_string(),
-                    ),
-                }
-                continue;
-            }
-            Value::Null => "nothing",
-            Value::Bool(_) => "a boolean",
-            Value::Number(_) => "a number",
-            Value::String(_) => "a string",
-            Value::Array(_) => "a list",
-        };
-        problems.push(
-            format!("spec.notifications[{index}]"),
-            format!(
-                "expected a channel such as \
-                 {{name: oncall, minSeverity: HIGH, pagerDuty: {{…}}}}, found {found}"
-            ),
-        );
-    }
-    (problems.count() == before).then_some(entries.len())
-}
-
 fn check_interval(text: &str) -> Result<Duration, String> {
     let interval = parse_go_duration(text).ok_or_else(|| {
         format!("{text:?} is not a duration: write it like 30s, 5m or 1h30m ({INTERVAL_BOUNDS})")
@@ -1183,10 +1112,10 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = include_str!("../tests/fixtures/policies/minimal.yaml");
-    const EXAMPLE: &str = include_str!("../tests/fixtures/policies/example.yaml");
+    const MINIMAL: &str = include_str!("../../tests/fixtures/policies/minimal.yaml");
+    const EXAMPLE: &str = include_str!("../../tests/fixtures/policies/example.yaml");
     /// Every field set, each on a line of its own: the base of the mutations below.
-    const COMPLETE: &str = include_str!("../tests/fixtures/policies/complete.yaml");
+    const COMPLETE: &str = include_str!("../../tests/fixtures/policies/complete.yaml");
 
     /// The complete fixture with one line changed; `from` must occur exactly once,
     /// so that a mutation cannot silently miss.
@@ -1251,7 +1180,7 @@ mod tests {
                 region: None,
                 detector_id: None,
                 interval: Duration::from_secs(300),
-                notification_channels: 0,
+                notifications: Vec::new(),
             }
         );
     }
@@ -1277,7 +1206,12 @@ mod tests {
             "an empty detectorId counts as absent"
         );
         assert_eq!(spec.interval, Duration::from_secs(300));
-        assert_eq!(spec.notification_channels, 2);
+        let names: Vec<_> = spec
+            .notifications
+            .iter()
+            .map(|n| n.route.channel.as_str())
+            .collect();
+        assert_eq!(names, ["oncall", "secops-chat"]);
     }
 
     #[test]
@@ -1297,7 +1231,27 @@ mod tests {
             Some("12abc34d567e8fa901bc2d34e56789f0")
         );
         assert_eq!(spec.interval, Duration::from_secs(600));
-        assert_eq!(spec.notification_channels, 1);
+        let kinds: Vec<_> = spec
+            .notifications
+            .iter()
+            .map(|n| (n.route.channel.as_str(), n.channel.kind()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("oncall", "pagerDuty"),
+                ("chat", "slack"),
+                ("tickets", "jira"),
+                ("incidents", "serviceNow"),
+                ("mail", "email"),
+                ("pager-sms", "sms"),
+                ("topic-sms", "sms"),
+            ]
+        );
+        let oncall = &spec.notifications[0].route;
+        assert_eq!(oncall.min_severity.value(), 7.0);
+        assert!(oncall.finding_types[1].matches("Recon:EC2/PortProbeUnprotectedPort"));
+        assert_eq!(spec.notifications[1].route.min_severity.value(), 5.5);
     }
 
     #[test]
@@ -1664,33 +1618,208 @@ mod tests {
     }
 
     #[test]
-    fn notification_that_is_not_an_object_is_refused() {
+    fn notification_that_is_not_an_object_is_refused_where_it_is() {
         let yaml = complete_with(
-            "    - name: oncall\n      minSeverity: HIGH\n      pagerDuty:\n        \
-             routingKeySecretRef: {name: pagerduty, key: routingKey}\n",
-            "    - oncall\n",
+            "    - name: chat\n      minSeverity: \"5.5\"\n",
+            "    - chat\n    - name: x\n      minSeverity: \"5.5\"\n",
         );
+        let error = parse_error(&yaml);
+        assert!(error.starts_with("spec.notifications[1]: "), "{error}");
+    }
+
+    #[test]
+    fn repeated_or_malformed_channel_names_are_refused() {
+        let yaml = complete_with("    - name: chat\n", "    - name: oncall\n");
         assert_eq!(
             problems(&yaml),
             [
-                "spec.notifications[0]: expected a channel such as {name: oncall, minSeverity: \
-                 HIGH, pagerDuty: {…}}, found a string"
+                "spec.notifications[1].name: \"oncall\" is used by an earlier channel: names must be unique"
+            ]
+        );
+        let yaml = complete_with("    - name: chat\n", "    - name: Chat_Room\n");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.notifications[1].name: \"Chat_Room\" is not a channel name: use lower-case \
+              letters, digits and '-' (at most 63), such as oncall"
             ]
         );
     }
 
     #[test]
-    fn notification_without_a_name_or_with_a_repeated_name_is_refused() {
+    fn a_channel_needs_exactly_one_block() {
         let yaml = complete_with(
-            "    - name: oncall\n      minSeverity: HIGH\n      pagerDuty:\n        \
-             routingKeySecretRef: {name: pagerduty, key: routingKey}\n",
-            "    - name: chat\n    - name: chat\n    - minSeverity: HIGH\n",
+            "      slack:\n",
+            "      sms: {topicArn: \"arn:aws:sns:eu-west-2:123456789012:x\"}\n      slack:\n",
         );
         assert_eq!(
             problems(&yaml),
             [
-                "spec.notifications[1].name: \"chat\" is used by an earlier channel: names must be unique",
-                "spec.notifications[2].name: every channel needs a name, e.g. name: oncall",
+                "spec.notifications[1]: each notification needs exactly one channel (email, sms, \
+              slack, jira, pagerDuty or serviceNow); found sms, slack"
+            ]
+        );
+        let yaml = complete_with(
+            "      slack:\n        webhookUrlSecretRef: {name: slack, key: webhookUrl}\n",
+            "",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.notifications[1]: each notification needs exactly one channel (email, sms, \
+              slack, jira, pagerDuty or serviceNow); found none"
+            ]
+        );
+    }
+
+    #[test]
+    fn channel_routes_refuse_bad_severities_and_type_patterns() {
+        let yaml = complete_with(
+            "      minSeverity: \"5.5\"\n",
+            "      minSeverity: SEVERE\n",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.notifications[1].minSeverity: \"SEVERE\" is not a severity: use LOW, MEDIUM, \
+              HIGH, CRITICAL or a number from 1.0 to 10.0"
+            ]
+        );
+        let yaml = complete_with(
+            "        - UnauthorizedAccess:*\n",
+            "        - Unauthorized Access\n",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.notifications[0].findingTypes[0]: \"Unauthorized Access\" is not a finding type \
+              pattern: use the characters of finding types (letters, digits, : / . _ ! & -) and \
+              the wildcards * and ?, such as UnauthorizedAccess:*"
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_must_be_https_or_loopback_http_without_credentials() {
+        let from = "        url: https://example.atlassian.net\n";
+        assert_eq!(
+            problems(&complete_with(
+                from,
+                "        url: http://jira.example.com\n"
+            )),
+            [
+                "spec.notifications[2].jira.url: \"http://jira.example.com\" uses plain http: use \
+              https:// (plain http is allowed only to 127.0.0.1 or localhost), so credentials \
+              never cross a network in clear text"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                from,
+                "        url: https://me:pw@example.atlassian.net\n"
+            )),
+            ["spec.notifications[2].jira.url: put credentials in the Secret, not in the URL"]
+        );
+        assert_eq!(
+            problems(&complete_with(from, "        url: http://127.0.0.1:8080\n")),
+            Vec::<String>::new()
+        );
+        let events = "        eventsUrl: https://events.eu.pagerduty.com/v2/enqueue\n";
+        assert_eq!(
+            problems(&complete_with(events, "        eventsUrl: ftp://events\n")),
+            ["spec.notifications[0].pagerDuty.eventsUrl: \"ftp://events\" is not an https:// URL"]
+        );
+    }
+
+    #[test]
+    fn email_addresses_and_smtp_hosts_are_checked() {
+        assert_eq!(
+            problems(&complete_with(
+                "        from: guardduty@example.com\n",
+                "        from: GuardDuty <guardduty@example.com>\n"
+            )),
+            [
+                "spec.notifications[4].email.from: \"GuardDuty <guardduty@example.com>\" is not an \
+              address such as guardduty@example.com"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "          - secops@example.com\n",
+                "          - secops\n"
+            )),
+            [
+                "spec.notifications[4].email.to[0]: \"secops\" is not an address such as secops@example.com"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "          host: smtp.example.com\n",
+                "          host: smtp://smtp.example.com:25\n"
+            )),
+            [
+                "spec.notifications[4].email.smtp.host: \"smtp://smtp.example.com:25\" is not a host \
+              name: write it without scheme or port, such as smtp.example.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn sms_takes_e164_numbers_or_a_topic_arn_not_both() {
+        assert_eq!(
+            problems(&complete_with(
+                "          - \"+15555550100\"\n",
+                "          - \"555-0100\"\n"
+            )),
+            [
+                "spec.notifications[5].sms.phoneNumbers[0]: \"555-0100\" is not in E.164 form: a + \
+              and the country code, such as +15555550100"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "        topicArn: arn:aws:sns:eu-west-2:123456789012:secops-sms\n",
+                "        topicArn: secops-sms\n"
+            )),
+            [
+                "spec.notifications[6].sms.topicArn: \"secops-sms\" is not an SNS topic ARN such as \
+              arn:aws:sns:us-east-1:123456789012:secops-sms"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "        topicArn: arn:aws:sns:eu-west-2:123456789012:secops-sms\n",
+                "        topicArn: arn:aws:sns:eu-west-2:123456789012:secops-sms\n        phoneNumbers: [\"+15555550100\"]\n"
+            )),
+            [
+                "spec.notifications[6].sms: give exactly one of phoneNumbers (E.164, such as \
+              +15555550100) or topicArn"
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_references_are_checked() {
+        assert_eq!(
+            problems(&complete_with(
+                "{name: slack, key: webhookUrl}",
+                "{name: Slack_Hook, key: \"webhook url\"}"
+            )),
+            [
+                "spec.notifications[1].slack.webhookUrlSecretRef.name: \"Slack_Hook\": a Secret \
+                 name must be lower-case letters, digits, '-' and '.', such as slack-webhook",
+                "spec.notifications[1].slack.webhookUrlSecretRef.key: \"webhook url\": a Secret \
+                 key must be letters, digits, '-', '_' and '.', such as webhookUrl",
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "        project: SEC\n",
+                "        project: 1SEC\n"
+            )),
+            [
+                "spec.notifications[2].jira.project: \"1SEC\" is not a project key: a letter, then \
+              letters, digits or _, such as SEC"
             ]
         );
     }
