@@ -18,6 +18,7 @@
 pub mod aws;
 pub mod controller;
 pub mod domain;
+pub mod notify;
 pub mod pipeline;
 pub mod ports;
 pub mod report;

@@ -3,7 +3,7 @@
 //! Data goes to stdout; logs and progress to stderr.
 //!
 //! Exit status: 0 when the pass completed, 2 for an invalid policy or usage,
-//! 1 when AWS could not be reached or a step failed.
+//! 1 when AWS could not be reached, a step failed or an alert was not delivered.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -15,6 +15,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use guardduty_operator::aws::{ApiCallCounter, account_id, adapters, load_config};
 use guardduty_operator::controller::clients::SdkAwsFactory;
 use guardduty_operator::controller::reconcile;
+use guardduty_operator::domain::alert::{AlertLimits, AlertRecord};
+use guardduty_operator::notify::dispatch::{
+    AlertClients, NotifyOptions, RetryPolicy, build_channels, notify,
+};
+use guardduty_operator::notify::secrets::{DirSecrets, NoSecrets, SecretStore};
+use guardduty_operator::notify::{self, state};
 use guardduty_operator::pipeline::{PassOptions, run_pass};
 use guardduty_operator::{report, spec};
 
@@ -37,16 +43,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Read the findings the policy selects and print them with the plan; changes nothing.
+    /// Read the findings the policy selects, print them with the plan and send the
+    /// alerts that are due; changes nothing in AWS.
     Audit(PassArgs),
     /// Like audit, then apply the plan when remediation.mode is Enforce.
-    Remediate {
-        #[command(flatten)]
-        args: PassArgs,
-        /// Print the plan without applying it, whatever the mode.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Remediate(PassArgs),
     /// Print the GuardDutyPolicy CustomResourceDefinition (the YAML in crds/).
     Crd,
     /// Run the controller: reconcile every GuardDutyPolicy of the cluster (the kube
@@ -66,6 +67,18 @@ struct PassArgs {
     /// Output format on stdout.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Change nothing outside this process: print the plan and the alerts that are
+    /// due, apply nothing, send nothing, leave --state as it is.
+    #[arg(long)]
+    dry_run: bool,
+    /// The alert record (created if missing): a finding is alerted once per channel
+    /// and change across runs. Without it, every run alerts every finding again.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Where the policy's *SecretRef references are read from, laid out like a mounted
+    /// Secret: DIR/NAME/KEY (e.g. DIR/slack/webhookUrl).
+    #[arg(long, value_name = "DIR")]
+    secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -79,6 +92,11 @@ enum LogFormat {
     Text,
     Json,
 }
+
+/// At most this many alerts per channel in one run; the rest go out on the next runs.
+const ALERTS_PER_CHANNEL: usize = 50;
+/// The most entries `--state` keeps.
+const STATE_CAPACITY: usize = 100_000;
 
 /// Exit statuses.
 const INVALID: u8 = 2;
@@ -107,7 +125,7 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, cli.verbose);
     let (args, apply) = match &cli.command {
         Command::Audit(args) => (args, false),
-        Command::Remediate { args, dry_run } => (args, !dry_run),
+        Command::Remediate(args) => (args, !args.dry_run),
         Command::Crd => return print_crd(),
         Command::Controller { metrics_addr } => return controller(*metrics_addr).await,
     };
@@ -186,13 +204,24 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(INVALID));
         }
     };
-    if valid.notification_channels > 0 {
-        tracing::warn!(
-            channels = valid.notification_channels,
-            "spec.notifications is not delivered by this version: no alert is sent"
-        );
-    }
-
+    // The alert record first: a damaged one stops the run before anything is done.
+    let record = match &args.state {
+        Some(path) => match state::load(path) {
+            Ok(record) => record,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::from(INVALID));
+            }
+        },
+        None => {
+            if !valid.notifications.is_empty() && !args.dry_run {
+                tracing::warn!(
+                    "no --state FILE: every finding is alerted again on each run; pass --state to alert once per finding and change"
+                );
+            }
+            AlertRecord::default()
+        }
+    };
     let config = load_config(valid.region.as_deref()).await;
     let Some(region) = config.region().map(|r| r.to_string()) else {
         eprintln!("error: no AWS region: set spec.region in the policy, or AWS_REGION");
@@ -221,14 +250,54 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
         apply,
     };
     let result = run_pass(&guardduty, &ec2, &valid.policy, &options).await;
+    let notified = if valid.notifications.is_empty() {
+        None
+    } else {
+        let secrets: Box<dyn SecretStore> = match &args.secrets_dir {
+            Some(dir) => Box::new(DirSecrets::new(dir)),
+            None => Box::new(NoSecrets),
+        };
+        let channels = build_channels(
+            &valid.notifications,
+            secrets.as_ref(),
+            &AlertClients::new(&config, &counter),
+            &notify::http::client(),
+        )
+        .await;
+        let notify_options = NotifyOptions {
+            limits: AlertLimits {
+                per_channel: ALERTS_PER_CHANNEL,
+                record_capacity: STATE_CAPACITY,
+            },
+            retry: RetryPolicy::default(),
+            account_id: options.account_id.clone().unwrap_or_default(),
+            region: region.clone(),
+            dry_run: args.dry_run,
+        };
+        let notified = notify(&channels, &result, record, &notify_options).await;
+        if let (Some(path), false) = (&args.state, args.dry_run)
+            && let Err(error) = state::save(path, &notified.record)
+        {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(FAILED));
+        }
+        Some(notified)
+    };
     let calls = counter.snapshot();
     tracing::info!(api_calls = ?calls, "pass finished");
     {
         use std::io::Write as _;
         let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
         match args.output {
-            Output::Table => write!(stdout, "{}", report::text(&result, &region))?,
-            Output::Json => report::write_json(&mut stdout, &result, &region, &calls)?,
+            Output::Table => {
+                write!(stdout, "{}", report::text(&result, &region))?;
+                if let Some(notified) = &notified {
+                    write!(stdout, "{}", report::alerts_text(notified))?;
+                }
+            }
+            Output::Json => {
+                report::write_json(&mut stdout, &result, &region, &calls, notified.as_ref())?
+            }
         }
         writeln!(stdout)?;
         stdout
@@ -244,7 +313,14 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
             outcome.group
         );
     }
-    Ok(if result.failed() {
+    let alert_failures = notified.as_ref().map(|n| n.failures()).unwrap_or_default();
+    for failure in &alert_failures {
+        eprintln!(
+            "error: {} alert(s) to {} ({}) not delivered: {}",
+            failure.undelivered, failure.channel, failure.kind, failure.error
+        );
+    }
+    Ok(if result.failed() || !alert_failures.is_empty() {
         ExitCode::from(FAILED)
     } else {
         ExitCode::SUCCESS

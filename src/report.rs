@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::domain::alert::{AlertEvent, ResponseKind};
 use crate::domain::finding::Finding;
 use crate::domain::plan::{FindingDecision, Purpose, Verdict};
 use crate::domain::severity::SeverityBand;
+use crate::notify::dispatch::{Delivery, DeliveryResult, NotifyReport};
 use crate::pipeline::{PassReport, StepResult};
 
 /// The JSON document of `--output json` (its shape is documented in the README).
@@ -16,6 +18,17 @@ struct JsonDocument<'a> {
     report: &'a PassReport,
     region: &'a str,
     api_calls: &'a BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notifications: Option<JsonNotifications<'a>>,
+}
+
+/// The alerts of the pass: every delivery (or, in a dry run, what would be sent) and
+/// what was held back for later passes.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonNotifications<'a> {
+    deliveries: &'a [Delivery],
+    deferred: &'a BTreeMap<String, usize>,
 }
 
 /// Writes the JSON document straight to `out`: no copy of the whole document is
@@ -25,6 +38,7 @@ pub fn write_json(
     report: &PassReport,
     region: &str,
     api_calls: &BTreeMap<String, u64>,
+    notify: Option<&NotifyReport>,
 ) -> serde_json::Result<()> {
     serde_json::to_writer_pretty(
         out,
@@ -32,8 +46,70 @@ pub fn write_json(
             report,
             region,
             api_calls,
+            notifications: notify.map(|n| JsonNotifications {
+                deliveries: &n.deliveries,
+                deferred: &n.deferred,
+            }),
         },
     )
+}
+
+/// The alerts of a pass, for people: one line per alert.
+pub fn alerts_text(notify: &NotifyReport) -> String {
+    let mut out = String::new();
+    if notify.deliveries.is_empty() && notify.deferred.is_empty() {
+        let _ = writeln!(out, "\nAlerts: none due (every channel already knows).");
+        return out;
+    }
+    let _ = writeln!(out, "\nAlerts:\n");
+    let rows: Vec<Vec<String>> = notify
+        .deliveries
+        .iter()
+        .map(|d| {
+            let event = match d.event {
+                AlertEvent::Opened => "new".to_string(),
+                AlertEvent::Escalated { from } => format!("severity up from {from}"),
+                AlertEvent::Updated { from } => format!("updated (was {})", response_word(from)),
+                AlertEvent::Resolved => "resolved".to_string(),
+            };
+            let result = match &d.result {
+                DeliveryResult::Delivered { attempts: 1 } => "sent".to_string(),
+                DeliveryResult::Delivered { attempts } => format!("sent ({attempts} attempts)"),
+                DeliveryResult::Failed { error, .. } => format!("FAILED: {error}"),
+                DeliveryResult::Skipped { reason } => format!("not sent: {reason}"),
+                DeliveryResult::WouldSend => "would send (dry run)".to_string(),
+            };
+            vec![
+                d.channel.clone(),
+                d.kind.to_string(),
+                d.finding.short().to_string(),
+                event,
+                result,
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["CHANNEL", "KIND", "FINDING", "WHY", "RESULT"],
+        &rows,
+    ));
+    for (channel, count) in &notify.deferred {
+        let _ = writeln!(
+            out,
+            "  {channel}: {count} more alert(s) held for the next pass"
+        );
+    }
+    out
+}
+
+fn response_word(kind: ResponseKind) -> &'static str {
+    match kind {
+        ResponseKind::Reported => "reported",
+        ResponseKind::Planned => "planned",
+        ResponseKind::Closed => "closed",
+        ResponseKind::Refused => "refused",
+        ResponseKind::Failed => "failed",
+        ResponseKind::NoLongerListed => "no longer listed",
+    }
 }
 
 /// Left-aligned columns separated by two spaces, like `kubectl get`.

@@ -4,7 +4,10 @@
 //! groups, even the ones the operator watches account-wide.
 #![allow(dead_code)]
 
+pub mod alerts;
+pub mod cli;
 pub mod findings;
+pub mod receiver;
 
 #[allow(unused_imports)]
 pub use findings::sample;
