@@ -3,6 +3,8 @@
 //! ([`clients`]), what a reconcile writes back to the cluster ([`status`]), and its health and
 //! Prometheus endpoints ([`server`], [`metrics`]).
 pub mod clients;
+pub mod events;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;
