@@ -136,6 +136,9 @@ fn completed_status(
             Some(plan) => pending_plan(plan),
             None => previous.pending_plan,
         },
+        // Moved by their own steps: the change record and the alerts.
+        changes: previous.changes,
+        alerts: previous.alerts,
     }
 }
 

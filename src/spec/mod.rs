@@ -33,6 +33,7 @@ use crate::domain::policy::{
 use crate::domain::severity::{Severity, SeverityError};
 
 pub mod notifications;
+pub mod record;
 
 use notifications::{NotificationSpec, ValidNotification, check_notifications};
 
@@ -199,6 +200,12 @@ pub struct GuardDutyPolicySpec {
         .message("interval must be from 30s to 24h")
     )]
     pub interval: String,
+
+    /// What happens in AWS when this policy is deleted: `Retain` (the default) leaves
+    /// the security groups as they are; `Revert` removes the rules the operator added
+    /// and restores the rules it revoked, from its record in the status.
+    #[serde(default)]
+    pub deletion_policy: record::DeletionPolicy,
 }
 
 /// A Go duration, as CEL's `duration()` reads it: numbers, each with a unit.
@@ -475,6 +482,50 @@ pub struct GuardDutyPolicyStatus {
     /// revoke; the rest is counted in `truncated` and `omittedRules`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_plan: Option<PendingPlan>,
+
+    /// What the operator changed in AWS for this policy (bounded): the record
+    /// `deletionPolicy: Revert` undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<record::ChangeRecord>,
+
+    /// What each alert channel was last told about each finding still listed, and
+    /// which channels failed in the last pass: how alerts stay exactly-once across
+    /// restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsStatus>,
+}
+
+/// The most entries `status.alerts.delivered` holds; a finding new to a channel past
+/// it waits until others are resolved (counted in the NotificationsDelivered message).
+pub const MAX_ALERT_RECORD: usize = 1000;
+
+/// The alerting state of a policy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsStatus {
+    /// What each channel was last told, per finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ALERT_RECORD))]
+    pub delivered: Vec<DeliveredAlert>,
+    /// Channels that left an alert undelivered in the last pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_NOTIFICATION_CHANNELS))]
+    pub failing_channels: Vec<String>,
+}
+
+/// One channel's knowledge of one finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveredAlert {
+    pub channel: String,
+    pub finding: String,
+    #[serde(rename = "type")]
+    pub finding_type: String,
+    /// The highest severity alerted.
+    pub severity: f64,
+    /// What the operator had done when the channel was last told:
+    /// reported, planned, closed, refused or failed.
+    pub response: String,
 }
 
 /// The most entries `status.recentActions` holds.
