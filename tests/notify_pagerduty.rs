@@ -428,9 +428,13 @@ async fn an_events_url_must_be_https_unless_it_is_loopback() {
     .expect("the EU endpoint is accepted");
 
     for (url, problem) in [
-        ("http://events.pagerduty.com/v2/enqueue", "must use https"),
+        (
+            "http://events.pagerduty.com/v2/enqueue",
+            "must be an https URL such as https://events.pagerduty.com/v2/enqueue (http only \
+             to 127.0.0.1, ::1 or localhost), not http://events.pagerduty.com",
+        ),
         ("ftp://events.pagerduty.com/v2/enqueue", "https URL"),
-        ("events.pagerduty.com/v2/enqueue", "not a valid URL"),
+        ("events.pagerduty.com/v2/enqueue", "is not a URL"),
     ] {
         let error = PagerDutyChannel::new(SecretValue::new(ROUTING_KEY), Some(url), http::client())
             .expect_err("a URL that is neither https nor loopback is refused");

@@ -418,21 +418,24 @@ async fn a_webhook_url_must_be_https_unless_it_is_loopback() {
     let refused = [
         (
             "http://hooks.slack.com/services/T0001/B0002/token",
-            "must use https",
+            "must be an https URL such as https://hooks.slack.com/services/… (http only to \
+             127.0.0.1, ::1 or localhost), not http://",
         ),
         (
             "http://10.0.0.1/services/T0001/B0002/token",
-            "must use https",
+            "must be an https URL such as https://hooks.slack.com/services/… (http only to \
+             127.0.0.1, ::1 or localhost), not http://",
         ),
         (
             "ftp://hooks.slack.com/services/T0001/B0002/token",
             "https URL",
         ),
+        ("hooks.slack.com/services/T0001/B0002/token", "is not a URL"),
+        ("", "is not a URL"),
         (
-            "hooks.slack.com/services/T0001/B0002/token",
-            "not a valid URL",
+            "https://me:token@hooks.slack.com/services/T0001/B0002/token",
+            "must not carry a user or password",
         ),
-        ("", "not a valid URL"),
     ];
     for (url, problem) in refused {
         let error = SlackChannel::new(SecretValue::new(url), http::client())

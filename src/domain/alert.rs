@@ -126,6 +126,20 @@ pub enum ResponseKind {
     NoLongerListed,
 }
 
+impl ResponseKind {
+    /// The response in a few words, for "changed from … to …".
+    fn words(self) -> &'static str {
+        match self {
+            ResponseKind::Reported => "reported only",
+            ResponseKind::Planned => "fix planned",
+            ResponseKind::Closed => "remediated",
+            ResponseKind::Refused => "not remediated",
+            ResponseKind::Failed => "remediation failed",
+            ResponseKind::NoLongerListed => "resolved",
+        }
+    }
+}
+
 impl Response {
     pub fn kind(&self) -> ResponseKind {
         match self {
@@ -246,6 +260,35 @@ impl Alert {
         lines.push(self.response.to_string());
         lines.push(String::new());
         lines.push(format!("Console: {}", f.console_url()));
+        lines.join("\n")
+    }
+
+    /// What changed, as a note on the issue or incident a service already holds
+    /// about the finding (Jira comments, ServiceNow work notes): the change, the
+    /// operator's response now, and where to look.
+    pub fn change_note(&self) -> String {
+        let finding = &self.finding;
+        let change = match self.event {
+            AlertEvent::Opened => "GuardDuty reports this finding again.".to_string(),
+            AlertEvent::Escalated { from } => format!(
+                "Severity rose from {from} to {} ({}).",
+                finding.severity,
+                finding.band()
+            ),
+            AlertEvent::Updated { from } => format!(
+                "The operator's response changed from {} to {}.",
+                from.words(),
+                self.response.kind().words()
+            ),
+            AlertEvent::Resolved => "The finding is resolved.".to_string(),
+        };
+        let mut lines = vec![change, String::new(), self.response.to_string()];
+        if let Response::Refused { .. } | Response::Failed { .. } = self.response {
+            lines.push("A person needs to look at the security group.".to_string());
+        }
+        lines.push(String::new());
+        lines.push(format!("Finding: {}", finding.id));
+        lines.push(format!("Console: {}", finding.console_url()));
         lines.join("\n")
     }
 }
@@ -866,6 +909,62 @@ mod tests {
             alert.subject().ends_with("— reported"),
             "{}",
             alert.subject()
+        );
+    }
+
+    #[test]
+    fn a_change_note_tells_what_changed_the_response_now_and_where_to_look() {
+        let alert = |event, response| Alert {
+            channel: "tickets".into(),
+            event,
+            finding: summary(1, 8.0, "Recon:EC2/PortProbeUnprotectedPort"),
+            response,
+        };
+        let updated = alert(
+            AlertEvent::Updated {
+                from: ResponseKind::Planned,
+            },
+            closed(),
+        );
+        assert_eq!(
+            updated.change_note(),
+            [
+                "The operator's response changed from fix planned to remediated.",
+                "",
+                "Remediated: revoked tcp/22 from 0.0.0.0/0 in sg-1.",
+                "",
+                "Finding: 00000000000000000000000000000001",
+                "Console: https://us-east-1.console.aws.amazon.com/guardduty/home?region=us-east-1\
+                 #/findings?macros=current&fId=00000000000000000000000000000001",
+            ]
+            .join("\n")
+        );
+
+        let escalated = alert(
+            AlertEvent::Escalated {
+                from: Severity::of_finding(5.0).unwrap(),
+            },
+            Response::Refused {
+                reason: "the group is shared".into(),
+            },
+        );
+        let note = escalated.change_note();
+        assert!(
+            note.starts_with(
+                "Severity rose from 5.0 to 8.0 (HIGH).\n\nNot remediated: the group is \
+                 shared.\nA person needs to look at the security group.\n"
+            ),
+            "{note}"
+        );
+        assert!(
+            alert(AlertEvent::Opened, planned())
+                .change_note()
+                .starts_with("GuardDuty reports this finding again.\n")
+        );
+        assert!(
+            alert(AlertEvent::Resolved, Response::NoLongerListed)
+                .change_note()
+                .starts_with("The finding is resolved.\n")
         );
     }
 

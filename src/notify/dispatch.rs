@@ -197,6 +197,28 @@ pub enum DeliveryResult {
     WouldSend,
 }
 
+impl Delivery {
+    fn of(alert: &Alert, kind: &'static str, result: DeliveryResult) -> Delivery {
+        Delivery {
+            channel: alert.channel.clone(),
+            kind,
+            finding: alert.finding.id.clone(),
+            event: alert.event,
+            result,
+        }
+    }
+}
+
+impl DeliveryResult {
+    fn failed(error: &NotifyError, attempts: u32) -> DeliveryResult {
+        DeliveryResult::Failed {
+            category: error.category(),
+            error: error.to_string(),
+            attempts,
+        }
+    }
+}
+
 /// A pass's alerting: every alert's fate, what was held back, and the record to keep.
 #[derive(Debug, Clone, Default)]
 pub struct NotifyReport {
@@ -296,20 +318,10 @@ pub async fn notify(
             .map(|alert| {
                 let channel = channels.iter().find(|c| c.route.channel == alert.channel);
                 let result = match channel.map(|c| &c.notifier) {
-                    Some(Err(error)) => DeliveryResult::Failed {
-                        category: error.category(),
-                        error: error.to_string(),
-                        attempts: 0,
-                    },
+                    Some(Err(error)) => DeliveryResult::failed(error, 0),
                     _ => DeliveryResult::WouldSend,
                 };
-                Delivery {
-                    channel: alert.channel.clone(),
-                    kind: channel.map_or("unknown", |c| c.kind),
-                    finding: alert.finding.id.clone(),
-                    event: alert.event,
-                    result,
-                }
+                Delivery::of(alert, channel.map_or("unknown", |c| c.kind), result)
             })
             .collect()
     } else {
@@ -352,11 +364,7 @@ async fn deliver_channel(
     let mut broken: Option<String> = None;
     for alert in alerts {
         let result = match (&channel.notifier, &broken) {
-            (Err(error), _) => DeliveryResult::Failed {
-                category: error.category(),
-                error: error.to_string(),
-                attempts: 0,
-            },
+            (Err(error), _) => DeliveryResult::failed(error, 0),
             (Ok(_), Some(reason)) => DeliveryResult::Skipped {
                 reason: reason.clone(),
             },
@@ -372,22 +380,12 @@ async fn deliver_channel(
                                 error.category()
                             ));
                         }
-                        DeliveryResult::Failed {
-                            category: error.category(),
-                            error: error.to_string(),
-                            attempts,
-                        }
+                        DeliveryResult::failed(&error, attempts)
                     }
                 }
             }
         };
-        deliveries.push(Delivery {
-            channel: channel.route.channel.clone(),
-            kind: channel.kind,
-            finding: alert.finding.id.clone(),
-            event: alert.event,
-            result,
-        });
+        deliveries.push(Delivery::of(alert, channel.kind, result));
     }
     deliveries
 }

@@ -1,11 +1,16 @@
 //! What the HTTP channels (Slack, PagerDuty, Jira, ServiceNow) share: one client with
-//! bounded timeouts, and the mapping of an answer to a [`NotifyError`] that carries
-//! the status, `Retry-After` and the service's error text, never the URL (a Slack
-//! webhook URL is a credential).
+//! bounded timeouts; the rule for a configured URL (https, or plain http to this
+//! machine only; no credentials in it) and the joining of a site's address with an
+//! API path; sending (a JSON POST, basic authentication) and the mapping of an
+//! answer to a [`NotifyError`] that carries the status, `Retry-After` and the
+//! service's error text, never the URL (a Slack webhook URL is a credential); and
+//! text cut to a length in characters.
 
 use std::time::Duration;
 
-use super::NotifyError;
+use reqwest::Url;
+
+use super::{NotifyError, SecretValue};
 
 /// The longest a request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -23,6 +28,135 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("the HTTP client's settings are valid")
+}
+
+/// Why a configured URL is refused: the rule the spec's validation
+/// (`spec::notifications::check_url`), the CRD's CEL rule and the channels share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlProblem {
+    /// A user or password in the URL (`https://user:pw@host`).
+    Credentials,
+    /// Plain http to a host other than this machine.
+    PlainHttp,
+    /// Another scheme, or https without a host.
+    NotHttps,
+}
+
+/// What is wrong with `url` as a service's address, if anything: it must be https,
+/// or plain http to `127.0.0.1`, `::1` or `localhost` (a local relay, the tests), and
+/// carry no credentials.
+pub fn url_problem(url: &Url) -> Option<UrlProblem> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some(UrlProblem::Credentials);
+    }
+    match url.scheme() {
+        "https" if url.host().is_some() => None,
+        "http" if is_loopback(url) => None,
+        "http" => Some(UrlProblem::PlainHttp),
+        _ => Some(UrlProblem::NotHttps),
+    }
+}
+
+/// The host is `localhost`, `127.0.0.1` or `::1`: the hosts the CRD's CEL rule allows
+/// plain http to. A parsed http URL's host is normalised (lower case, `127.1` written
+/// `127.0.0.1`, `[0::1]` written `[::1]`), so comparing the text is exact.
+fn is_loopback(url: &Url) -> bool {
+    matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+/// A configured service URL, checked once against [`url_problem`]. `field` names it
+/// and `example` shows a good value in the error, which shows at most the scheme and
+/// host of what was given: some URLs (a Slack webhook) are credentials.
+pub fn service_url(field: &str, example: &str, value: &str) -> Result<Url, NotifyError> {
+    let url = Url::parse(value.trim()).map_err(|error| {
+        NotifyError::Setup(format!(
+            "{field} is not a URL ({error}): write it in full, such as {example}"
+        ))
+    })?;
+    match url_problem(&url) {
+        None => Ok(url),
+        Some(UrlProblem::Credentials) => Err(NotifyError::Setup(format!(
+            "{field} must not carry a user or password: credentials come from the \
+             channel's Secret"
+        ))),
+        Some(UrlProblem::PlainHttp | UrlProblem::NotHttps) => {
+            let given = match url.host_str() {
+                Some(host) => format!("{}://{host}", url.scheme()),
+                None => format!("a {}: URL", url.scheme()),
+            };
+            Err(NotifyError::Setup(format!(
+                "{field} must be an https URL such as {example} (http only to 127.0.0.1, \
+                 ::1 or localhost), not {given}"
+            )))
+        }
+    }
+}
+
+/// A site's address that API paths are appended to with [`endpoint`]: a
+/// [`service_url`] without `?query` or `#fragment`.
+pub fn site_url(field: &str, example: &str, value: &str) -> Result<Url, NotifyError> {
+    let url = service_url(field, example, value)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(NotifyError::Setup(format!(
+            "{field} must be the site's address without ?query or #fragment, such as \
+             {example}"
+        )));
+    }
+    Ok(url)
+}
+
+/// `site` with `segments` appended to its path, each one percent-encoded.
+pub fn endpoint(site: &Url, segments: &[&str]) -> Url {
+    let mut url = site.clone();
+    // Never fails: an http(s) URL can always be a base.
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// Sends `request` with HTTP basic authentication and `Accept: application/json`
+/// (the ticketing services); no answer at all is `Unreachable`.
+pub async fn send_with_basic_auth(
+    service: &'static str,
+    request: reqwest::RequestBuilder,
+    user: &SecretValue,
+    password: &SecretValue,
+) -> Result<reqwest::Response, NotifyError> {
+    request
+        .basic_auth(user.expose(), Some(password.expose()))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|error| unreachable(service, error))
+}
+
+/// POSTs `body` as JSON to `url` and returns the body of a 2xx answer; an error
+/// answer goes through `explain` (the service's own words, without secrets). Past a
+/// 2xx the request has taken effect, so a body that cannot be read is an
+/// `UnexpectedAnswer`, never worth a retry (which would do it twice).
+pub async fn post_json(
+    service: &'static str,
+    client: &reqwest::Client,
+    url: &Url,
+    body: &serde_json::Value,
+    explain: impl FnOnce(NotifyError) -> NotifyError,
+) -> Result<Vec<u8>, NotifyError> {
+    let response = client
+        .post(url.clone())
+        .json(body)
+        .send()
+        .await
+        .map_err(|error| unreachable(service, error))?;
+    let response = check(service, response).await.map_err(explain)?;
+    let answer = response
+        .bytes()
+        .await
+        .map_err(|_| NotifyError::UnexpectedAnswer {
+            service,
+            reason: "the body of its answer could not be read".into(),
+        })?;
+    Ok(answer.to_vec())
 }
 
 /// A request that got no answer, without its URL.
@@ -64,17 +198,139 @@ pub async fn check(
     })
 }
 
-/// At most [`DETAIL_LIMIT`] characters, on one line.
+/// A service's text for an error message: on one line, at most [`DETAIL_LIMIT`]
+/// characters.
 pub fn shorten(text: &str) -> String {
     let one_line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if one_line.chars().count() <= DETAIL_LIMIT {
-        one_line
-    } else {
-        let mut cut: String = one_line.chars().take(DETAIL_LIMIT).collect();
-        cut.push('…');
-        cut
+    cut(&one_line, DETAIL_LIMIT)
+}
+
+/// `text` cut to at most `limit` characters (not bytes), ending in `…` when cut.
+pub fn cut(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(result: Result<Url, NotifyError>) -> String {
+        match result {
+            Err(NotifyError::Setup(message)) => message,
+            other => panic!("not refused as a setup problem: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_to_the_limit_with_an_ellipsis() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut(&"é".repeat(300), 255).chars().count(), 255);
+        assert_eq!(cut("abc", 0), "…");
+    }
+
+    #[test]
+    fn error_text_is_one_line_of_at_most_the_detail_limit() {
+        assert_eq!(shorten("bad\nrequest"), "bad request");
+        let long = shorten(&"x".repeat(1000));
+        assert_eq!(long.chars().count(), DETAIL_LIMIT);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn https_and_loopback_http_without_credentials_are_the_only_good_urls() {
+        let problem = |text: &str| url_problem(&Url::parse(text).unwrap());
+        for good in [
+            "https://hooks.slack.com/services/T/B/X",
+            "http://127.0.0.1:8080/x",
+            "http://localhost/x",
+            "http://LOCALHOST:1/x",
+            "http://[::1]:8080",
+            "http://127.1:8080",
+            "http://[0:0:0:0:0:0:0:1]",
+        ] {
+            assert_eq!(problem(good), None, "{good}");
+        }
+        assert_eq!(
+            problem("http://jira.example.com"),
+            Some(UrlProblem::PlainHttp)
+        );
+        assert_eq!(problem("http://10.0.0.1"), Some(UrlProblem::PlainHttp));
+        assert_eq!(problem("ftp://example.com"), Some(UrlProblem::NotHttps));
+        assert_eq!(problem("mailto:a@example.com"), Some(UrlProblem::NotHttps));
+        assert_eq!(
+            problem("https://me:pw@example.com"),
+            Some(UrlProblem::Credentials)
+        );
+        assert_eq!(
+            problem("http://me@127.0.0.1"),
+            Some(UrlProblem::Credentials)
+        );
+    }
+
+    #[test]
+    fn a_refused_url_is_named_by_its_field_with_an_example_and_only_its_host() {
+        let example = "https://hooks.slack.com/services/…";
+        let field = "the Slack webhook URL";
+        assert_eq!(
+            refusal(service_url(
+                field,
+                example,
+                "http://hooks.slack.com/services/T/B/token"
+            )),
+            "the Slack webhook URL must be an https URL such as \
+             https://hooks.slack.com/services/… (http only to 127.0.0.1, ::1 or localhost), \
+             not http://hooks.slack.com"
+        );
+        assert_eq!(
+            refusal(service_url(
+                field,
+                example,
+                "https://u:token@hooks.slack.com/x"
+            )),
+            "the Slack webhook URL must not carry a user or password: credentials come from \
+             the channel's Secret"
+        );
+        assert_eq!(
+            refusal(service_url(
+                field,
+                example,
+                "hooks.slack.com/services/T/B/token"
+            )),
+            "the Slack webhook URL is not a URL (relative URL without a base): write it in \
+             full, such as https://hooks.slack.com/services/…"
+        );
+        assert!(
+            refusal(service_url(field, example, "mailto:token@x")).ends_with("not a mailto: URL")
+        );
+    }
+
+    #[test]
+    fn a_site_url_has_no_query_or_fragment() {
+        let site = |text: &str| site_url("jira.url", "https://example.atlassian.net", text);
+        assert!(site("https://jira.example.com/jira").is_ok());
+        assert_eq!(
+            refusal(site("https://jira.example.com/?os_authType=basic")),
+            "jira.url must be the site's address without ?query or #fragment, such as \
+             https://example.atlassian.net"
+        );
+        assert!(refusal(site("https://jira.example.com/#top")).contains("#fragment"));
+    }
+
+    #[test]
+    fn endpoints_keep_a_context_path_and_encode_segments() {
+        let site = site_url("jira.url", "", "https://jira.example.com/jira/").unwrap();
+        assert_eq!(
+            endpoint(&site, &["rest", "api", "2", "issue", "SEC 1", "comment"]).as_str(),
+            "https://jira.example.com/jira/rest/api/2/issue/SEC%201/comment"
+        );
     }
 }

@@ -37,9 +37,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{check, shorten, unreachable};
+use super::http::{check, cut, endpoint, send_with_basic_auth, shorten, site_url, unreachable};
 use super::{Notifier, NotifyError, SecretValue};
-use crate::domain::alert::{Alert, AlertEvent, Response, ResponseKind};
+use crate::domain::alert::Alert;
 use crate::domain::ids::FindingId;
 use crate::domain::severity::SeverityBand;
 use crate::spec::notifications::JiraSpec;
@@ -183,7 +183,7 @@ impl JiraChannel {
         let mut fields = json!({
             "project": { "key": self.project },
             "issuetype": { "name": self.issue_type },
-            "summary": truncate(&alert.subject(), SUMMARY_LIMIT),
+            "summary": cut(&alert.subject(), SUMMARY_LIMIT),
             "description": escape_wiki(&alert.text()),
             "labels": [OPERATOR_LABEL, label],
         });
@@ -202,7 +202,7 @@ impl JiraChannel {
         let request = self
             .http
             .post(self.endpoint(&["rest", "api", "2", "issue", issue, "comment"]))
-            .json(&json!({ "body": escape_wiki(&change_note(alert)) }));
+            .json(&json!({ "body": escape_wiki(&alert.change_note()) }));
         let response = self.send(request).await?;
         check(SERVICE, response).await.map_err(explain)?;
         tracing::info!(%issue, finding = %alert.finding.id, "commented on a Jira issue");
@@ -214,12 +214,7 @@ impl JiraChannel {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, NotifyError> {
-        request
-            .basic_auth(self.user.expose(), Some(self.token.expose()))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|error| unreachable(SERVICE, error))
+        send_with_basic_auth(SERVICE, request, &self.user, &self.token).await
     }
 
     fn endpoint(&self, segments: &[&str]) -> Url {
@@ -250,113 +245,6 @@ pub fn priority_name(band: SeverityBand) -> &'static str {
         SeverityBand::Medium => "Medium",
         SeverityBand::Low => "Low",
     }
-}
-
-/// What an alert about a finding that already has a ticket tells: what changed, the
-/// operator's response now, and where to look. Jira comments and ServiceNow work
-/// notes say the same.
-pub(crate) fn change_note(alert: &Alert) -> String {
-    let finding = &alert.finding;
-    let change = match alert.event {
-        AlertEvent::Opened => "GuardDuty reports this finding again.".to_string(),
-        AlertEvent::Escalated { from } => format!(
-            "Severity rose from {from} to {} ({}).",
-            finding.severity,
-            finding.band()
-        ),
-        AlertEvent::Updated { from } => format!(
-            "The operator's response changed from {} to {}.",
-            response_words(from),
-            response_words(alert.response.kind())
-        ),
-        AlertEvent::Resolved => "The finding is resolved.".to_string(),
-    };
-    let mut lines = vec![change, String::new(), alert.response.to_string()];
-    if let Response::Refused { .. } | Response::Failed { .. } = alert.response {
-        lines.push("A person needs to look at the security group.".to_string());
-    }
-    lines.push(String::new());
-    lines.push(format!("Finding: {}", finding.id));
-    lines.push(format!("Console: {}", finding.console_url()));
-    lines.join("\n")
-}
-
-fn response_words(kind: ResponseKind) -> &'static str {
-    match kind {
-        ResponseKind::Reported => "reported only",
-        ResponseKind::Planned => "fix planned",
-        ResponseKind::Closed => "remediated",
-        ResponseKind::Refused => "not remediated",
-        ResponseKind::Failed => "remediation failed",
-        ResponseKind::NoLongerListed => "resolved",
-    }
-}
-
-/// The base URL of a ticketing service from the spec's `field`: https, or http only
-/// to a loopback address; no credentials, query or fragment. Errors name the field,
-/// show only the scheme and host, and give `example` of a good value.
-pub(crate) fn site_url(field: &str, example: &str, value: &str) -> Result<Url, NotifyError> {
-    let url = Url::parse(value.trim()).map_err(|error| {
-        NotifyError::Setup(format!(
-            "{field} is not a URL ({error}): write the site's address, such as {example}"
-        ))
-    })?;
-    let host = url.host_str().unwrap_or_default();
-    let secure = match url.scheme() {
-        "https" => true,
-        "http" => is_loopback(host),
-        _ => false,
-    };
-    if !secure || url.cannot_be_a_base() || host.is_empty() {
-        return Err(NotifyError::Setup(format!(
-            "{field} must be an https URL such as {example} (http only to 127.0.0.1, \
-             ::1 or localhost), not {}://{host}",
-            url.scheme()
-        )));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(NotifyError::Setup(format!(
-            "{field} must not carry a user or password: they come from \
-             credentialsSecretRef"
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(NotifyError::Setup(format!(
-            "{field} must be the site's address without ?query or #fragment, such as \
-             {example}"
-        )));
-    }
-    Ok(url)
-}
-
-/// `localhost`, or a loopback address (`127.0.0.1`, `[::1]`).
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
-}
-
-/// `site` with `segments` appended to its path, each one percent-encoded.
-pub(crate) fn endpoint(site: &Url, segments: &[&str]) -> Url {
-    let mut url = site.clone();
-    // Never fails: `site_url` accepted only URLs that can be a base.
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments);
-    }
-    url
-}
-
-/// At most `limit` characters, ending in `…` when cut.
-pub(crate) fn truncate(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 /// A JQL string literal: double quotes, with `"` and `\` escaped.
@@ -421,27 +309,13 @@ impl JiraErrors {
 
 /// The error with Jira's messages as its detail, when the body was Jira's JSON.
 fn explain(error: NotifyError) -> NotifyError {
-    let Some(messages) = JiraErrors::of(&error).map(|body| body.text()) else {
+    let messages = JiraErrors::of(&error)
+        .map(|body| body.text())
+        .unwrap_or_default();
+    if messages.is_empty() {
         return error;
-    };
-    match error {
-        NotifyError::Http {
-            service,
-            status,
-            retry_after,
-            detail,
-        } => NotifyError::Http {
-            service,
-            status,
-            retry_after,
-            detail: if messages.is_empty() {
-                detail
-            } else {
-                shorten(&messages)
-            },
-        },
-        other => other,
     }
+    error.map_detail(|_| shorten(&messages))
 }
 
 /// A 400 whose `errors` name `priority`: the field is not on the create screen, or
@@ -505,13 +379,6 @@ mod tests {
     }
 
     #[test]
-    fn long_text_is_cut_to_the_limit_with_an_ellipsis() {
-        assert_eq!(truncate("abc", 3), "abc");
-        assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(truncate(&"é".repeat(300), 255).chars().count(), 255);
-    }
-
-    #[test]
     fn wiki_markup_openers_are_escaped() {
         assert_eq!(
             escape_wiki("[SAMPLE] Trojan:EC2/DNSDataExfiltration!DNS {x} a|b"),
@@ -526,14 +393,5 @@ mod tests {
             errors: BTreeMap::from([("summary".to_string(), json!("too long"))]),
         };
         assert_eq!(body.text(), "Bad JQL; summary: too long");
-    }
-
-    #[test]
-    fn endpoints_keep_a_context_path_and_encode_segments() {
-        let site = site_url("jira.url", "", "https://jira.example.com/jira/").unwrap();
-        assert_eq!(
-            endpoint(&site, &["rest", "api", "2", "issue", "SEC 1", "comment"]).as_str(),
-            "https://jira.example.com/jira/rest/api/2/issue/SEC%201/comment"
-        );
     }
 }

@@ -150,6 +150,25 @@ impl NotifyError {
         }
     }
 
+    /// The same error with the service's text of an `Http` error rewritten (in the
+    /// service's own words, without a secret); any other error unchanged.
+    pub fn map_detail(self, rewrite: impl FnOnce(String) -> String) -> NotifyError {
+        match self {
+            NotifyError::Http {
+                service,
+                status,
+                retry_after,
+                detail,
+            } => NotifyError::Http {
+                service,
+                status,
+                retry_after,
+                detail: rewrite(detail),
+            },
+            other => other,
+        }
+    }
+
     /// How long the service asked us to wait before trying again.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -21,7 +21,6 @@ use std::fmt;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::slack::{cut, endpoint_url};
 use super::{Notifier, NotifyError, SecretValue, http};
 use crate::domain::alert::{Alert, AlertEvent, FindingSummary, Response, ResponseKind};
 use crate::domain::severity::SeverityBand;
@@ -64,9 +63,10 @@ impl PagerDutyChannel {
                 "the PagerDuty routing key contains control characters".into(),
             ));
         }
-        let events_url = endpoint_url(
-            events_url.unwrap_or(PAGERDUTY_EVENTS_URL),
+        let events_url = http::service_url(
             "the PagerDuty events URL",
+            PAGERDUTY_EVENTS_URL,
+            events_url.unwrap_or(PAGERDUTY_EVENTS_URL),
         )?;
         Ok(PagerDutyChannel {
             routing_key: SecretValue::new(key),
@@ -111,24 +111,11 @@ impl PagerDutyChannel {
     }
 
     async fn send(&self, event: &Value) -> Result<(), NotifyError> {
-        let response = self
-            .http
-            .post(self.events_url.clone())
-            .json(event)
-            .send()
-            .await
-            .map_err(|error| http::unreachable(SERVICE, error))?;
-        let response = http::check(SERVICE, response)
-            .await
-            .map_err(|error| self.explained(error))?;
         // Past a 2xx the event is enqueued: nothing from here on is worth a retry.
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| NotifyError::UnexpectedAnswer {
-                service: SERVICE,
-                reason: "the body of its answer could not be read".into(),
-            })?;
+        let body = http::post_json(SERVICE, &self.http, &self.events_url, event, |error| {
+            self.explained(error)
+        })
+        .await?;
         let status = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|answer| answer.get("status")?.as_str().map(str::to_string));
@@ -147,23 +134,10 @@ impl PagerDutyChannel {
     /// An error answer with PagerDuty's own words (`message: error; error`) when its
     /// body is the documented error object, and never the routing key.
     fn explained(&self, error: NotifyError) -> NotifyError {
-        match error {
-            NotifyError::Http {
-                service,
-                status,
-                retry_after,
-                detail,
-            } => {
-                let detail = error_text(&detail).unwrap_or(detail);
-                NotifyError::Http {
-                    service,
-                    status,
-                    retry_after,
-                    detail: http::shorten(&self.without_secret(&detail)),
-                }
-            }
-            other => other,
-        }
+        error.map_detail(|detail| {
+            let detail = error_text(&detail).unwrap_or(detail);
+            http::shorten(&self.without_secret(&detail))
+        })
     }
 
     fn without_secret(&self, text: &str) -> String {
@@ -238,7 +212,7 @@ fn payload(alert: &Alert) -> Value {
     let mut payload = Map::new();
     payload.insert(
         "summary".into(),
-        cut(&alert.subject(), SUMMARY_LIMIT).into(),
+        http::cut(&alert.subject(), SUMMARY_LIMIT).into(),
     );
     payload.insert("source".into(), source(finding).into());
     payload.insert("severity".into(), severity(finding.band()).into());

@@ -34,8 +34,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{check, shorten, unreachable};
-use super::jira::{change_note, endpoint, site_url, truncate};
+use super::http::{check, cut, endpoint, send_with_basic_auth, shorten, site_url, unreachable};
 use super::{Notifier, NotifyError, SecretValue};
 use crate::domain::alert::{Alert, AlertEvent};
 use crate::domain::severity::SeverityBand;
@@ -128,7 +127,7 @@ impl ServiceNowChannel {
             .post(endpoint(&self.instance, &INCIDENT_TABLE))
             .query(&[("sysparm_fields", "sys_id,number")])
             .json(&json!({
-                "short_description": truncate(&alert.subject(), SHORT_DESCRIPTION_LIMIT),
+                "short_description": cut(&alert.subject(), SHORT_DESCRIPTION_LIMIT),
                 "description": alert.text(),
                 "correlation_id": alert.finding.id.as_str(),
                 "correlation_display": CORRELATION_DISPLAY,
@@ -153,7 +152,7 @@ impl ServiceNowChannel {
     }
 
     async fn add_work_notes(&self, incident: &Incident, alert: &Alert) -> Result<(), NotifyError> {
-        let mut update = json!({ "work_notes": change_note(alert) });
+        let mut update = json!({ "work_notes": alert.change_note() });
         if let AlertEvent::Escalated { .. } = alert.event {
             let UrgencyImpact { urgency, impact } = urgency_impact(alert.finding.band());
             update["urgency"] = json!(urgency.to_string());
@@ -181,12 +180,7 @@ impl ServiceNowChannel {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, NotifyError> {
-        request
-            .basic_auth(self.user.expose(), Some(self.password.expose()))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|error| unreachable(SERVICE, error))
+        send_with_basic_auth(SERVICE, request, &self.user, &self.password).await
     }
 }
 
@@ -238,29 +232,16 @@ impl ErrorMessage {
 
 /// The error with ServiceNow's message as its detail, when the body was its JSON.
 fn explain(error: NotifyError) -> NotifyError {
-    match error {
-        NotifyError::Http {
-            service,
-            status,
-            retry_after,
-            detail,
-        } => {
-            let text = serde_json::from_str::<ErrorBody>(&detail)
-                .map(|body| body.error.text())
-                .unwrap_or_default();
-            NotifyError::Http {
-                service,
-                status,
-                retry_after,
-                detail: if text.is_empty() {
-                    detail
-                } else {
-                    shorten(&text)
-                },
-            }
+    error.map_detail(|detail| {
+        let text = serde_json::from_str::<ErrorBody>(&detail)
+            .map(|body| body.error.text())
+            .unwrap_or_default();
+        if text.is_empty() {
+            detail
+        } else {
+            shorten(&text)
         }
-        other => other,
-    }
+    })
 }
 
 fn unexpected(reason: String) -> NotifyError {

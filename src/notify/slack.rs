@@ -9,13 +9,8 @@
 //!
 //! The webhook URL is the credential: it never appears in an error, a log line or
 //! this channel's `Debug` output.
-//!
-//! Also holds two helpers the PagerDuty channel shares: [`endpoint_url`], the rule
-//! for a configured URL (https, or plain http to a loopback address only), and
-//! [`cut`], a text bounded in characters.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -44,12 +39,17 @@ pub struct SlackChannel {
 
 impl SlackChannel {
     /// A channel posting to `webhook_url` (`https://hooks.slack.com/services/…`),
-    /// which must be https (plain http only to a loopback address).
+    /// which must be https (plain http only to a loopback address), see
+    /// [`http::service_url`].
     pub fn new(
         webhook_url: SecretValue,
         http: reqwest::Client,
     ) -> Result<SlackChannel, NotifyError> {
-        let webhook_url = endpoint_url(webhook_url.expose(), "the Slack webhook URL")?;
+        let webhook_url = http::service_url(
+            "the Slack webhook URL",
+            "https://hooks.slack.com/services/…",
+            webhook_url.expose(),
+        )?;
         Ok(SlackChannel { webhook_url, http })
     }
 
@@ -65,38 +65,13 @@ impl SlackChannel {
     }
 
     async fn post(&self, message: &Value) -> Result<(), NotifyError> {
-        let response = self
-            .http
-            .post(self.webhook_url.clone())
-            .json(message)
-            .send()
-            .await
-            .map_err(|error| http::unreachable(SERVICE, error))?;
-        let response = http::check(SERVICE, response)
-            .await
-            .map_err(|error| match error {
-                NotifyError::Http {
-                    service,
-                    status,
-                    retry_after,
-                    detail,
-                } => NotifyError::Http {
-                    service,
-                    status,
-                    retry_after,
-                    detail: self.without_secret(&detail),
-                },
-                other => other,
-            })?;
         // Past a 2xx the message is posted: nothing from here on is worth a retry,
         // which would post it twice.
-        let body = response
-            .text()
-            .await
-            .map_err(|_| NotifyError::UnexpectedAnswer {
-                service: SERVICE,
-                reason: "the body of its answer could not be read".into(),
-            })?;
+        let body = http::post_json(SERVICE, &self.http, &self.webhook_url, message, |error| {
+            error.map_detail(|detail| self.without_secret(&detail))
+        })
+        .await?;
+        let body = String::from_utf8_lossy(&body);
         if body.trim() == SUCCESS_BODY {
             Ok(())
         } else {
@@ -130,42 +105,13 @@ impl Notifier for SlackChannel {
     }
 }
 
-/// A configured endpoint, checked once: a URL that parses, and is https, or plain
-/// http to a loopback address (a local receiver, a sidecar). `what` names it in the
-/// error, which never repeats the URL: some URLs are credentials.
-pub(crate) fn endpoint_url(text: &str, what: &str) -> Result<reqwest::Url, NotifyError> {
-    let url = reqwest::Url::parse(text.trim())
-        .map_err(|error| NotifyError::Setup(format!("{what} is not a valid URL: {error}")))?;
-    let host = url.host_str().unwrap_or("");
-    match url.scheme() {
-        "https" if !host.is_empty() => Ok(url),
-        "http" if is_loopback(host) => Ok(url),
-        "http" => Err(NotifyError::Setup(format!(
-            "{what} must use https (plain http is only allowed to a loopback address such as 127.0.0.1)"
-        ))),
-        _ => Err(NotifyError::Setup(format!(
-            "{what} must be an https URL with a host"
-        ))),
-    }
-}
-
-/// `localhost`, or an address in 127.0.0.0/8 or `::1` (`host_str` keeps IPv6 brackets).
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
-}
-
 /// The webhook's JSON: `text` is the notification and fallback text, `blocks` the
 /// message as people see it.
 fn message(alert: &Alert) -> Value {
     let finding = &alert.finding;
     let mut blocks = vec![json!({
         "type": "header",
-        "text": { "type": "plain_text", "text": cut(&alert.subject(), HEADER_TEXT_LIMIT) },
+        "text": { "type": "plain_text", "text": http::cut(&alert.subject(), HEADER_TEXT_LIMIT) },
     })];
     if finding.sample {
         blocks.push(section(
@@ -290,16 +236,5 @@ fn entity(c: char) -> Option<&'static str> {
         '<' => Some("&lt;"),
         '>' => Some("&gt;"),
         _ => None,
-    }
-}
-
-/// Plain text cut to at most `limit` characters, ending in `…` when cut.
-pub(crate) fn cut(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
     }
 }

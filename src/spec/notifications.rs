@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use super::{MAX_NOTIFICATION_CHANNELS, Problems, SeverityThreshold};
 use crate::domain::alert::{Route, TypePattern};
+use crate::notify::http::{UrlProblem, url_problem};
 
 /// One alert channel: a unique name, which findings it hears about, and exactly one
 /// of `email`, `sms`, `slack`, `jira`, `pagerDuty` or `serviceNow`.
@@ -647,21 +648,20 @@ fn is_topic_arn(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// https, or http to this machine only; no credentials in the URL.
+/// https, or http to this machine only; no credentials in the URL: the rule the
+/// channels apply too ([`url_problem`]).
 pub fn check_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text)
         .map_err(|e| format!("{text:?} is not a URL ({e}): write it as https://host/path"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("put credentials in the Secret, not in the URL".to_string());
-    }
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(url),
-        "http" if loopback => Ok(url),
-        "http" => Err(format!(
+    match url_problem(&url) {
+        None => Ok(url),
+        Some(UrlProblem::Credentials) => {
+            Err("put credentials in the Secret, not in the URL".to_string())
+        }
+        Some(UrlProblem::PlainHttp) => Err(format!(
             "{text:?} uses plain http: use https:// (plain http is allowed only to 127.0.0.1 or localhost), so credentials never cross a network in clear text"
         )),
-        _ => Err(format!("{text:?} is not an https:// URL")),
+        Some(UrlProblem::NotHttps) => Err(format!("{text:?} is not an https:// URL")),
     }
 }
 
