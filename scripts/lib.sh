@@ -11,13 +11,16 @@
 #   start_moto             moto_server in the background (exports GDO_MOTO_URL)
 #   start_emulator BIN ... GuardDuty emulator in the background
 #                          (exports GDO_GUARDDUTY_URL)
+#   start_slack_receiver   the demo's local Slack webhook stand-in
+#                          (exports GDO_SLACK_RECEIVER_URL, GDO_SLACK_RECEIVER_LOG)
+#   gdo_temp_dir VAR       a temporary directory, removed by gdo_cleanup
 #   gdo_install_cleanup    stop every service started here when the script exits
 #   aws_env_for_emulators  point the AWS SDK at the local services, fake creds
 #   cargo_env              shared CARGO_TARGET_DIR outside the clone
 #
-# start_moto and start_emulator must run in the calling shell itself, not in a
-# subshell such as $(start_moto): they export variables and register the pid
-# of the service for gdo_cleanup.
+# start_moto, start_emulator, start_slack_receiver and gdo_temp_dir must run in
+# the calling shell itself, not in a subshell such as $(start_moto): they export
+# variables and register the pid or directory for gdo_cleanup.
 
 # The moto version every developer and CI tests against.
 GDO_MOTO_VERSION="${GDO_MOTO_VERSION:-5.2.5}"
@@ -30,6 +33,8 @@ GDO_KUBE_VALIDATE_VERSION="${GDO_KUBE_VALIDATE_VERSION:-1.37.0}"
 
 # Pids of the background services started by this shell, stopped by gdo_cleanup.
 GDO_PIDS=()
+# Temporary directories made by gdo_temp_dir, removed by gdo_cleanup.
+GDO_DIRS=()
 
 # checkov, in a venv of its own (its pins must not move moto's), exports GDO_CHECKOV.
 GDO_CHECKOV_VERSION="${GDO_CHECKOV_VERSION:-3.3.30}"
@@ -244,46 +249,83 @@ start_moto() {
     return 1
 }
 
-# Start the GuardDuty emulator: BIN --listen 127.0.0.1:0 [args...]. The
-# emulator's first stdout line is "listening on http://IP:PORT"; its URL is
-# exported as GDO_GUARDDUTY_URL.
-start_emulator() {
-    local bin=$1 logs log pid i line
-    shift
-    logs="$(gdo_log_dir)"
-    log="$(mktemp "$logs/emulator-XXXXXX.log")"
-    "$bin" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
-    pid=$!
-    gdo_register_pid "$pid"
-    # Up to 60 x 0.5 s for the "listening on" line.
+# Wait until the service NAME (pid PID, log LOG) prints its first line
+# "listening on http://IP:PORT", and print that URL. Up to 60 x 0.5 s; a
+# service that exits or stays silent is reported, stopped, and fails.
+gdo_await_listening() {
+    local name=$1 pid=$2 log=$3 i line
     for ((i = 0; i < 60; i++)); do
         line="$(grep -m1 '^listening on http://' "$log" || true)"
         if [[ -n "$line" ]]; then
-            export GDO_GUARDDUTY_URL="${line#listening on }"
-            gdo_log "GuardDuty emulator listening on $GDO_GUARDDUTY_URL (pid $pid, log $log)"
+            echo "${line#listening on }"
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
-            gdo_log "GuardDuty emulator exited before listening"
+            gdo_log "$name exited before listening"
             gdo_log_tail "$log"
             wait "$pid" 2>/dev/null || true
             return 1
         fi
         sleep 0.5
     done
-    gdo_log "GuardDuty emulator printed no 'listening on' line within 30 s"
+    gdo_log "$name printed no 'listening on' line within 30 s"
     gdo_log_tail "$log"
     gdo_stop_pid "$pid"
     return 1
 }
 
-# Stop every registered background service. Safe to call more than once.
+# Start the GuardDuty emulator: BIN --listen 127.0.0.1:0 [args...]. The
+# emulator's first stdout line is "listening on http://IP:PORT"; its URL is
+# exported as GDO_GUARDDUTY_URL.
+start_emulator() {
+    local bin=$1 log pid url
+    shift
+    log="$(mktemp "$(gdo_log_dir)/emulator-XXXXXX.log")"
+    "$bin" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    pid=$!
+    gdo_register_pid "$pid"
+    url="$(gdo_await_listening "GuardDuty emulator" "$pid" "$log")" || return 1
+    export GDO_GUARDDUTY_URL="$url"
+    gdo_log "GuardDuty emulator listening on $GDO_GUARDDUTY_URL (pid $pid, log $log)"
+}
+
+# Start the demo's Slack-webhook stand-in (scripts/demo_receiver.py) on a free
+# port of 127.0.0.1. Exports GDO_SLACK_RECEIVER_URL (http://127.0.0.1:PORT;
+# post to $GDO_SLACK_RECEIVER_URL/services/...) and GDO_SLACK_RECEIVER_LOG,
+# where it writes every message it receives.
+start_slack_receiver() {
+    local script log pid url
+    script="$(dirname "${BASH_SOURCE[0]}")/demo_receiver.py"
+    log="$(mktemp "$(gdo_log_dir)/slack-receiver-XXXXXX.log")"
+    python3 -u "$script" --port 0 >"$log" 2>&1 &
+    pid=$!
+    gdo_register_pid "$pid"
+    url="$(gdo_await_listening "Slack receiver" "$pid" "$log")" || return 1
+    export GDO_SLACK_RECEIVER_URL="$url"
+    export GDO_SLACK_RECEIVER_LOG="$log"
+    gdo_log "Slack receiver listening on $GDO_SLACK_RECEIVER_URL (pid $pid, log $log)"
+}
+
+# A new temporary directory, removed by gdo_cleanup; its path goes into the
+# variable named $1 (so that it runs in the calling shell, not in $(...)).
+gdo_temp_dir() {
+    local -n gdo_temp_dir_into=$1
+    gdo_temp_dir_into="$(mktemp -d "${TMPDIR:-/tmp}/gdo-XXXXXX")"
+    GDO_DIRS+=("$gdo_temp_dir_into")
+}
+
+# Stop every registered background service and remove the temporary
+# directories. Safe to call more than once.
 gdo_cleanup() {
-    local pid
+    local pid dir
     for pid in "${GDO_PIDS[@]}"; do
         gdo_stop_pid "$pid"
     done
     GDO_PIDS=()
+    for dir in "${GDO_DIRS[@]}"; do
+        rm -rf -- "$dir"
+    done
+    GDO_DIRS=()
 }
 
 # Stop the services whenever the script ends: normally, on error (set -e) or
