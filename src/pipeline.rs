@@ -469,7 +469,7 @@ mod tests {
     use crate::domain::plan::{ChangeSet, apply_change};
     use crate::domain::policy::TrustedRanges;
     use crate::domain::security_group::{
-        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
+        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
     };
     use crate::ports::{AwsError, Ec2Error, FindingsError};
 
@@ -598,6 +598,39 @@ mod tests {
                 .unwrap()
                 .push(trusted_reach);
             target.ingress.retain(|r| !rules.contains(&r.id));
+            Ok(())
+        }
+        async fn restore(
+            &self,
+            group: &SecurityGroupId,
+            rules: &[crate::ports::Restoration],
+        ) -> Result<(), Ec2Error> {
+            if self.fails("restore", group) {
+                return Err(Ec2Error::Restore {
+                    group: group.clone(),
+                    source: injected("restore"),
+                });
+            }
+            let mut groups = self.groups.lock().unwrap();
+            let target = groups.get_mut(group).expect("known group");
+            for rule in rules {
+                let (traffic, source) = (Traffic::Tcp(rule.ports), Source::Cidr(rule.source));
+                if !target
+                    .ingress
+                    .iter()
+                    .any(|r| r.traffic == traffic && r.source == source)
+                {
+                    let mut next = self.next_rule.lock().unwrap();
+                    *next += 1;
+                    target.ingress.push(IngressRule {
+                        id: RuleId::parse(&format!("sgr-bbbb{:04x}", *next)).unwrap(),
+                        traffic,
+                        source,
+                        description: rule.description.clone(),
+                        managed_ports: None,
+                    });
+                }
+            }
             Ok(())
         }
     }

@@ -4,11 +4,12 @@
 use std::fmt;
 use std::future::Future;
 
+use crate::domain::cidr::Cidr;
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::Policy;
-use crate::domain::security_group::{Instance, SecurityGroup};
+use crate::domain::security_group::{Instance, PortRange, SecurityGroup};
 
 /// An error AWS (or the way to it) returned, reduced to what people and metrics need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +156,26 @@ pub trait SecurityGroups {
         group: &SecurityGroupId,
         rules: &[RuleId],
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+
+    /// Puts back rules the operator revoked, as they were: without the operator's tag
+    /// (they are not its rules, and a tagged world-open rule would be watched and
+    /// revoked again); a rule that already exists counts as restored.
+    fn restore(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[Restoration],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+}
+
+/// One ingress rule to put back as it was before the operator revoked it: TCP ports
+/// from a CIDR, with its own description if it had one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restoration {
+    pub source: Cidr,
+    pub ports: PortRange,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +200,12 @@ pub enum Ec2Error {
         #[source]
         source: AwsError,
     },
+    #[error("failed to restore ingress rules in {group}")]
+    Restore {
+        group: SecurityGroupId,
+        #[source]
+        source: AwsError,
+    },
 }
 
 impl Ec2Error {
@@ -193,7 +220,8 @@ impl Ec2Error {
             | Ec2Error::DescribeRules(source)
             | Ec2Error::DescribeInterfaces(source)
             | Ec2Error::Authorize { source, .. }
-            | Ec2Error::Revoke { source, .. } => source,
+            | Ec2Error::Revoke { source, .. }
+            | Ec2Error::Restore { source, .. } => source,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! EC2 adapter: instances, security groups with their ingress rules and interface
-//! counts (describes batched across groups, run concurrently), and the two
-//! mutating calls, authorize and revoke, each once per group.
+//! counts (describes batched across groups, run concurrently), and the mutating
+//! calls, each once per group: authorize (tagged as the operator's), revoke, and
+//! restore (untagged: rules put back as they were by `deletionPolicy: Revert`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +19,7 @@ use crate::domain::plan::{Authorization, ChangeSet};
 use crate::domain::security_group::{
     IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
 };
-use crate::ports::{AwsError, Ec2Error, SecurityGroups};
+use crate::ports::{AwsError, Ec2Error, Restoration, SecurityGroups};
 
 /// The tag on every rule the operator creates.
 pub const MANAGED_TAG: &str = "guardduty-operator/managed-by";
@@ -236,6 +237,22 @@ impl Ec2 {
             .collect())
     }
 
+    /// Authorizes rules without the operator's tags (rules put back as they were).
+    async fn send_restore(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[Restoration],
+    ) -> Result<(), AwsError> {
+        self.client
+            .authorize_security_group_ingress()
+            .group_id(group.as_str())
+            .set_ip_permissions(Some(restore_permissions(rules)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_error)
+    }
+
     async fn send_revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), AwsError> {
         self.client
             .revoke_security_group_ingress()
@@ -332,6 +349,36 @@ impl SecurityGroups for Ec2 {
             }),
         }
     }
+
+    async fn restore(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[Restoration],
+    ) -> Result<(), Ec2Error> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let failed = |source| Ec2Error::Restore {
+            group: group.clone(),
+            source,
+        };
+        match self.send_restore(group, rules).await {
+            Ok(()) => Ok(()),
+            // One of the rules is back already, and AWS refuses the whole call: add
+            // the others one by one.
+            Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {
+                for rule in rules {
+                    match self.send_restore(group, std::slice::from_ref(rule)).await {
+                        Ok(()) => {}
+                        Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
+                        Err(source) => return Err(failed(source)),
+                    }
+                }
+                Ok(())
+            }
+            Err(source) => Err(failed(source)),
+        }
+    }
 }
 
 fn is_code(error: &AwsError, code: &str) -> bool {
@@ -413,29 +460,52 @@ fn instance_state(name: Option<&aws_sdk_ec2::types::InstanceStateName>) -> Insta
 
 /// One IpPermission per port range, carrying every source of that range.
 fn permissions(rules: &[Authorization]) -> Vec<IpPermission> {
-    let mut by_range: BTreeMap<PortRange, Vec<&Authorization>> = BTreeMap::new();
-    for rule in rules {
-        by_range.entry(rule.ports).or_default().push(rule);
+    tcp_permissions(
+        rules
+            .iter()
+            .map(|rule| (rule.ports, rule.source, Some(rule.description()))),
+    )
+}
+
+/// The restored rules as IpPermissions, one per port range, with their own
+/// descriptions (or none).
+fn restore_permissions(rules: &[Restoration]) -> Vec<IpPermission> {
+    tcp_permissions(
+        rules
+            .iter()
+            .map(|rule| (rule.ports, rule.source, rule.description.clone())),
+    )
+}
+
+fn tcp_permissions(
+    rules: impl Iterator<Item = (PortRange, Cidr, Option<String>)>,
+) -> Vec<IpPermission> {
+    let mut by_range: BTreeMap<PortRange, Vec<(Cidr, Option<String>)>> = BTreeMap::new();
+    for (range, source, description) in rules {
+        by_range
+            .entry(range)
+            .or_default()
+            .push((source, description));
     }
     by_range
         .into_iter()
-        .map(|(range, rules)| {
+        .map(|(range, sources)| {
             let mut permission = IpPermission::builder()
                 .ip_protocol("tcp")
                 .from_port(i32::from(range.from))
                 .to_port(i32::from(range.to));
-            for rule in rules {
-                permission = match rule.source.family() {
+            for (source, description) in sources {
+                permission = match source.family() {
                     Family::V4 => permission.ip_ranges(
                         IpRange::builder()
-                            .cidr_ip(rule.source.to_string())
-                            .description(rule.description())
+                            .cidr_ip(source.to_string())
+                            .set_description(description)
                             .build(),
                     ),
                     Family::V6 => permission.ipv6_ranges(
                         Ipv6Range::builder()
-                            .cidr_ipv6(rule.source.to_string())
-                            .description(rule.description())
+                            .cidr_ipv6(source.to_string())
+                            .set_description(description)
                             .build(),
                     ),
                 };

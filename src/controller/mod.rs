@@ -7,5 +7,6 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod revert;
 pub mod server;
 pub mod status;
