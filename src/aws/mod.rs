@@ -11,7 +11,9 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -37,16 +39,34 @@ pub async fn load_config(region: Option<&str>) -> SdkConfig {
     loader.load().await
 }
 
-/// Counts the HTTP requests each AWS operation sent (retries included), for the
-/// benchmarks and, later, metrics.
+/// Counts the HTTP requests each AWS operation sent (retries included), and how each
+/// attempt ended, for the benchmarks and the controller's metrics.
 #[derive(Debug, Clone, Default)]
-pub struct ApiCallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+pub struct ApiCallCounter {
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
+    outcomes: Arc<Mutex<BTreeMap<(String, &'static str), u64>>>,
+}
 
 impl ApiCallCounter {
     /// Calls so far, keyed `Service.Operation` (e.g. `EC2.DescribeInstances`).
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Attempts so far by operation and outcome: `success` (a 2xx answer), `error`
+    /// (an error answer, throttling included) or `no-response` (network, timeout).
+    pub fn outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map(|m| format!("{}.{}", m.service(), m.name()))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 impl Intercept for ApiCallCounter {
@@ -60,15 +80,35 @@ impl Intercept for ApiCallCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let key = cfg
-            .load::<Metadata>()
-            .map(|m| format!("{}.{}", m.service(), m.name()))
-            .unwrap_or_else(|| "unknown".to_string());
         *self
-            .0
+            .calls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
+            .entry(operation(cfg))
+            .or_default() += 1;
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // An attempt that never got as far as a request was not a call.
+        if context.request().is_none() {
+            return Ok(());
+        }
+        let outcome = match context.response() {
+            Some(response) if response.status().is_success() => "success",
+            Some(_) => "error",
+            None => "no-response",
+        };
+        *self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((operation(cfg), outcome))
             .or_default() += 1;
         Ok(())
     }

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use crate::aws::ec2::Ec2;
 use crate::aws::guardduty::GuardDuty;
 use crate::aws::{ApiCallCounter, account_id, adapters, load_config};
+use crate::notify::dispatch::AlertClients;
 
 /// The adapters one pass works with, and the account they act in.
 #[derive(Debug, Clone)]
@@ -17,6 +18,10 @@ pub struct AwsClients {
     pub ec2: Ec2,
     /// The account of the credentials; findings of other accounts are reported only.
     pub account_id: Option<String>,
+    /// The region the clients work in.
+    pub region: String,
+    /// SES and SNS, for the Email and SMS channels.
+    pub alerts: AlertClients,
 }
 
 /// Why the adapters for a region could not be built.
@@ -46,6 +51,11 @@ pub trait AwsFactory: Send + Sync + 'static {
         &self,
         region: Option<&str>,
     ) -> impl Future<Output = Result<AwsClients, AwsSetupError>> + Send;
+
+    /// The AWS calls the clients made so far, by operation and outcome (for metrics).
+    fn call_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+        BTreeMap::new()
+    }
 }
 
 /// The production factory: the standard SDK configuration (environment, IRSA, EKS Pod
@@ -66,6 +76,10 @@ impl SdkAwsFactory {
 }
 
 impl AwsFactory for SdkAwsFactory {
+    fn call_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.calls.outcomes()
+    }
+
     async fn clients(&self, region: Option<&str>) -> Result<AwsClients, AwsSetupError> {
         let mut loaded = self.loaded.lock().await;
         let key = region.unwrap_or_default().to_string();
@@ -93,6 +107,8 @@ impl AwsFactory for SdkAwsFactory {
             guardduty,
             ec2,
             account_id,
+            region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            alerts: AlertClients::new(&config, &self.calls),
         })
     }
 }

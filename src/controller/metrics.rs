@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::domain::severity::SeverityBand;
+use crate::notify::dispatch::{DeliveryResult, NotifyReport};
 use crate::pipeline::{PassReport, StepResult, step};
 
 /// The content type of [`render`]'s output.
@@ -36,6 +37,10 @@ pub struct Snapshot {
     pub findings: BTreeMap<String, [u64; 4]>,
     /// Group change steps by (`authorize`|`revoke`, `done`|`failed`|`not_run`).
     pub actions: BTreeMap<(&'static str, &'static str), u64>,
+    /// Alerts by (channel kind, `delivered`|`failed`|`skipped`).
+    pub alerts: BTreeMap<(&'static str, &'static str), u64>,
+    /// AWS API calls by (`Service.Operation`, `success`|`error`), from the SDK clients.
+    pub aws_calls: BTreeMap<(String, &'static str), u64>,
 }
 
 /// The shared registry; every method takes a short lock.
@@ -99,6 +104,26 @@ impl Metrics {
                 }
             }
         });
+    }
+
+    /// The fate of a pass's alerts, by channel kind.
+    pub fn alerts(&self, notified: &NotifyReport) {
+        self.with(|s| {
+            for delivery in &notified.deliveries {
+                let result = match delivery.result {
+                    DeliveryResult::Delivered { .. } => "delivered",
+                    DeliveryResult::Failed { .. } => "failed",
+                    DeliveryResult::Skipped { .. } => "skipped",
+                    DeliveryResult::WouldSend => continue,
+                };
+                *s.alerts.entry((delivery.kind, result)).or_default() += 1;
+            }
+        });
+    }
+
+    /// The AWS calls counted so far (a running total, replaced whole).
+    pub fn set_aws_calls(&self, calls: BTreeMap<(String, &'static str), u64>) {
+        self.with(|s| s.aws_calls = calls);
     }
 
     /// A deleted policy: its findings series go.
@@ -187,6 +212,35 @@ pub fn render(s: &Snapshot) -> String {
     for ((kind, result), n) in &s.actions {
         let _ = writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {n}");
     }
+
+    let name = "guardduty_operator_alerts_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Alerts by channel kind and result (delivered, failed, skipped until the next pass).",
+    );
+    for ((channel, result), n) in &s.alerts {
+        let _ = writeln!(
+            out,
+            "{name}{{channel=\"{channel}\",result=\"{result}\"}} {n}"
+        );
+    }
+
+    let name = "guardduty_operator_aws_api_calls_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "AWS API requests, retries included, by operation and outcome.",
+    );
+    for ((operation, outcome), n) in &s.aws_calls {
+        let _ = writeln!(
+            out,
+            "{name}{{operation=\"{}\",outcome=\"{outcome}\"}} {n}",
+            escape(operation)
+        );
+    }
     out
 }
 
@@ -206,6 +260,9 @@ mod tests {
         s.findings.insert("ns/a\"b".into(), [1, 0, 2, 0]);
         s.actions.insert(("revoke", "done"), 4);
         s.actions.insert(("authorize", "failed"), 1);
+        s.alerts.insert(("slack", "delivered"), 2);
+        s.aws_calls
+            .insert(("EC2.DescribeInstances".into(), "success"), 7);
         let expected = "\
 # HELP guardduty_operator_reconciles_total Reconciles of GuardDutyPolicies.
 # TYPE guardduty_operator_reconciles_total counter
@@ -227,6 +284,12 @@ guardduty_operator_findings{policy=\"ns/a\\\"b\",severity=\"critical\"} 0
 # TYPE guardduty_operator_actions_total counter
 guardduty_operator_actions_total{kind=\"authorize\",result=\"failed\"} 1
 guardduty_operator_actions_total{kind=\"revoke\",result=\"done\"} 4
+# HELP guardduty_operator_alerts_total Alerts by channel kind and result (delivered, failed, skipped until the next pass).
+# TYPE guardduty_operator_alerts_total counter
+guardduty_operator_alerts_total{channel=\"slack\",result=\"delivered\"} 2
+# HELP guardduty_operator_aws_api_calls_total AWS API requests, retries included, by operation and outcome.
+# TYPE guardduty_operator_aws_api_calls_total counter
+guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outcome=\"success\"} 7
 ";
         assert_eq!(render(&s), expected);
     }
