@@ -9,11 +9,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::receiver::{Answer, Receiver};
 use common::*;
+use guardduty_operator::aws::ApiCallCounter;
 use guardduty_operator::aws::ec2::Ec2;
 use guardduty_operator::aws::guardduty::GuardDuty;
 use guardduty_operator::controller::clients::{AwsClients, AwsFactory, AwsSetupError};
 use guardduty_operator::controller::reconcile::{Context, FIELD_MANAGER, FINALIZER, reconcile};
+use guardduty_operator::notify::dispatch::AlertClients;
 use guardduty_operator::spec::{GuardDutyPolicy, GuardDutyPolicyStatus};
 use http::{Method, Request, Response};
 use kube::client::Body;
@@ -77,20 +80,28 @@ fn serve(
                     "request {index}: {key}={value} missing from {query:?}"
                 );
             }
-            assert_eq!(
-                request
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok()),
-                Some(expected.content_type),
-                "request {index}"
-            );
+            let content_type = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let bytes = request
                 .into_body()
                 .collect_bytes()
                 .await
                 .expect("read the request body");
-            let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+            // A GET has neither body nor content type.
+            let body: Value = if expected.method == Method::GET {
+                assert!(bytes.is_empty(), "request {index}: a GET with a body");
+                Value::Null
+            } else {
+                assert_eq!(
+                    content_type.as_deref(),
+                    Some(expected.content_type),
+                    "request {index}"
+                );
+                serde_json::from_slice(&bytes).expect("a JSON body")
+            };
             (expected.check_body)(&body);
             bodies.push(body);
             let reply = serde_json::to_vec(&expected.reply).unwrap();
@@ -158,6 +169,36 @@ fn status_patch(check_body: impl FnOnce(&Value) + Send + 'static, reply: Value) 
         content_type: APPLY_PATCH,
         check_body: Box::new(check_body),
         reply,
+    }
+}
+
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/security/events";
+
+/// One Event recorded about the policy, with this reason and type.
+fn event(reason: &'static str, type_: &'static str) -> Exchange {
+    Exchange {
+        method: Method::POST,
+        path: EVENTS_PATH,
+        query: vec![],
+        content_type: "application/json",
+        check_body: Box::new(move |body| {
+            assert_eq!(body["reason"], reason, "{body:#}");
+            assert_eq!(body["type"], type_, "{body:#}");
+            assert_eq!(body["regarding"]["kind"], "GuardDutyPolicy", "{body:#}");
+            assert_eq!(body["regarding"]["name"], NAME, "{body:#}");
+            assert_eq!(
+                body["reportingController"], "guardduty-operator",
+                "{body:#}"
+            );
+        }),
+        reply: json!({
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "web.1", "namespace": NAMESPACE},
+            "eventTime": "2026-11-29T04:00:00.000000Z",
+            "reason": reason,
+            "type": type_,
+        }),
     }
 }
 
@@ -255,6 +296,8 @@ impl AwsFactory for WorldAws {
             )),
             ec2: Ec2::new(aws_sdk_ec2::Client::new(&self.config)),
             account_id: Some(ACCOUNT.to_string()),
+            region: self.region.clone(),
+            alerts: AlertClients::new(&self.config, &ApiCallCounter::default()),
         })
     }
 }
@@ -333,7 +376,13 @@ async fn an_enforced_policy_converges_the_group_and_applies_a_ready_status() {
     let policy = enforce_policy(&world.region);
     let (ctx, handle) = mock_context(WorldAws::of(&world));
     let reply = policy.to_json();
-    let server = serve(handle, vec![status_patch(check_ready_status, reply)]);
+    let server = serve(
+        handle,
+        vec![
+            status_patch(check_ready_status, reply),
+            event("RuleRevoked", "Normal"),
+        ],
+    );
 
     let action = reconciled(policy, &ctx).await.unwrap();
 
@@ -358,19 +407,22 @@ async fn an_invalid_policy_gets_ready_false_invalid_spec_and_waits_for_a_change(
     let reply = invalid.to_json();
     let server = serve(
         handle,
-        vec![status_patch(
-            |body| {
-                let status = &body["status"];
-                assert_eq!(status["observedGeneration"], 1, "{status:#}");
-                let ready = condition(status, "Ready");
-                assert_eq!(ready["status"], "False", "{ready:#}");
-                assert_eq!(ready["reason"], "InvalidSpec", "{ready:#}");
-                let message = ready["message"].as_str().unwrap();
-                assert!(message.contains("spec.trustedCidrs"), "{message}");
-                assert!(status.get("findings").is_none(), "{status:#}");
-            },
-            reply,
-        )],
+        vec![
+            status_patch(
+                |body| {
+                    let status = &body["status"];
+                    assert_eq!(status["observedGeneration"], 1, "{status:#}");
+                    let ready = condition(status, "Ready");
+                    assert_eq!(ready["status"], "False", "{ready:#}");
+                    assert_eq!(ready["reason"], "InvalidSpec", "{ready:#}");
+                    let message = ready["message"].as_str().unwrap();
+                    assert!(message.contains("spec.trustedCidrs"), "{message}");
+                    assert!(status.get("findings").is_none(), "{status:#}");
+                },
+                reply,
+            ),
+            event("InvalidSpec", "Warning"),
+        ],
     );
 
     let action = reconciled(invalid, &ctx).await.unwrap();
@@ -406,7 +458,10 @@ async fn a_quiet_pass_sends_nothing_to_the_api_server() {
     // The pass that changes the group.
     let server = serve(
         handle,
-        vec![status_patch(check_ready_status, policy.to_json())],
+        vec![
+            status_patch(check_ready_status, policy.to_json()),
+            event("RuleRevoked", "Normal"),
+        ],
     );
     reconciled(policy.clone(), &ctx).await.unwrap();
     let (mut handle, bodies) = served(server).await;
@@ -458,6 +513,70 @@ async fn deleting_a_retained_policy_only_removes_the_finalizer() {
 
     assert_eq!(action, Action::await_change());
     verify(server, ctx).await;
+}
+
+#[tokio::test]
+async fn deleting_a_reverted_policy_restores_the_group_before_the_finalizer_goes() {
+    let world = World::new("eu-south-2").await;
+    let group = world_open_ssh(&world).await;
+    let policy = policy(json!({
+        "region": world.region,
+        "trustedCidrs": ["10.0.0.0/8"],
+        "remediation": {"mode": "Enforce"},
+        "deletionPolicy": "Revert",
+    }))
+    .finalized();
+    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    // The pass converges the group and records what it changed on the status.
+    let server = serve(
+        handle,
+        vec![
+            status_patch(
+                |body| {
+                    let changes = &body["status"]["changes"];
+                    assert_eq!(changes["revoked"][0]["cidr"], "0.0.0.0/0", "{changes:#}");
+                    assert_eq!(changes["added"][0]["cidr"], "10.0.0.0/8", "{changes:#}");
+                },
+                policy.to_json(),
+            ),
+            event("RuleRevoked", "Normal"),
+        ],
+    );
+    reconciled(policy.clone(), &ctx).await.unwrap();
+    let (handle, bodies) = served(server).await;
+    assert_eq!(
+        world.ingress(&group).await,
+        ["tcp 22-22 10.0.0.0/8 [managed]"]
+    );
+
+    // Deleted: the group is as it was before, then the finalizer goes.
+    let mut deleted = policy.with_status(bodies[0]["status"].clone());
+    deleted.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-29T04:00:00Z".parse().unwrap(),
+        ));
+    let mut reply = deleted.clone();
+    reply.metadata.finalizers = None;
+    let server = serve(
+        handle,
+        vec![Exchange {
+            method: Method::PATCH,
+            path: POLICY_PATH,
+            query: vec![],
+            content_type: JSON_PATCH,
+            check_body: Box::new(|body| {
+                assert_eq!(
+                    body[1],
+                    json!({"op": "remove", "path": "/metadata/finalizers/0"})
+                );
+            }),
+            reply: reply.to_json(),
+        }],
+    );
+    let action = reconciled(deleted, &ctx).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    verify(server, ctx).await;
+    assert_eq!(world.ingress(&group).await, ["tcp 22-22 0.0.0.0/0"]);
 }
 
 // ── in a real cluster ────────────────────────────────────────────────────────
@@ -535,4 +654,157 @@ async fn in_a_cluster_a_policy_gets_the_finalizer_and_deletion_completes() {
     .expect("deletion completes within 30s")
     .unwrap();
     controller.abort();
+}
+
+// ── alerts ───────────────────────────────────────────────────────────────────
+
+const SLACK_TOKEN: &str = "T000/B000/CONTROLLERSECRET";
+
+/// The Secret holding the Slack webhook URL, as the API server answers a GET.
+fn slack_secret(receiver: &Receiver) -> Exchange {
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("slack".into()),
+            namespace: Some(NAMESPACE.into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "webhookUrl".to_string(),
+                k8s_openapi::ByteString(
+                    format!("{}/services/{SLACK_TOKEN}", receiver.url).into_bytes(),
+                ),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Exchange {
+        method: Method::GET,
+        path: "/api/v1/namespaces/security/secrets/slack",
+        query: vec![],
+        content_type: "",
+        check_body: Box::new(|_| {}),
+        reply: serde_json::to_value(secret).unwrap(),
+    }
+}
+
+fn alerting_policy(region: &str) -> GuardDutyPolicy {
+    policy(json!({
+        "region": region,
+        "trustedCidrs": ["10.0.0.0/8"],
+        "remediation": {"mode": "Enforce"},
+        "notifications": [{
+            "name": "chat",
+            "slack": {"webhookUrlSecretRef": {"name": "slack", "key": "webhookUrl"}},
+        }],
+    }))
+    .finalized()
+}
+
+#[tokio::test]
+async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
+    let world = World::new("ap-southeast-3").await;
+    world_open_ssh(&world).await;
+    let slack = Receiver::start(vec![Answer::new(200, "ok")]).await;
+    let policy = alerting_policy(&world.region);
+    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let server = serve(
+        handle,
+        vec![
+            slack_secret(&slack),
+            status_patch(
+                |body| {
+                    check_ready_status(body);
+                    let status = &body["status"];
+                    let delivered = condition(status, "NotificationsDelivered");
+                    assert_eq!(delivered["status"], "True", "{delivered:#}");
+                    assert_eq!(delivered["message"], "every alert due was delivered");
+                    assert_eq!(
+                        status["alerts"]["delivered"],
+                        json!([{
+                            "channel": "chat",
+                            "finding": "f0000000000000000000000000000c01",
+                            "type": "Recon:EC2/PortProbeUnprotectedPort",
+                            "severity": 5.0,
+                            "response": "closed",
+                        }])
+                    );
+                    assert!(!status.to_string().contains("CONTROLLERSECRET"));
+                },
+                policy.to_json(),
+            ),
+            event("RuleRevoked", "Normal"),
+        ],
+    );
+    reconciled(policy.clone(), &ctx).await.unwrap();
+    let (handle, bodies) = served(server).await;
+    let received = slack.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, format!("/services/{SLACK_TOKEN}"));
+    assert!(
+        received[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("remediated")
+    );
+
+    // The next pass reads the secret again (it may have been rotated) and sends
+    // nothing else: no alert, no patch, no event.
+    let observed = policy.with_status(bodies[1]["status"].clone());
+    let server = serve(handle, vec![slack_secret(&slack)]);
+    let action = reconciled(observed, &ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
+    verify(server, ctx).await;
+    assert_eq!(slack.received().len(), 1, "no second alert");
+}
+
+#[tokio::test]
+async fn a_failing_channel_shows_on_the_status_and_in_one_event_and_remediation_goes_on() {
+    let world = World::new("eu-central-2").await;
+    let group = world_open_ssh(&world).await;
+    let slack = Receiver::start(vec![Answer::new(403, "action_prohibited")]).await;
+    let policy = alerting_policy(&world.region);
+    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let server = serve(
+        handle,
+        vec![
+            slack_secret(&slack),
+            status_patch(
+                |body| {
+                    let status = &body["status"];
+                    let delivered = condition(status, "NotificationsDelivered");
+                    assert_eq!(delivered["status"], "False", "{delivered:#}");
+                    assert_eq!(delivered["reason"], "DeliveryFailed", "{delivered:#}");
+                    assert_eq!(
+                        delivered["message"],
+                        "1 alert not delivered, tried again next pass: chat (slack): Slack \
+                         answered HTTP 403: action_prohibited"
+                    );
+                    let ready = condition(status, "Ready");
+                    assert_eq!(ready["status"], "False", "{ready:#}");
+                    assert_eq!(ready["reason"], "DeliveryFailed", "{ready:#}");
+                    assert_eq!(
+                        condition(status, "SecurityGroupsConverged")["status"],
+                        "True"
+                    );
+                    assert_eq!(status["alerts"]["failingChannels"], json!(["chat"]));
+                    assert!(status["alerts"].get("delivered").is_none(), "{status:#}");
+                },
+                policy.to_json(),
+            ),
+            event("RuleRevoked", "Normal"),
+            event("NotificationFailed", "Warning"),
+        ],
+    );
+
+    let action = reconciled(policy, &ctx).await.unwrap();
+
+    // Tried again soon, not at the next interval.
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    verify(server, ctx).await;
+    assert_eq!(
+        world.ingress(&group).await,
+        ["tcp 22-22 10.0.0.0/8 [managed]"]
+    );
 }

@@ -16,7 +16,7 @@
 //! | `DriftRemediated`    | Normal  | access reopened on a group the operator already manages was closed again |
 //! | `RemediationFailed`  | Warning | a group's authorize or revoke step newly failed               |
 //! | `RemediationRefused` | Warning | a group is newly refused (all-traffic rule, rule quota)       |
-//! | `PassFailed`         | Warning | a step of the pass failed, and Ready did not already say so   |
+//! | `PassFailed`         | Warning | a step of the pass failed, or AWS could not be set up, and Ready did not already say so |
 //! | `Recovered`          | Normal  | Ready went from False to True                                 |
 //! | `InvalidSpec`        | Warning | Ready became False with reason InvalidSpec (or a new message) |
 //! | `NotificationFailed` | Warning | a notification channel newly failing ([`notification_events`]) |
@@ -138,6 +138,19 @@ pub fn transitions(
             reason::INVALID_SPEC,
             action::VALIDATE,
             &after.message,
+        ));
+    }
+
+    // No pass ran and the spec is fine: AWS could not be set up (no region, the
+    // account unknown); Ready says why.
+    if report.is_none()
+        && let Some(after) = after.filter(|c| c.status == "False" && c.reason != "InvalidSpec")
+        && !same_condition(before, after)
+    {
+        events.push(EventSpec::warning(
+            reason::PASS_FAILED,
+            action::RECONCILE,
+            &format!("no pass ran ({}): {}", after.reason, after.message),
         ));
     }
 
@@ -964,6 +977,35 @@ mod tests {
         assert_eq!(events, []);
         let (_, events) = invalid(Some(&invalid_status), "spec.interval: too short");
         assert_eq!(reasons(&events), ["InvalidSpec"]);
+    }
+
+    #[test]
+    fn an_aws_setup_failure_records_pass_failed_once() {
+        use crate::controller::status::{PassOutcome, compute_status};
+        let (ready, _) = pass(None, &World::default().enforced(), 0);
+        let setup_failed = |previous: &GuardDutyPolicyStatus| {
+            compute_status(
+                Some(1),
+                Some(previous),
+                &PassOutcome::SetupFailed {
+                    reason: "NoRegion",
+                    message: "failed to find an AWS region",
+                },
+                at(60),
+            )
+        };
+        let failed = setup_failed(&ready);
+        let events = transitions(Some(&ready), &failed, None);
+        assert_eq!(reasons(&events), ["PassFailed"]);
+        assert!(
+            events[0].note.starts_with(
+                "no pass ran (NoRegion): FindingsSynced: failed to find an AWS region"
+            ),
+            "{}",
+            events[0].note
+        );
+        let again = setup_failed(&failed);
+        assert_eq!(transitions(Some(&failed), &again, None), []);
     }
 
     #[test]

@@ -3,20 +3,24 @@
 //! ```text
 //!  watch ─> finalizer ─┬─ Apply ─> validate (pure) ─ invalid ─> status (pure) ─> patch (I/O) ─> await change
 //!                      │                  └─ valid ─> pass: observe, plan, execute (I/O)
-//!                      │                              ─> status (pure) ─> patch if changed (I/O) ─> requeue
+//!                      │                              ─> alerts (I/O) ─> status, events (pure)
+//!                      │                              ─> patch if changed, events (I/O) ─> requeue
 //!                      └─ Cleanup ─> Retain: AWS is left as it is; the finalizer goes
+//!                                 Revert: the recorded changes undone (I/O), then the finalizer goes
 //! ```
 //!
-//! Every reconcile is counted and timed, its pass's findings and actions recorded, and
-//! failures counted by category ([`Metrics`]); [`run`] serves them with `/healthz` and
-//! `/readyz` ([`crate::controller::server`]).
-//!
-//! Left for later: Kubernetes Events, leader election, AWS call metrics, and
-//! `deletionPolicy: Revert` (the spec has no such field yet).
+//! After the pass, the alerts that are due go out ([`crate::notify::dispatch`]), their
+//! record kept on the status; events are recorded on transitions only
+//! ([`crate::controller::events`]). Failures are retried with exponential backoff per
+//! policy. Every reconcile is counted and timed, its pass's findings, actions, alerts
+//! and AWS calls recorded ([`Metrics`]); [`run`] serves them with `/healthz` and
+//! `/readyz` ([`crate::controller::server`]) and reconciles only while this replica
+//! holds the leader Lease ([`crate::controller::leader`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -27,37 +31,82 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
+use tokio::sync::{oneshot, watch};
 
 use crate::controller::clients::{AwsFactory, AwsSetupError};
+use crate::controller::events::{self, EventPublisher};
+use crate::controller::leader::{
+    LEASE_NAME, LeaderElector, LeaseTimings, identity_from_env, namespace_from_env,
+};
 use crate::controller::metrics::Metrics;
+use crate::controller::revert::{RevertError, revert};
 use crate::controller::server::{self, Endpoints};
-use crate::controller::status::{PassOutcome, compute_status, status_changed};
+use crate::controller::status::{
+    PassOutcome, alert_record, compute_status, needs_patch, with_alerts,
+};
+use crate::domain::alert::AlertLimits;
+use crate::notify::dispatch::{NotifyOptions, RetryPolicy, build_channels, notify};
+use crate::notify::secrets::KubeSecrets;
 use crate::pipeline::{PassOptions, run_pass};
-use crate::spec::{API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND};
+use crate::spec::record::DeletionPolicy;
+use crate::spec::{API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND, MAX_ALERT_RECORD};
 
 /// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "guardduty-operator";
 /// Held on every policy while the operator may have changed AWS on its behalf.
 pub const FINALIZER: &str = "guardduty.security.dev/cleanup";
-/// How soon a failed reconcile, or a pass that failed part-way, is tried again
-/// (at most: a shorter `spec.interval` wins for a failed pass).
+/// How soon a failed reconcile, or a pass that failed part-way, is first tried again
+/// (a shorter `spec.interval` wins for a failed pass); doubled on each failure in a
+/// row up to [`MAX_BACKOFF`].
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The longest wait between attempts after failures in a row.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// At most this many alerts per channel in one pass; the rest go out on the next.
+pub const ALERTS_PER_CHANNEL: usize = 50;
 
 /// What every reconcile shares.
 pub struct Context<F> {
     pub client: Client,
     pub aws: F,
     pub metrics: Arc<Metrics>,
+    pub events: EventPublisher,
+    /// The HTTP client of the Slack, PagerDuty, Jira and ServiceNow channels.
+    pub http: reqwest::Client,
+    /// How each alert is retried within a pass.
+    pub retry: RetryPolicy,
+    /// Consecutive failures per policy (`namespace/name`), for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl<F: AwsFactory> Context<F> {
     /// A context with metrics of its own.
     pub fn new(client: Client, aws: F) -> Self {
         Context {
+            events: EventPublisher::new(client.clone(), events::reporter(identity_from_env())),
             client,
             aws,
             metrics: Arc::default(),
+            http: crate::notify::http::client(),
+            retry: RetryPolicy::default(),
+            failures: Mutex::default(),
         }
+    }
+
+    /// How long to wait after one more failure of `policy`: 30 s, doubled after each
+    /// failure in a row (throttling starts at a minute), at most [`MAX_BACKOFF`].
+    fn backoff(&self, policy: &str, throttled: bool) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(policy.to_string()).or_default();
+        *count = count.saturating_add(1);
+        let doublings = (*count - 1 + u32::from(throttled)).min(10);
+        (RETRY_AFTER * 2u32.pow(doublings)).min(MAX_BACKOFF)
+    }
+
+    fn succeeded(&self, policy: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(policy);
     }
 }
 
@@ -76,6 +125,12 @@ pub enum Error {
     },
     #[error("failed to {}", finalizer_step(.0))]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error(
+        "failed to keep the leader lease: stopping so that Kubernetes restarts this replica as a follower"
+    )]
+    LostLease,
+    #[error("failed to revert the policy's changes in AWS (deletionPolicy: Revert)")]
+    Revert(#[source] RevertError),
     #[error("failed to list GuardDutyPolicies (is the CRD installed? kubectl apply -f crds/)")]
     ListPolicies(#[source] kube::Error),
     #[error("failed to listen on {addr} for the health and metrics endpoints")]
@@ -110,6 +165,8 @@ impl Error {
                 _ => "finalizer",
             },
             Error::ListPolicies(_) => "list-policies",
+            Error::LostLease => "lost-lease",
+            Error::Revert(error) => error.category(),
             Error::Listen { .. } => "listen",
         }
     }
@@ -123,8 +180,9 @@ pub async fn reconcile<F: AwsFactory>(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let metrics = ctx.metrics.clone();
-    let result = reconcile_policy(policy, ctx).await;
+    let result = reconcile_policy(policy, ctx.clone()).await;
     metrics.reconciled(started.elapsed());
+    metrics.set_aws_calls(ctx.aws.call_outcomes());
     result
 }
 
@@ -138,7 +196,7 @@ async fn reconcile_policy<F: AwsFactory>(
     finalizer(&api, FINALIZER, policy, |event| async move {
         match event {
             Event::Apply(policy) => apply(&policy, ctx, api_ref).await,
-            Event::Cleanup(policy) => Ok(cleanup(&policy, ctx)),
+            Event::Cleanup(policy) => cleanup(&policy, ctx).await,
         }
     })
     .await
@@ -172,26 +230,46 @@ async fn apply<F: AwsFactory>(
                 &PassOutcome::Invalid { message: &message },
                 now(),
             );
-            // 4. Patch (I/O).
+            let events = events::transitions(previous, &status, None);
+            // 4. Patch (I/O), then the events.
             patch_status_if_changed(api, policy, status).await?;
+            publish(ctx, policy, &events).await;
             return Ok(Action::await_change());
         }
     };
 
     // 2. Observe, plan and execute (I/O): one pass; the spec's mode decides whether the
     //    plan is applied.
-    let aws = ctx
-        .aws
-        .clients(valid.region.as_deref())
-        .await
-        .map_err(Error::AwsSetup)?;
+    let key = policy_key(policy);
+    let aws = match ctx.aws.clients(valid.region.as_deref()).await {
+        Ok(aws) => aws,
+        Err(error) => {
+            // Shown on the status like any failed pass, then retried with backoff.
+            ctx.metrics.failed(error.category());
+            let message = error.to_string();
+            tracing::warn!(policy = %policy.name_any(), %message, "AWS setup failed");
+            let status = compute_status(
+                generation,
+                previous,
+                &PassOutcome::SetupFailed {
+                    reason: setup_reason(&error),
+                    message: &message,
+                },
+                now(),
+            );
+            let events = events::transitions(previous, &status, None);
+            patch_status_if_changed(api, policy, status).await?;
+            publish(ctx, policy, &events).await;
+            return Ok(Action::requeue(ctx.backoff(&key, false)));
+        }
+    };
     let options = PassOptions {
         detector: valid.detector_id.clone(),
         account_id: aws.account_id.clone(),
         apply: true,
     };
     let report = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options).await;
-    ctx.metrics.pass(&policy_key(policy), &report);
+    ctx.metrics.pass(&key, &report);
     if let Some(failure) = &report.failure {
         ctx.metrics.failed(failure.category);
         tracing::warn!(
@@ -203,37 +281,160 @@ async fn apply<F: AwsFactory>(
         );
     }
 
-    // 3. Status (pure).
+    // 3. Alerts (I/O): what the record says is due, to every channel; secrets are
+    //    read from the policy's namespace now, so a rotated secret is used at once.
+    let notified = if valid.notifications.is_empty() {
+        None
+    } else {
+        let namespace = policy.namespace().unwrap_or_default();
+        let secrets = KubeSecrets::new(ctx.client.clone(), &namespace);
+        let channels = build_channels(&valid.notifications, &secrets, &aws.alerts, &ctx.http).await;
+        let options = NotifyOptions {
+            limits: AlertLimits {
+                per_channel: ALERTS_PER_CHANNEL,
+                record_capacity: MAX_ALERT_RECORD,
+            },
+            retry: ctx.retry,
+            account_id: aws.account_id.clone().unwrap_or_default(),
+            region: aws.region.clone(),
+            dry_run: false,
+        };
+        let notified = notify(&channels, &report, alert_record(previous), &options).await;
+        ctx.metrics.alerts(&notified);
+        for failure in notified.failures() {
+            tracing::warn!(
+                policy = %policy.name_any(),
+                channel = %failure.channel,
+                kind = failure.kind,
+                category = failure.category,
+                error = %failure.error,
+                undelivered = failure.undelivered,
+                "alerts not delivered"
+            );
+        }
+        Some(notified)
+    };
+
+    // 4. Status and events (pure).
+    let now = now();
     let status = compute_status(
         generation,
         previous,
         &PassOutcome::Completed(&report),
-        now(),
+        now.clone(),
     );
+    let status = with_alerts(status, notified.as_ref(), generation, &now);
+    let mut events = events::transitions(previous, &status, Some(&report));
+    if let Some(notified) = &notified {
+        let failing: Vec<(String, String)> = notified
+            .failures()
+            .into_iter()
+            .map(|f| (f.channel, f.error))
+            .collect();
+        let before = previous
+            .and_then(|p| p.alerts.as_ref())
+            .map(|a| a.failing_channels.clone())
+            .unwrap_or_default();
+        events.extend(events::notification_events(&failing, &before));
+    }
 
-    // 4. Patch (I/O), only when something other than a timestamp changed.
+    // 5. Patch (I/O), only when something other than a timestamp changed; then the
+    //    events, so a failed patch (retried) does not record them twice.
     patch_status_if_changed(api, policy, status).await?;
+    publish(ctx, policy, &events).await;
 
-    Ok(if report.failed() {
-        Action::requeue(valid.interval.min(RETRY_AFTER))
+    let alerts_failed = notified.as_ref().is_some_and(|n| !n.failures().is_empty());
+    Ok(if report.failed() || alerts_failed {
+        let throttled = report
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.category == "throttled");
+        Action::requeue(valid.interval.min(ctx.backoff(&key, throttled)))
     } else {
+        ctx.succeeded(&key);
         Action::requeue(valid.interval)
     })
 }
 
-/// Deletion with `deletionPolicy: Retain` (the only policy so far): AWS is left as it
-/// is, whether or not a pass ever ran, and the finalizer goes.
-fn cleanup<F>(policy: &GuardDutyPolicy, ctx: &Context<F>) -> Action {
+/// The `Ready` reason of an AWS setup failure.
+fn setup_reason(error: &AwsSetupError) -> &'static str {
+    match error {
+        AwsSetupError::NoRegion => "NoRegion",
+        AwsSetupError::IdentifyAccount { .. } => "AccountUnknown",
+    }
+}
+
+/// Records the events of a reconcile; a failure to record them is logged and counted,
+/// never fails the reconcile.
+async fn publish<F>(ctx: &Context<F>, policy: &GuardDutyPolicy, events: &[events::EventSpec]) {
+    if events.is_empty() {
+        return;
+    }
+    if let Err(error) = ctx.events.publish(&policy.object_ref(&()), events).await {
+        ctx.metrics.failed(error.category());
+        tracing::warn!(
+            policy = %policy.name_any(),
+            error = %crate::ports::error_chain(&error),
+            "failed to record events"
+        );
+    }
+}
+
+/// Deletion. `Retain` (the default): AWS is left as it is and the finalizer goes.
+/// `Revert`: the changes recorded in `status.changes` are undone first (the revoked
+/// rules restored, then the operator's rules removed); the finalizer goes only once
+/// that completed, so a failure is retried. A policy that never changed AWS (no
+/// record) goes at once; groups deleted meanwhile are skipped.
+async fn cleanup<F: AwsFactory>(
+    policy: &GuardDutyPolicy,
+    ctx: &Context<F>,
+) -> Result<Action, Error> {
+    let name = policy.name_any();
+    let record = policy.status.as_ref().and_then(|s| s.changes.as_ref());
+    match (policy.spec.deletion_policy, record) {
+        (DeletionPolicy::Retain, _) => tracing::info!(
+            policy = %name,
+            "policy deleted: security groups are left as they are (Retain)"
+        ),
+        (DeletionPolicy::Revert, None) => tracing::info!(
+            policy = %name,
+            "policy deleted: it changed nothing in AWS, nothing to revert"
+        ),
+        (DeletionPolicy::Revert, Some(record)) => {
+            // The region the passes used, read raw: an unrelated invalid field must not
+            // send the revert to the SDK's default region. Empty is the SDK's own.
+            let region = policy.spec.region.as_deref().filter(|r| !r.is_empty());
+            let aws = ctx.aws.clients(region).await.map_err(Error::AwsSetup)?;
+            // Revert (I/O; revert_plan decided, pure): restore, then remove, per group.
+            let report = revert(&aws.ec2, record).await;
+            // A failure keeps the finalizer: error_policy logs and counts it, and the
+            // deletion is retried; what was reverted already is left as it is.
+            report.check().map_err(Error::Revert)?;
+            let (restored, removed, groups_gone) = report.counts();
+            tracing::info!(
+                policy = %name,
+                restored,
+                removed,
+                groups_gone,
+                "policy deleted: the operator's changes were reverted (Revert)"
+            );
+            if report.truncated || report.unreadable > 0 {
+                tracing::warn!(
+                    policy = %name,
+                    truncated = report.truncated,
+                    unreadable = report.unreadable,
+                    "the record of changes was incomplete: older changes were left as they are"
+                );
+            }
+        }
+    }
     ctx.metrics.forget(&policy_key(policy));
-    tracing::info!(
-        policy = %policy.name_any(),
-        "policy deleted: security groups are left as they are (Retain)"
-    );
-    Action::await_change()
+    Ok(Action::await_change())
 }
 
 /// Writes `status` by server-side apply on the status subresource, unless it equals
-/// the current status but for timestamps.
+/// the current status but for timestamps and the last sync on record is recent
+/// ([`needs_patch`]).
 async fn patch_status_if_changed(
     api: &Api<GuardDutyPolicy>,
     policy: &GuardDutyPolicy,
@@ -242,7 +443,7 @@ async fn patch_status_if_changed(
     let unchanged = policy
         .status
         .as_ref()
-        .is_some_and(|old| !status_changed(old, &status));
+        .is_some_and(|old| !needs_patch(old, &status));
     if unchanged {
         return Ok(());
     }
@@ -275,15 +476,16 @@ pub fn error_policy<F: AwsFactory>(
     ctx: Arc<Context<F>>,
 ) -> Action {
     ctx.metrics.failed(error.category());
+    let wait = ctx.backoff(&policy_key(&policy), error.category() == "throttled");
     tracing::warn!(
         policy = %policy.name_any(),
         namespace = policy.namespace().as_deref().unwrap_or(""),
         category = error.category(),
         error = %crate::ports::error_chain(error),
         "reconcile failed; retrying in {}s",
-        RETRY_AFTER.as_secs()
+        wait.as_secs()
     );
-    Action::requeue(RETRY_AFTER)
+    Action::requeue(wait)
 }
 
 /// Runs the controller on every `GuardDutyPolicy` in the cluster until SIGTERM or
@@ -307,15 +509,78 @@ pub async fn run<F: AwsFactory>(
     };
     let ready = endpoints.ready.clone();
     // Healthy from here on, so that the liveness probe passes while the API server
-    // is checked and the watch syncs.
+    // is checked, the lease is awaited and the watch syncs.
     let server = tokio::spawn(async move {
         if let Err(error) = server::serve(listener, endpoints).await {
             tracing::error!(%error, "the health and metrics endpoints stopped");
         }
     });
-    let result = control(client, ctx, ready).await;
+
+    // Only the holder of the Lease reconciles, so `replicaCount > 1` is safe. A
+    // follower is ready (a standby, so rolling updates proceed) and waits.
+    let (leading_tx, mut leading) = watch::channel(false);
+    let (stop_election, election_stopped) = oneshot::channel::<()>();
+    let identity = identity_from_env().unwrap_or_else(|| "guardduty-operator".to_string());
+    let elector = LeaderElector::new(
+        client.clone(),
+        &namespace_from_env(&client),
+        LEASE_NAME,
+        identity.clone(),
+        LeaseTimings::default(),
+    );
+    let election = tokio::spawn(elector.run(leading_tx, async {
+        let _ = election_stopped.await;
+    }));
+    ready.store(true, Ordering::Release);
+    tracing::info!(%identity, lease = LEASE_NAME, "waiting to lead");
+    // `Some(leads)` once the election decided; `None` on shutdown while following.
+    let led = tokio::select! {
+        led = leading.wait_for(|leads| *leads) => Some(led.is_ok()),
+        () = shutdown_signal() => None,
+    };
+    let result = match led {
+        None => Ok(()),
+        Some(false) => Err(Error::LostLease),
+        Some(true) => {
+            tracing::info!(%identity, "leading: starting the controller");
+            tokio::select! {
+                result = control(client, ctx, ready) => result,
+                // Kube's Controller cannot pause: a replica that lost the lease stops,
+                // and Kubernetes restarts it as a follower. A reconcile cut short is
+                // safe: authorize comes before revoke, and the next leader converges
+                // the rest.
+                _ = leading.wait_for(|leads| !*leads) => Err(Error::LostLease),
+            }
+        }
+    };
+    // The lease goes only after the controller stopped (its reconciles finished).
+    let _ = stop_election.send(());
+    let _ = election.await;
     server.abort();
     result
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn control<F: AwsFactory>(

@@ -19,14 +19,18 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::domain::alert::{AlertRecord, Delivered, ResponseKind};
 use crate::domain::finding::Finding;
+use crate::domain::ids::FindingId;
 use crate::domain::plan::{ChangeSet, GroupPlan, Plan, Purpose, Refusal, Verdict};
 use crate::domain::policy::Mode;
 use crate::domain::severity::SeverityBand;
+use crate::notify::dispatch::NotifyReport;
 use crate::pipeline::{Failure, GroupOutcome, PassReport, StepResult, step};
 use crate::spec::{
-    ActionKind, FindingCounts, GuardDutyPolicyStatus, MAX_PENDING_GROUPS, MAX_PENDING_RULES,
-    MAX_RECENT_ACTIONS, PendingGroup, PendingPlan, RecentAction, SecurityGroupCounts,
+    ActionKind, AlertsStatus, DeliveredAlert, FindingCounts, GuardDutyPolicyStatus,
+    MAX_PENDING_GROUPS, MAX_PENDING_RULES, MAX_RECENT_ACTIONS, PendingGroup, PendingPlan,
+    RecentAction, SecurityGroupCounts,
 };
 
 /// Every other condition is True.
@@ -46,6 +50,8 @@ const ARCHIVE_STEP: &str = step::ARCHIVE;
 pub enum PassOutcome<'a> {
     /// The spec failed validation: no pass ran.
     Invalid { message: &'a str },
+    /// The AWS clients could not be set up (no region, the account unknown): no pass ran.
+    SetupFailed { reason: &'a str, message: &'a str },
     /// A pass ran; its report may carry a `failure`.
     Completed(&'a PassReport),
 }
@@ -60,14 +66,36 @@ pub fn compute_status(
     let previous = previous.cloned().unwrap_or_default();
     match outcome {
         PassOutcome::Invalid { message } => invalid_status(generation, previous, message, now),
+        PassOutcome::SetupFailed { reason, message } => {
+            setup_failed_status(generation, previous, reason, message, now)
+        }
         PassOutcome::Completed(report) => completed_status(generation, previous, report, now),
     }
 }
 
 /// True when `new` differs from `old` in more than timestamps (`lastSyncTime`,
-/// conditions' `lastTransitionTime`, actions' `time`): when the patch is worth sending.
+/// conditions' `lastTransitionTime`, actions' `time`).
 pub fn status_changed(old: &GuardDutyPolicyStatus, new: &GuardDutyPolicyStatus) -> bool {
     without_times(old) != without_times(new)
+}
+
+/// How old `lastSyncTime` may grow on quiet passes before it is written anyway, so
+/// that the `Last sync` column says the operator is alive.
+pub const SYNC_REFRESH: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Whether the patch is worth sending: something other than a timestamp changed, or
+/// the recorded `lastSyncTime` is more than [`SYNC_REFRESH`] behind the new one.
+pub fn needs_patch(old: &GuardDutyPolicyStatus, new: &GuardDutyPolicyStatus) -> bool {
+    let stale = match (&old.last_sync_time, &new.last_sync_time) {
+        (Some(old), Some(new)) => new
+            .0
+            .duration_since(old.0)
+            .try_into()
+            .is_ok_and(|age: std::time::Duration| age > SYNC_REFRESH),
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    stale || status_changed(old, new)
 }
 
 /// An invalid spec changes `Ready` and `observedGeneration` only: the rest still
@@ -89,6 +117,28 @@ fn invalid_status(
     GuardDutyPolicyStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, vec![ready], generation, &now),
+        ..previous
+    }
+}
+
+/// No pass ran because AWS could not be set up: the findings are not synced (the
+/// counts still describe the last pass that ran), and `Ready` says why.
+fn setup_failed_status(
+    generation: Option<i64>,
+    previous: GuardDutyPolicyStatus,
+    reason: &str,
+    message: &str,
+    now: Time,
+) -> GuardDutyPolicyStatus {
+    let synced = Decided::falsy(
+        FINDINGS_SYNCED,
+        reason,
+        format!("{message}; the operator retries with backoff"),
+    );
+    let ready = ready(&[&synced]);
+    GuardDutyPolicyStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(&previous.conditions, vec![synced, ready], generation, &now),
         ..previous
     }
 }
@@ -137,9 +187,131 @@ fn completed_status(
             None => previous.pending_plan,
         },
         // Moved by their own steps: the change record and the alerts.
-        changes: previous.changes,
+        changes: crate::controller::revert::record_changes(previous.changes.as_ref(), report),
         alerts: previous.alerts,
     }
+}
+
+// ── alerts ───────────────────────────────────────────────────────────────────
+
+/// Every alert was delivered (or none was due).
+pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
+
+/// The alert record the last pass left on the status.
+pub fn alert_record(status: Option<&GuardDutyPolicyStatus>) -> AlertRecord {
+    let entries = status
+        .and_then(|s| s.alerts.as_ref())
+        .map(|alerts| alerts.delivered.as_slice())
+        .unwrap_or_default();
+    AlertRecord::from_entries(entries.iter().filter_map(|entry| {
+        Some(Delivered {
+            channel: entry.channel.clone(),
+            finding: FindingId::parse(&entry.finding).ok()?,
+            finding_type: entry.finding_type.clone(),
+            severity: entry.severity,
+            response: response_kind(&entry.response)?,
+        })
+    }))
+}
+
+fn response_kind(text: &str) -> Option<ResponseKind> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
+fn response_text(kind: ResponseKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The status with this pass's alerting: the record, the failing channels and the
+/// `NotificationsDelivered` condition (which `Ready` takes into account). Without
+/// channels the condition and the record go.
+pub fn with_alerts(
+    mut status: GuardDutyPolicyStatus,
+    notify: Option<&NotifyReport>,
+    generation: Option<i64>,
+    now: &Time,
+) -> GuardDutyPolicyStatus {
+    let Some(notify) = notify else {
+        status.alerts = None;
+        status
+            .conditions
+            .retain(|c| c.type_ != NOTIFICATIONS_DELIVERED);
+        return status;
+    };
+    let failures = notify.failures();
+    let deferred: usize = notify.deferred.values().sum();
+    let held = if deferred > 0 {
+        format!(
+            "; {} held for later passes (per-pass limit or a full record)",
+            plural(deferred, "alert")
+        )
+    } else {
+        String::new()
+    };
+    let decided = if failures.is_empty() {
+        Decided::truthy(
+            NOTIFICATIONS_DELIVERED,
+            "Delivered",
+            // The same words whether or not this pass had alerts to send, so a quiet
+            // pass changes nothing.
+            format!("every alert due was delivered{held}"),
+        )
+    } else {
+        let channels: Vec<String> = failures
+            .iter()
+            .map(|f| format!("{} ({}): {}", f.channel, f.kind, f.error))
+            .collect();
+        let undelivered: usize = failures.iter().map(|f| f.undelivered).sum();
+        Decided::falsy(
+            NOTIFICATIONS_DELIVERED,
+            "DeliveryFailed",
+            format!(
+                "{} not delivered, tried again next pass: {}{held}",
+                plural(undelivered, "alert"),
+                channels.join("; ")
+            ),
+        )
+    };
+    status.alerts = Some(AlertsStatus {
+        delivered: notify
+            .record
+            .entries()
+            .map(|d| DeliveredAlert {
+                channel: d.channel.clone(),
+                finding: d.finding.to_string(),
+                finding_type: d.finding_type.clone(),
+                severity: d.severity,
+                response: response_text(d.response),
+            })
+            .collect(),
+        failing_channels: failures.iter().map(|f| f.channel.clone()).collect(),
+    });
+    // Ready again, from every condition this status holds.
+    let parts: Vec<Decided> = [FINDINGS_SYNCED, SECURITY_GROUPS_CONVERGED]
+        .iter()
+        .filter_map(|type_| status.conditions.iter().find(|c| c.type_ == *type_))
+        .map(|c| Decided {
+            type_: if c.type_ == FINDINGS_SYNCED {
+                FINDINGS_SYNCED
+            } else {
+                SECURITY_GROUPS_CONVERGED
+            },
+            status: match c.status.as_str() {
+                "True" => "True",
+                "False" => "False",
+                _ => "Unknown",
+            },
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+        .chain([decided.clone()])
+        .collect();
+    let ready = ready(&parts.iter().collect::<Vec<_>>());
+    status.conditions = merge_conditions(&status.conditions, vec![decided, ready], generation, now);
+    status
 }
 
 // ── conditions ───────────────────────────────────────────────────────────────
@@ -1454,7 +1626,7 @@ mod tests {
     }
 
     #[test]
-    fn status_of_ten_thousand_findings_and_a_thousand_changed_groups_stays_under_100_kib() {
+    fn status_of_ten_thousand_findings_and_a_thousand_changed_groups_stays_under_400_kib() {
         let mut world = World::open_ssh(1000);
         for k in 0..9000 {
             let instance = format!("i-{:x}", k % 1000 + 1);
@@ -1473,11 +1645,25 @@ mod tests {
             world.report(&policy.clone().enforce(), |(g, c)| Some(done_outcome(g, c))),
             world.report(&policy.clone().enforce(), |(g, _)| Some(failed_outcome(g))),
         ] {
-            let status = status_after(&report);
-            assert_eq!(status.findings.unwrap().total, 10_000);
-            assert_eq!(status.security_groups.unwrap().managed, 1000);
+            let mut status = status_after(&report);
+            // The alert record full, with the longest channel names.
+            status.alerts = Some(AlertsStatus {
+                delivered: (0..crate::spec::MAX_ALERT_RECORD)
+                    .map(|n| DeliveredAlert {
+                        channel: "c".repeat(63),
+                        finding: format!("{n:032x}"),
+                        finding_type: "UnauthorizedAccess:EC2/SSHBruteForce".into(),
+                        severity: 8.5,
+                        response: "closed".into(),
+                    })
+                    .collect(),
+                failing_channels: Vec::new(),
+            });
+            assert_eq!(status.findings.as_ref().unwrap().total, 10_000);
+            assert_eq!(status.security_groups.as_ref().unwrap().managed, 1000);
+            // The API server refuses objects over 1.5 MiB (etcd's limit).
             let size = serde_json::to_vec(&status).unwrap().len();
-            assert!(size < 100 * 1024, "{size} bytes");
+            assert!(size < 400 * 1024, "{size} bytes");
         }
     }
 
@@ -1503,5 +1689,127 @@ mod tests {
         let report = world.with_finding("f2", 9.5, "i-1").dry_run();
         let second = next(&first, &report, at(300));
         assert!(status_changed(&first, &second));
+    }
+
+    // ── alerts ───────────────────────────────────────────────────────────────
+
+    fn notified(failed: &[(&str, &str)]) -> NotifyReport {
+        use crate::domain::alert::AlertEvent;
+        use crate::notify::dispatch::{Delivery, DeliveryResult};
+        let finding = FindingId::parse("f1").unwrap();
+        let record = AlertRecord::from_entries([Delivered {
+            channel: "oncall".into(),
+            finding: finding.clone(),
+            finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
+            severity: 8.0,
+            response: ResponseKind::Closed,
+        }]);
+        let mut deliveries = vec![Delivery {
+            channel: "oncall".into(),
+            kind: "pagerDuty",
+            finding: finding.clone(),
+            event: AlertEvent::Opened,
+            result: DeliveryResult::Delivered { attempts: 1 },
+        }];
+        for (channel, error) in failed {
+            deliveries.push(Delivery {
+                channel: channel.to_string(),
+                kind: "slack",
+                finding: finding.clone(),
+                event: AlertEvent::Opened,
+                result: DeliveryResult::Failed {
+                    category: "server-error",
+                    error: error.to_string(),
+                    attempts: 3,
+                },
+            });
+        }
+        NotifyReport {
+            deliveries,
+            record,
+            ..NotifyReport::default()
+        }
+    }
+
+    #[test]
+    fn delivered_alerts_keep_ready_true_and_their_record_survives_the_status() {
+        let report = World::open_ssh(1).enforced();
+        let notify = notified(&[]);
+        let status = with_alerts(status_after(&report), Some(&notify), Some(1), &at(0));
+        assert_eq!(
+            state(&status, NOTIFICATIONS_DELIVERED),
+            ("True", "Delivered")
+        );
+        assert_eq!(state(&status, READY), ("True", "Ready"));
+        assert_eq!(alert_record(Some(&status)), notify.record);
+        assert_eq!(
+            status.alerts.as_ref().unwrap().delivered[0].response,
+            "closed"
+        );
+    }
+
+    #[test]
+    fn a_failed_channel_makes_notifications_delivered_and_ready_false_naming_it() {
+        let report = World::open_ssh(1).enforced();
+        let notify = notified(&[("chat", "Slack answered HTTP 500: rollup_error")]);
+        let status = with_alerts(status_after(&report), Some(&notify), Some(1), &at(0));
+        assert_eq!(
+            state(&status, NOTIFICATIONS_DELIVERED),
+            ("False", "DeliveryFailed")
+        );
+        assert_eq!(
+            condition(&status, NOTIFICATIONS_DELIVERED).message,
+            "1 alert not delivered, tried again next pass: chat (slack): Slack answered HTTP \
+             500: rollup_error"
+        );
+        assert_eq!(state(&status, READY), ("False", "DeliveryFailed"));
+        assert_eq!(state(&status, SECURITY_GROUPS_CONVERGED).0, "True");
+        assert_eq!(status.alerts.unwrap().failing_channels, ["chat"]);
+    }
+
+    #[test]
+    fn without_channels_the_condition_and_the_record_go() {
+        let report = World::open_ssh(1).enforced();
+        let with = with_alerts(status_after(&report), Some(&notified(&[])), Some(1), &at(0));
+        let without = with_alerts(next(&with, &report, at(60)), None, Some(1), &at(60));
+        assert!(without.alerts.is_none());
+        assert!(
+            without
+                .conditions
+                .iter()
+                .all(|c| c.type_ != NOTIFICATIONS_DELIVERED)
+        );
+    }
+
+    #[test]
+    fn an_aws_setup_failure_is_shown_on_findings_synced_and_ready() {
+        let before = status_after(&World::open_ssh(1).enforced());
+        let status = compute_status(
+            Some(2),
+            Some(&before),
+            &PassOutcome::SetupFailed {
+                reason: "NoRegion",
+                message: "failed to find an AWS region: set spec.region",
+            },
+            at(60),
+        );
+        assert_eq!(state(&status, FINDINGS_SYNCED), ("False", "NoRegion"));
+        assert_eq!(state(&status, READY), ("False", "NoRegion"));
+        assert_eq!(
+            condition(&status, FINDINGS_SYNCED).message,
+            "failed to find an AWS region: set spec.region; the operator retries with backoff"
+        );
+        assert_eq!(status.findings, before.findings, "the last counts are kept");
+        assert_eq!(status.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_quiet_pass_is_written_only_once_the_last_sync_is_old() {
+        let report = World::open_ssh(1).enforced();
+        let first = status_after(&report);
+        let soon = next(&first, &report, at(60));
+        assert!(!needs_patch(&first, &soon));
+        let later = next(&first, &report, at(16 * 60));
+        assert!(needs_patch(&first, &later));
     }
 }

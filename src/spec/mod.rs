@@ -1508,7 +1508,8 @@ mod tests {
         assert_eq!(
             parse_error(&yaml),
             "spec: unknown field `trustedCIDRs`, expected one of `region`, `detectorId`, \
-             `trustedCidrs`, `findings`, `remediation`, `notifications`, `interval` at line 13 \
+             `trustedCidrs`, `findings`, `remediation`, `notifications`, `interval`, `deletionPolicy` \
+             at line 13 \
              column 3"
         );
         let yaml = complete_with("    archiveRemediated: true", "    archive: true");
