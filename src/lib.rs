@@ -18,6 +18,9 @@
 pub mod aws;
 pub mod controller;
 pub mod domain;
+/// A stateful in-memory fake of the AWS ports, for the unit tests.
+#[cfg(test)]
+pub(crate) mod memory_account;
 pub mod notify;
 pub mod pipeline;
 pub mod ports;

@@ -77,6 +77,49 @@ impl GroupOutcome {
     pub fn succeeded(&self) -> bool {
         self.authorize.is_ok() && self.revoke.is_ok()
     }
+
+    /// The group's change as the executor reports it when every step worked: a step
+    /// with rules done, a step without rules not needed; AWS reported one id per
+    /// authorized rule (`sgr-a0`, `sgr-a1`, … in the change's order), and the revoked
+    /// rules' ids are the plan's.
+    #[cfg(test)]
+    pub fn done(group: &GroupPlan, change: &ChangeSet) -> GroupOutcome {
+        let authorized = (0..change.authorize.len())
+            .map(|k| RuleId::parse(&format!("sgr-a{k:x}")).unwrap())
+            .collect();
+        let revoked = change.revoke.iter().map(|r| r.rule.clone()).collect();
+        let step = |rule_ids: Vec<RuleId>| {
+            if rule_ids.is_empty() {
+                StepResult::NotNeeded
+            } else {
+                StepResult::Done {
+                    rules: rule_ids.len(),
+                    rule_ids,
+                }
+            }
+        };
+        GroupOutcome {
+            group: group.group.clone(),
+            authorize: step(authorized),
+            revoke: step(revoked),
+        }
+    }
+
+    /// The group's change as the executor reports it when AWS refused the authorize
+    /// (access denied): nothing was revoked.
+    #[cfg(test)]
+    pub fn failed_authorize(group: &GroupPlan) -> GroupOutcome {
+        GroupOutcome {
+            group: group.group.clone(),
+            authorize: StepResult::Failed {
+                category: "access-denied",
+                error: "UnauthorizedOperation: not allowed".into(),
+            },
+            revoke: StepResult::NotRun {
+                reason: "authorize failed".into(),
+            },
+        }
+    }
 }
 
 /// A step of the pass that could not be completed; the steps before it are kept
@@ -460,180 +503,15 @@ mod tests {
     //! The executor against a stateful in-memory account with failure injection:
     //! outcomes are asserted on the account's state, not on the calls.
 
-    use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Mutex;
 
     use super::*;
-    use crate::domain::cidr::Cidr;
     use crate::domain::ids::InstanceId;
-    use crate::domain::plan::{ChangeSet, apply_change};
     use crate::domain::policy::TrustedRanges;
     use crate::domain::security_group::{
-        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
     };
-    use crate::ports::{AwsError, Ec2Error, FindingsError};
-
-    /// An account in memory: groups, instances, findings, and the operations told to fail.
-    #[derive(Default)]
-    struct MemoryAccount {
-        groups: Mutex<BTreeMap<SecurityGroupId, SecurityGroup>>,
-        instances: Vec<Instance>,
-        findings: Vec<Finding>,
-        archived: Mutex<Vec<FindingId>>,
-        fail: BTreeSet<(&'static str, String)>,
-        /// For every revoke: could each trusted range already reach the exposed ports?
-        trusted_reach_at_revoke: Mutex<Vec<bool>>,
-        next_rule: Mutex<u32>,
-    }
-
-    fn injected(op: &str) -> AwsError {
-        AwsError {
-            code: Some("UnauthorizedOperation".into()),
-            message: format!("injected failure of {op}"),
-        }
-    }
-
-    impl MemoryAccount {
-        fn fails(&self, op: &'static str, group: &SecurityGroupId) -> bool {
-            self.fail.contains(&(op, group.to_string()))
-        }
-    }
-
-    impl FindingsSource for MemoryAccount {
-        async fn detector(&self, _: Option<&str>) -> Result<String, FindingsError> {
-            Ok("d1".into())
-        }
-        async fn findings(&self, _: &str, policy: &Policy) -> Result<Vec<Finding>, FindingsError> {
-            let archived = self.archived.lock().unwrap();
-            Ok(self
-                .findings
-                .iter()
-                .filter(|f| policy.selects(f) && !archived.contains(&f.id))
-                .cloned()
-                .collect())
-        }
-        async fn archive(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
-            if self.fail.contains(&("archive", String::new())) {
-                return Err(FindingsError::Archive {
-                    detector: detector.to_string(),
-                    count: ids.len(),
-                    source: injected("archive"),
-                });
-            }
-            self.archived.lock().unwrap().extend(ids.iter().cloned());
-            Ok(())
-        }
-    }
-
-    impl SecurityGroups for MemoryAccount {
-        async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, Ec2Error> {
-            if self.fail.contains(&("instances", String::new())) {
-                return Err(Ec2Error::DescribeInstances(injected("instances")));
-            }
-            Ok(self
-                .instances
-                .iter()
-                .filter(|i| ids.contains(&i.id))
-                .cloned()
-                .collect())
-        }
-        async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
-            let groups = self.groups.lock().unwrap();
-            Ok(ids
-                .iter()
-                .filter_map(|id| groups.get(id).cloned())
-                .collect())
-        }
-        async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
-            let groups = self.groups.lock().unwrap();
-            Ok(groups
-                .values()
-                .filter(|g| g.ingress.iter().any(|r| r.managed_ports.is_some()))
-                .map(|g| g.id.clone())
-                .collect())
-        }
-        async fn authorize(
-            &self,
-            group: &SecurityGroupId,
-            change: &ChangeSet,
-        ) -> Result<Vec<RuleId>, Ec2Error> {
-            if self.fails("authorize", group) {
-                return Err(Ec2Error::Authorize {
-                    group: group.clone(),
-                    source: injected("authorize"),
-                });
-            }
-            let mut groups = self.groups.lock().unwrap();
-            let target = groups.get_mut(group).expect("known group");
-            let additions = ChangeSet {
-                revoke: Vec::new(),
-                ..change.clone()
-            };
-            let mut created = Vec::new();
-            apply_change(target, &additions, || {
-                let mut next = self.next_rule.lock().unwrap();
-                *next += 1;
-                let id = RuleId::parse(&format!("sgr-aaaa{:04x}", *next)).unwrap();
-                created.push(id.clone());
-                id
-            });
-            Ok(created)
-        }
-        async fn revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), Ec2Error> {
-            if self.fails("revoke", group) {
-                return Err(Ec2Error::Revoke {
-                    group: group.clone(),
-                    source: injected("revoke"),
-                });
-            }
-            let mut groups = self.groups.lock().unwrap();
-            let target = groups.get_mut(group).expect("known group");
-            let trusted_reach = target.ingress.iter().any(|r| {
-                r.managed_ports.is_some()
-                    && r.cidr()
-                        .is_some_and(|c| *c == "10.0.0.0/8".parse::<Cidr>().unwrap())
-            });
-            self.trusted_reach_at_revoke
-                .lock()
-                .unwrap()
-                .push(trusted_reach);
-            target.ingress.retain(|r| !rules.contains(&r.id));
-            Ok(())
-        }
-        async fn restore(
-            &self,
-            group: &SecurityGroupId,
-            rules: &[crate::ports::Restoration],
-        ) -> Result<(), Ec2Error> {
-            if self.fails("restore", group) {
-                return Err(Ec2Error::Restore {
-                    group: group.clone(),
-                    source: injected("restore"),
-                });
-            }
-            let mut groups = self.groups.lock().unwrap();
-            let target = groups.get_mut(group).expect("known group");
-            for rule in rules {
-                let (traffic, source) = (Traffic::Tcp(rule.ports), Source::Cidr(rule.source));
-                if !target
-                    .ingress
-                    .iter()
-                    .any(|r| r.traffic == traffic && r.source == source)
-                {
-                    let mut next = self.next_rule.lock().unwrap();
-                    *next += 1;
-                    target.ingress.push(IngressRule {
-                        id: RuleId::parse(&format!("sgr-bbbb{:04x}", *next)).unwrap(),
-                        traffic,
-                        source,
-                        description: rule.description.clone(),
-                        managed_ports: None,
-                    });
-                }
-            }
-            Ok(())
-        }
-    }
+    use crate::memory_account::MemoryAccount;
 
     fn world_open_group(id: &str) -> SecurityGroup {
         SecurityGroup::world_open(id, Traffic::Tcp(PortRange::single(22)))
@@ -644,23 +522,17 @@ mod tests {
             .iter()
             .map(|g| SecurityGroupId::parse(g).unwrap())
             .collect();
-        let instance = InstanceId::parse("i-1").unwrap();
-        MemoryAccount {
-            groups: Mutex::new(
-                groups
-                    .iter()
-                    .map(|g| (SecurityGroupId::parse(g).unwrap(), world_open_group(g)))
-                    .collect(),
-            ),
+        let account = MemoryAccount {
             instances: vec![Instance {
-                id: instance.clone(),
+                id: InstanceId::parse("i-1").unwrap(),
                 state: InstanceState::Running,
                 security_groups: group_ids,
             }],
             findings: vec![Finding::probe("f1", "i-1", &[22])],
-            fail: fail.iter().map(|(op, g)| (*op, g.to_string())).collect(),
-            ..Default::default()
-        }
+            ..MemoryAccount::with_groups(groups.iter().map(|g| world_open_group(g)))
+        };
+        fail.iter()
+            .fold(account, |account, (op, group)| account.failing(op, group))
     }
 
     fn policy() -> Policy {

@@ -9,6 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::mock_api::{
+    ApiHandle, Exchange, Server, assert_no_request, mock_client, serve, served,
+};
 use common::receiver::{Answer, Receiver};
 use common::*;
 use guardduty_operator::aws::ApiCallCounter;
@@ -18,8 +21,7 @@ use guardduty_operator::controller::clients::{AwsClients, AwsFactory, AwsSetupEr
 use guardduty_operator::controller::reconcile::{Context, FIELD_MANAGER, FINALIZER, reconcile};
 use guardduty_operator::notify::dispatch::AlertClients;
 use guardduty_operator::spec::{GuardDutyPolicy, GuardDutyPolicyStatus};
-use http::{Method, Request, Response};
-use kube::client::Body;
+use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
@@ -32,113 +34,15 @@ const STATUS_PATH: &str =
 const JSON_PATCH: &str = "application/json-patch+json";
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
-// ── the mock API server ──────────────────────────────────────────────────────
+// ── the mock API server (tests/common/mock_api.rs) ──────────────────────────
 
-type ApiHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// One request the API server expects, and its answer.
-struct Exchange {
-    method: Method,
-    path: &'static str,
-    /// Query parameters that must be present (others are allowed).
-    query: Vec<(&'static str, &'static str)>,
-    content_type: &'static str,
-    /// Checks the request's JSON body.
-    check_body: Box<dyn FnOnce(&Value) + Send>,
-    /// The object the API server answers with.
-    reply: Value,
-}
-
-/// Serves `scenario` in order and hands back the handle and the bodies it received.
-fn serve(
-    mut handle: ApiHandle,
-    scenario: Vec<Exchange>,
-) -> tokio::task::JoinHandle<(ApiHandle, Vec<Value>)> {
-    tokio::spawn(async move {
-        let mut bodies = Vec::new();
-        for (index, expected) in scenario.into_iter().enumerate() {
-            let (request, send) = handle
-                .next_request()
-                .await
-                .unwrap_or_else(|| panic!("request {index} never came"));
-            assert_eq!(request.method(), expected.method, "request {index}");
-            assert_eq!(request.uri().path(), expected.path, "request {index}");
-            let query: Vec<(String, String)> = request
-                .uri()
-                .query()
-                .unwrap_or_default()
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            for (key, value) in &expected.query {
-                assert!(
-                    query.iter().any(|(k, v)| k == key && v == value),
-                    "request {index}: {key}={value} missing from {query:?}"
-                );
-            }
-            let content_type = request
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let bytes = request
-                .into_body()
-                .collect_bytes()
-                .await
-                .expect("read the request body");
-            // A GET has neither body nor content type.
-            let body: Value = if expected.method == Method::GET {
-                assert!(bytes.is_empty(), "request {index}: a GET with a body");
-                Value::Null
-            } else {
-                assert_eq!(
-                    content_type.as_deref(),
-                    Some(expected.content_type),
-                    "request {index}"
-                );
-                serde_json::from_slice(&bytes).expect("a JSON body")
-            };
-            (expected.check_body)(&body);
-            bodies.push(body);
-            let reply = serde_json::to_vec(&expected.reply).unwrap();
-            send.send_response(Response::builder().body(Body::from(reply)).unwrap());
-        }
-        (handle, bodies)
-    })
-}
-
-/// Waits (bounded) for the scenario to be served.
-async fn served(
-    server: tokio::task::JoinHandle<(ApiHandle, Vec<Value>)>,
-) -> (ApiHandle, Vec<Value>) {
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the scenario was not served within 5s")
-        .expect("the scenario's checks passed")
-}
-
-/// Waits for the scenario to be served, then checks that nothing else arrives.
-async fn verify(
-    server: tokio::task::JoinHandle<(ApiHandle, Vec<Value>)>,
-    ctx: Arc<Context<impl AwsFactory>>,
-) -> Vec<Value> {
+/// Waits for the scenario to be served, drops the context (its client with it), then
+/// checks that nothing else arrives.
+async fn verify(server: Server, ctx: Arc<Context<impl AwsFactory>>) -> Vec<Value> {
     let (mut handle, bodies) = served(server).await;
     drop(ctx);
     assert_no_request(&mut handle).await;
     bodies
-}
-
-/// No request arrives within a short, bounded wait.
-async fn assert_no_request(handle: &mut ApiHandle) {
-    if let Ok(Some((request, _))) =
-        tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await
-    {
-        panic!("unexpected request: {} {}", request.method(), request.uri());
-    }
 }
 
 /// Reconciles with a bound: a failed check in the server task drops the request
@@ -156,50 +60,44 @@ async fn reconciled<F: AwsFactory>(
 }
 
 fn mock_context<F: AwsFactory>(aws: F) -> (Arc<Context<F>>, ApiHandle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
+    let (client, handle) = mock_client();
     (Arc::new(Context::new(client, aws)), handle)
 }
 
 fn status_patch(check_body: impl FnOnce(&Value) + Send + 'static, reply: Value) -> Exchange {
-    Exchange {
-        method: Method::PATCH,
-        path: STATUS_PATH,
-        query: vec![("fieldManager", FIELD_MANAGER), ("force", "true")],
-        content_type: APPLY_PATCH,
-        check_body: Box::new(check_body),
-        reply,
-    }
+    Exchange::with_body(Method::PATCH, STATUS_PATH, APPLY_PATCH, check_body)
+        .query("fieldManager", FIELD_MANAGER)
+        .query("force", "true")
+        .reply(reply)
+}
+
+/// A JSON patch of the policy's metadata (its finalizers).
+fn policy_patch(check_body: impl FnOnce(&Value) + Send + 'static, reply: Value) -> Exchange {
+    Exchange::with_body(Method::PATCH, POLICY_PATH, JSON_PATCH, check_body).reply(reply)
 }
 
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/security/events";
 
 /// One Event recorded about the policy, with this reason and type.
 fn event(reason: &'static str, type_: &'static str) -> Exchange {
-    Exchange {
-        method: Method::POST,
-        path: EVENTS_PATH,
-        query: vec![],
-        content_type: "application/json",
-        check_body: Box::new(move |body| {
-            assert_eq!(body["reason"], reason, "{body:#}");
-            assert_eq!(body["type"], type_, "{body:#}");
-            assert_eq!(body["regarding"]["kind"], "GuardDutyPolicy", "{body:#}");
-            assert_eq!(body["regarding"]["name"], NAME, "{body:#}");
-            assert_eq!(
-                body["reportingController"], "guardduty-operator",
-                "{body:#}"
-            );
-        }),
-        reply: json!({
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {"name": "web.1", "namespace": NAMESPACE},
-            "eventTime": "2026-11-29T04:00:00.000000Z",
-            "reason": reason,
-            "type": type_,
-        }),
-    }
+    Exchange::with_body(Method::POST, EVENTS_PATH, "application/json", move |body| {
+        assert_eq!(body["reason"], reason, "{body:#}");
+        assert_eq!(body["type"], type_, "{body:#}");
+        assert_eq!(body["regarding"]["kind"], "GuardDutyPolicy", "{body:#}");
+        assert_eq!(body["regarding"]["name"], NAME, "{body:#}");
+        assert_eq!(
+            body["reportingController"], "guardduty-operator",
+            "{body:#}"
+        );
+    })
+    .reply(json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": NAMESPACE},
+        "eventTime": "2026-11-29T04:00:00.000000Z",
+        "reason": reason,
+        "type": type_,
+    }))
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
@@ -344,12 +242,8 @@ async fn a_new_policy_gets_the_finalizer_before_any_pass() {
     let new = policy(json!({"trustedCidrs": ["10.0.0.0/8"]}));
     let server = serve(
         handle,
-        vec![Exchange {
-            method: Method::PATCH,
-            path: POLICY_PATH,
-            query: vec![],
-            content_type: JSON_PATCH,
-            check_body: Box::new(|body| {
+        vec![policy_patch(
+            |body| {
                 assert_eq!(
                     *body,
                     json!([
@@ -357,9 +251,9 @@ async fn a_new_policy_gets_the_finalizer_before_any_pass() {
                         {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
                     ])
                 );
-            }),
-            reply: new.clone().finalized().to_json(),
-        }],
+            },
+            new.clone().finalized().to_json(),
+        )],
     );
 
     let action = reconciled(new, &ctx).await.unwrap();
@@ -491,12 +385,8 @@ async fn deleting_a_retained_policy_only_removes_the_finalizer() {
     reply.metadata.finalizers = None;
     let server = serve(
         handle,
-        vec![Exchange {
-            method: Method::PATCH,
-            path: POLICY_PATH,
-            query: vec![],
-            content_type: JSON_PATCH,
-            check_body: Box::new(|body| {
+        vec![policy_patch(
+            |body| {
                 assert_eq!(
                     *body,
                     json!([
@@ -504,9 +394,9 @@ async fn deleting_a_retained_policy_only_removes_the_finalizer() {
                         {"op": "remove", "path": "/metadata/finalizers/0"},
                     ])
                 );
-            }),
-            reply: reply.to_json(),
-        }],
+            },
+            reply.to_json(),
+        )],
     );
 
     let action = reconciled(deleted, &ctx).await.unwrap();
@@ -559,19 +449,15 @@ async fn deleting_a_reverted_policy_restores_the_group_before_the_finalizer_goes
     reply.metadata.finalizers = None;
     let server = serve(
         handle,
-        vec![Exchange {
-            method: Method::PATCH,
-            path: POLICY_PATH,
-            query: vec![],
-            content_type: JSON_PATCH,
-            check_body: Box::new(|body| {
+        vec![policy_patch(
+            |body| {
                 assert_eq!(
                     body[1],
                     json!({"op": "remove", "path": "/metadata/finalizers/0"})
                 );
-            }),
-            reply: reply.to_json(),
-        }],
+            },
+            reply.to_json(),
+        )],
     );
     let action = reconciled(deleted, &ctx).await.unwrap();
     assert_eq!(action, Action::await_change());
@@ -679,14 +565,8 @@ fn slack_secret(receiver: &Receiver) -> Exchange {
         ),
         ..Default::default()
     };
-    Exchange {
-        method: Method::GET,
-        path: "/api/v1/namespaces/security/secrets/slack",
-        query: vec![],
-        content_type: "",
-        check_body: Box::new(|_| {}),
-        reply: serde_json::to_value(secret).unwrap(),
-    }
+    Exchange::get("/api/v1/namespaces/security/secrets/slack")
+        .reply(serde_json::to_value(secret).unwrap())
 }
 
 fn alerting_policy(region: &str) -> GuardDutyPolicy {

@@ -1,12 +1,16 @@
-//! Leader election against a mock API server, in the kube-rs/controller-rs style of
-//! tests/controller.rs: each test states the ordered requests the API server must
-//! receive (method, path, query, body) and what it answers, status code included; a
-//! request out of order or an extra one fails the test. Timings are milliseconds.
+//! Leader election against a mock API server (tests/common/mock_api.rs), in the
+//! kube-rs/controller-rs style of tests/controller.rs: each test states the ordered
+//! requests the API server must receive (method, path, query, content type, body) and
+//! what it answers, status code included; a request out of order or an extra one fails
+//! the test. Timings are milliseconds.
+
+mod common;
 
 use std::time::Duration;
 
+use common::mock_api::{ApiHandle, Exchange, mock_client, serve, served, verify};
 use guardduty_operator::controller::leader::{LEASE_NAME, LeaderElector, LeaseTimings, Role};
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -18,45 +22,19 @@ const OTHER: &str = "guardduty-operator-5d8f7-zyxwv";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/guardduty-system/leases";
 const LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/guardduty-system/leases/guardduty-operator";
+const JSON: &str = "application/json";
 
-// ── the mock API server ──────────────────────────────────────────────────────
+// ── the mock API server (tests/common/mock_api.rs) ──────────────────────────
 
-type ApiHandle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-/// Checks a request's JSON body.
-type BodyCheck = Box<dyn FnOnce(&Value) + Send>;
-
-/// One request the API server expects, and its answer.
-struct Exchange {
-    method: Method,
-    path: &'static str,
-    /// Query parameters that must be present (others are allowed).
-    query: Vec<(&'static str, &'static str)>,
-    /// Checks the request's JSON body; `None`: the request has no body (a GET).
-    check_body: Option<BodyCheck>,
-    status: u16,
-    reply: Value,
-}
-
+/// A read of the lease, answered with `status`.
 fn get(status: u16, reply: Value) -> Exchange {
-    Exchange {
-        method: Method::GET,
-        path: LEASE,
-        query: vec![],
-        check_body: None,
-        status,
-        reply,
-    }
+    Exchange::get(LEASE).status(status).reply(reply)
 }
 
 fn create(check_body: impl FnOnce(&Value) + Send + 'static, status: u16, reply: Value) -> Exchange {
-    Exchange {
-        method: Method::POST,
-        path: LEASES,
-        query: vec![],
-        check_body: Some(Box::new(check_body)),
-        status,
-        reply,
-    }
+    Exchange::with_body(Method::POST, LEASES, JSON, check_body)
+        .status(status)
+        .reply(reply)
 }
 
 fn replace(
@@ -64,75 +42,9 @@ fn replace(
     status: u16,
     reply: Value,
 ) -> Exchange {
-    Exchange {
-        method: Method::PUT,
-        path: LEASE,
-        query: vec![],
-        check_body: Some(Box::new(check_body)),
-        status,
-        reply,
-    }
-}
-
-/// Serves `scenario` in order and hands back the handle.
-fn serve(mut handle: ApiHandle, scenario: Vec<Exchange>) -> tokio::task::JoinHandle<ApiHandle> {
-    tokio::spawn(async move {
-        for (index, expected) in scenario.into_iter().enumerate() {
-            let (request, send) = handle
-                .next_request()
-                .await
-                .unwrap_or_else(|| panic!("request {index} never came"));
-            assert_eq!(request.method(), expected.method, "request {index}");
-            assert_eq!(request.uri().path(), expected.path, "request {index}");
-            let query = request.uri().query().unwrap_or_default().to_string();
-            for (key, value) in &expected.query {
-                assert!(
-                    query
-                        .split('&')
-                        .any(|pair| pair == format!("{key}={value}")),
-                    "request {index}: {key}={value} missing from {query}"
-                );
-            }
-            let bytes = request
-                .into_body()
-                .collect_bytes()
-                .await
-                .expect("read the request body");
-            match expected.check_body {
-                Some(check) => {
-                    let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
-                    check(&body);
-                }
-                None => assert!(bytes.is_empty(), "request {index} has a body"),
-            }
-            let reply = serde_json::to_vec(&expected.reply).unwrap();
-            send.send_response(
-                Response::builder()
-                    .status(expected.status)
-                    .body(Body::from(reply))
-                    .unwrap(),
-            );
-        }
-        handle
-    })
-}
-
-/// Waits (bounded) for the scenario, then checks that nothing else arrives.
-async fn verify(server: tokio::task::JoinHandle<ApiHandle>) {
-    let mut handle = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the scenario was not served within 5s")
-        .expect("the scenario's checks passed");
-    if let Ok(Some((request, _))) =
-        tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await
-    {
-        panic!("unexpected request: {} {}", request.method(), request.uri());
-    }
-}
-
-fn mock_client() -> (kube::Client, ApiHandle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
+    Exchange::with_body(Method::PUT, LEASE, JSON, check_body)
+        .status(status)
+        .reply(reply)
 }
 
 fn elector(client: kube::Client, timings: LeaseTimings) -> LeaderElector {
@@ -447,10 +359,7 @@ async fn a_follower_takes_over_once_the_lease_expires() {
 
     until(&mut is_leader, true).await;
 
-    let handle = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("served within 5s")
-        .unwrap();
+    let (handle, _) = served(server).await;
     running.abort();
     drop(handle);
 }
@@ -474,10 +383,7 @@ async fn the_leader_steps_down_when_another_replica_holds_the_lease() {
     until(&mut is_leader, true).await;
     until(&mut is_leader, false).await;
 
-    let handle = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("served within 5s")
-        .unwrap();
+    let (handle, _) = served(server).await;
     running.abort();
     drop(handle);
 }
@@ -547,10 +453,7 @@ async fn a_leader_keeps_the_lease_through_a_failed_renewal_within_the_deadline()
     until(&mut is_leader, true).await;
     is_leader.borrow_and_update();
 
-    let handle = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("served within 5s")
-        .unwrap();
+    let (handle, _) = served(server).await;
 
     assert!(
         !is_leader.has_changed().unwrap(),

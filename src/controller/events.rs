@@ -606,9 +606,9 @@ mod tests {
                 .changes()
                 .map(|(group, change)| {
                     if failing.contains(&group.group.as_str()) {
-                        failed_authorize(group)
+                        GroupOutcome::failed_authorize(group)
                     } else {
-                        done(group, change)
+                        GroupOutcome::done(group, change)
                     }
                 })
                 .collect();
@@ -652,41 +652,6 @@ mod tests {
                 plan: Some(plan(&policy, &self.observation)),
                 ..self.enforced()
             }
-        }
-    }
-
-    fn done(group: &GroupPlan, change: &ChangeSet) -> GroupOutcome {
-        GroupOutcome {
-            group: group.group.clone(),
-            authorize: if change.authorize.is_empty() {
-                StepResult::NotNeeded
-            } else {
-                StepResult::Done {
-                    rules: change.authorize.len(),
-                    rule_ids: Vec::new(),
-                }
-            },
-            revoke: if change.revoke.is_empty() {
-                StepResult::NotNeeded
-            } else {
-                StepResult::Done {
-                    rules: change.revoke.len(),
-                    rule_ids: change.revoke.iter().map(|r| r.rule.clone()).collect(),
-                }
-            },
-        }
-    }
-
-    fn failed_authorize(group: &GroupPlan) -> GroupOutcome {
-        GroupOutcome {
-            group: group.group.clone(),
-            authorize: StepResult::Failed {
-                category: "access-denied",
-                error: "UnauthorizedOperation: not allowed".into(),
-            },
-            revoke: StepResult::NotRun {
-                reason: "authorize failed".into(),
-            },
         }
     }
 

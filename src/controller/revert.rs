@@ -487,8 +487,7 @@ fn group_gone(error: &Ec2Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
-    use std::sync::Mutex;
+    use std::collections::BTreeMap;
 
     use super::*;
     use crate::domain::plan::{
@@ -496,8 +495,8 @@ mod tests {
     };
     use crate::domain::policy::Mode;
     use crate::domain::security_group::IngressRule;
+    use crate::memory_account::MemoryAccount;
     use crate::pipeline::GroupOutcome;
-    use crate::ports::AwsError;
 
     fn cidr(text: &str) -> Cidr {
         text.parse().unwrap()
@@ -945,77 +944,9 @@ mod tests {
         send(&revert(&ec2, &record));
     }
 
-    /// Groups in memory; restore fails in the groups listed.
-    #[derive(Default)]
-    struct Groups {
-        groups: Mutex<BTreeMap<SecurityGroupId, SecurityGroup>>,
-        fail_restore: BTreeSet<SecurityGroupId>,
-        calls: Mutex<Vec<String>>,
-    }
-
-    impl SecurityGroups for Groups {
-        async fn instances(
-            &self,
-            _: &[crate::domain::ids::InstanceId],
-        ) -> Result<Vec<crate::domain::security_group::Instance>, Ec2Error> {
-            Ok(Vec::new())
-        }
-        async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
-            let groups = self.groups.lock().unwrap();
-            Ok(ids
-                .iter()
-                .filter_map(|id| groups.get(id).cloned())
-                .collect())
-        }
-        async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
-            Ok(Vec::new())
-        }
-        async fn authorize(
-            &self,
-            _: &SecurityGroupId,
-            _: &ChangeSet,
-        ) -> Result<Vec<RuleId>, Ec2Error> {
-            unreachable!("a revert never authorizes tagged rules")
-        }
-        async fn revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), Ec2Error> {
-            self.calls.lock().unwrap().push(format!("revoke {group}"));
-            let mut groups = self.groups.lock().unwrap();
-            if let Some(g) = groups.get_mut(group) {
-                g.ingress.retain(|r| !rules.contains(&r.id));
-            }
-            Ok(())
-        }
-        async fn restore(
-            &self,
-            group: &SecurityGroupId,
-            rules: &[Restoration],
-        ) -> Result<(), Ec2Error> {
-            self.calls.lock().unwrap().push(format!("restore {group}"));
-            if self.fail_restore.contains(group) {
-                return Err(Ec2Error::Restore {
-                    group: group.clone(),
-                    source: AwsError {
-                        code: Some("UnauthorizedOperation".into()),
-                        message: "injected".into(),
-                    },
-                });
-            }
-            let mut groups = self.groups.lock().unwrap();
-            let g = groups.get_mut(group).expect("known group");
-            for (n, rule) in rules.iter().enumerate() {
-                g.ingress.push(IngressRule {
-                    id: rule_id(&format!("sgr-e{n}")),
-                    traffic: Traffic::Tcp(rule.ports),
-                    source: Source::Cidr(rule.source),
-                    description: rule.description.clone(),
-                    managed_ports: None,
-                });
-            }
-            Ok(())
-        }
-    }
-
-    fn narrowed_groups(fail_restore: &[&str]) -> Groups {
+    /// `sg-1` and `sg-2`, each narrowed by the operator around 22 with 10.0.0.0/8
+    /// trusted; restoring fails in the groups `fail_restore`.
+    fn narrowed_groups(fail_restore: &[&str]) -> MemoryAccount {
         let fixed = |id: &str| {
             group(
                 id,
@@ -1026,16 +957,10 @@ mod tests {
                 ],
             )
         };
-        Groups {
-            groups: Mutex::new(
-                [fixed("sg-1"), fixed("sg-2")]
-                    .into_iter()
-                    .map(|g| (g.id.clone(), g))
-                    .collect(),
-            ),
-            fail_restore: fail_restore.iter().map(|g| sg(g)).collect(),
-            calls: Mutex::default(),
-        }
+        fail_restore.iter().fold(
+            MemoryAccount::with_groups([fixed("sg-1"), fixed("sg-2")]),
+            |account, g| account.failing("restore", g),
+        )
     }
 
     fn narrowed_record() -> ChangeRecord {
@@ -1051,6 +976,14 @@ mod tests {
                 .push(recorded(g, Some("sgr-1"), PortRange::ALL, "0.0.0.0/0"));
         }
         record
+    }
+
+    /// A revert only restores (untagged) and removes: it never authorizes tagged rules.
+    fn assert_never_authorized(calls: &[String]) {
+        assert!(
+            !calls.iter().any(|c| c.starts_with("authorize ")),
+            "a revert never authorizes tagged rules: {calls:?}"
+        );
     }
 
     #[tokio::test]
@@ -1071,6 +1004,7 @@ mod tests {
             );
         }
         let calls = account.calls.lock().unwrap().clone();
+        assert_never_authorized(&calls);
         for g in ["sg-1", "sg-2"] {
             let of_group: Vec<&String> = calls.iter().filter(|c| c.ends_with(g)).collect();
             assert_eq!(of_group, [&format!("restore {g}"), &format!("revoke {g}")]);
@@ -1087,6 +1021,7 @@ mod tests {
     async fn a_failed_restore_removes_nothing_in_that_group_and_fails_the_revert() {
         let account = narrowed_groups(&["sg-1"]);
         let report = revert(&account, &narrowed_record()).await;
+        assert_never_authorized(&account.calls.lock().unwrap());
         let error = report.check().unwrap_err();
         assert_eq!(error.category(), "access-denied");
         assert_eq!(

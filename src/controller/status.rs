@@ -893,7 +893,7 @@ fn without_times(status: &GuardDutyPolicyStatus) -> GuardDutyPolicyStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::{InstanceId, RuleId};
+    use crate::domain::ids::InstanceId;
     use crate::domain::plan::{Observation, plan};
     use crate::domain::policy::Policy;
     use crate::domain::security_group::{
@@ -974,9 +974,9 @@ mod tests {
             let failing: Vec<String> = failing.iter().map(|g| g.to_string()).collect();
             self.report(&Policy::test().enforce(), move |(group, change)| {
                 Some(if failing.contains(&group.group.to_string()) {
-                    failed_outcome(group)
+                    GroupOutcome::failed_authorize(group)
                 } else {
-                    done_outcome(group, change)
+                    GroupOutcome::done(group, change)
                 })
             })
         }
@@ -998,36 +998,6 @@ mod tests {
                 archived: Vec::new(),
                 failure: None,
             }
-        }
-    }
-
-    fn done_outcome(group: &GroupPlan, change: &ChangeSet) -> GroupOutcome {
-        let rule_ids = (0..change.authorize.len())
-            .map(|k| RuleId::parse(&format!("sgr-a{k:x}")).unwrap())
-            .collect();
-        GroupOutcome {
-            group: group.group.clone(),
-            authorize: StepResult::Done {
-                rules: change.authorize.len(),
-                rule_ids,
-            },
-            revoke: StepResult::Done {
-                rules: change.revoke.len(),
-                rule_ids: change.revoke.iter().map(|r| r.rule.clone()).collect(),
-            },
-        }
-    }
-
-    fn failed_outcome(group: &GroupPlan) -> GroupOutcome {
-        GroupOutcome {
-            group: group.group.clone(),
-            authorize: StepResult::Failed {
-                category: "access-denied",
-                error: "UnauthorizedOperation: not allowed".into(),
-            },
-            revoke: StepResult::NotRun {
-                reason: "authorize failed".into(),
-            },
         }
     }
 
@@ -1642,8 +1612,12 @@ mod tests {
         let policy = Policy::test().trusting(&trusted);
         for report in [
             world.report(&policy, |_| None),
-            world.report(&policy.clone().enforce(), |(g, c)| Some(done_outcome(g, c))),
-            world.report(&policy.clone().enforce(), |(g, _)| Some(failed_outcome(g))),
+            world.report(&policy.clone().enforce(), |(g, c)| {
+                Some(GroupOutcome::done(g, c))
+            }),
+            world.report(&policy.clone().enforce(), |(g, _)| {
+                Some(GroupOutcome::failed_authorize(g))
+            }),
         ] {
             let mut status = status_after(&report);
             // The alert record full, with the longest channel names.

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod cli;
 pub mod findings;
+pub mod mock_api;
 pub mod receiver;
 
 #[allow(unused_imports)]
