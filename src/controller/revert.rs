@@ -55,9 +55,7 @@ pub mod step {
 ///   reported one id: AWS may report fewer ids than rules (moto reports only the last
 ///   permission's) and in no particular order, so ids are not paired with rules
 ///   otherwise. [`revert`] then finds the rule by the operator's tag, CIDR and ports.
-/// - A revoked rule's description is `None`: the pass report carries the plan, not
-///   the observed rules, and the plan's `Revocation` has no description. (Adding one
-///   to `Revocation` would let a revert put the description back.)
+/// - A revoked rule's description, so a revert puts the rule back as it was.
 pub fn record_changes(
     previous: Option<&ChangeRecord>,
     report: &PassReport,
@@ -93,7 +91,7 @@ pub fn record_changes(
                 from_port: revocation.ports.from,
                 to_port: revocation.ports.to,
                 cidr: revocation.source.to_string(),
-                description: None,
+                description: revocation.description.clone(),
             }));
         }
     }
@@ -538,6 +536,7 @@ mod tests {
             source: cidr(source),
             ports: range,
             exposed_ports: vec![22],
+            description: None,
         }
     }
 
@@ -604,7 +603,10 @@ mod tests {
                     narrowed("0.0.0.0/0", ports(0, 21), "sgr-1"),
                     narrowed("0.0.0.0/0", ports(23, 65535), "sgr-1"),
                 ],
-                vec![revocation("sgr-1", "0.0.0.0/0", ports(0, 65535))],
+                vec![Revocation {
+                    description: Some("web from anywhere".into()),
+                    ..revocation("sgr-1", "0.0.0.0/0", ports(0, 65535))
+                }],
             ),
             done(&["sgr-a3"]),
             done(&["sgr-1"]),
@@ -648,12 +650,11 @@ mod tests {
         );
         assert_eq!(
             record.revoked,
-            [recorded(
-                "sg-1",
-                Some("sgr-1"),
-                ports(0, 65535),
-                "0.0.0.0/0"
-            )]
+            [RecordedRule {
+                description: Some("web from anywhere".into()),
+                ..recorded("sg-1", Some("sgr-1"), ports(0, 65535), "0.0.0.0/0")
+            }],
+            "the revoked rule as it was, description included, to restore it"
         );
         assert!(!record.truncated);
     }

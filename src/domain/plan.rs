@@ -128,6 +128,9 @@ pub struct Revocation {
     pub ports: PortRange,
     /// The ports in scope it admitted from an untrusted source.
     pub exposed_ports: Vec<u16>,
+    /// The rule's description, kept so that a revert can put the rule back as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The changes to one group: authorizations first, then revocations.
@@ -399,6 +402,7 @@ fn decide(policy: &Policy, group: &SecurityGroup, ports: &BTreeSet<u16>) -> Verd
                     source,
                     ports: range,
                     exposed_ports: exposed,
+                    description: rule.description.clone(),
                 },
             )),
             _ => {
