@@ -6,15 +6,19 @@
 
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
-use common::mock_api::{ApiHandle, Exchange, mock_client, serve, served, verify};
-use guardduty_operator::controller::leader::{LEASE_NAME, LeaderElector, LeaseTimings, Role};
+use common::mock_api::{ApiHandle, Exchange, Server, mock_client, serve, served, verify};
+use guardduty_operator::controller::leader::{
+    LEASE_NAME, LeaderElector, LeaderError, LeaseTimings, Role,
+};
 use http::{Method, Response};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::client::Body;
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 const NAMESPACE: &str = "guardduty-system";
 const ME: &str = "guardduty-operator-5d8f7-abcde";
@@ -26,9 +30,21 @@ const JSON: &str = "application/json";
 
 // ── the mock API server (tests/common/mock_api.rs) ──────────────────────────
 
-/// A read of the lease, answered with `status`.
-fn get(status: u16, reply: Value) -> Exchange {
-    Exchange::get(LEASE).status(status).reply(reply)
+/// A read of the lease, answered 200 with `lease`.
+fn get_lease(lease: Value) -> Exchange {
+    Exchange::get(LEASE).reply(lease)
+}
+
+/// A read of the lease, answered with a `code` Status for `reason`.
+fn get_fails(code: u16, reason: &str) -> Exchange {
+    Exchange::get(LEASE)
+        .status(code)
+        .reply(status(code, reason))
+}
+
+/// A read of a lease nobody has created yet.
+fn no_lease() -> Exchange {
+    get_fails(404, "NotFound")
 }
 
 fn create(check_body: impl FnOnce(&Value) + Send + 'static, status: u16, reply: Value) -> Exchange {
@@ -51,12 +67,22 @@ fn elector(client: kube::Client, timings: LeaseTimings) -> LeaderElector {
     LeaderElector::new(client, NAMESPACE, LEASE_NAME, ME, timings)
 }
 
-/// One round, bounded: a failed check in the server drops the request unanswered.
-async fn round(elector: &LeaderElector) -> Role {
-    tokio::time::timeout(Duration::from_secs(5), elector.try_acquire_or_renew())
+/// One round with the default timings against `scenario`, which must be served
+/// exactly. Bounded: a failed check in the server drops the request unanswered.
+async fn try_round(scenario: Vec<Exchange>) -> Result<Role, LeaderError> {
+    let (client, handle) = mock_client();
+    let server = serve(handle, scenario);
+    let elector = elector(client, LeaseTimings::default());
+    let result = tokio::time::timeout(Duration::from_secs(5), elector.try_acquire_or_renew())
         .await
-        .expect("the round finished within 5s")
-        .expect("the round succeeded")
+        .expect("the round finished within 5s");
+    verify(server).await;
+    result
+}
+
+/// One successful round against `scenario` (see [`try_round`]): the role it left.
+async fn round(scenario: Vec<Exchange>) -> Role {
+    try_round(scenario).await.expect("the round succeeded")
 }
 
 // ── fixtures ─────────────────────────────────────────────────────────────────
@@ -97,41 +123,33 @@ fn status(code: u16, reason: &str) -> Value {
 
 #[tokio::test]
 async fn a_missing_lease_is_created_holding_it() {
-    let (client, handle) = mock_client();
-    let server = serve(
-        handle,
-        vec![
-            get(404, status(404, "NotFound")),
-            create(
-                |body| {
-                    assert_eq!(body["metadata"]["name"], LEASE_NAME, "{body:#}");
-                    let spec = &body["spec"];
-                    assert_eq!(spec["holderIdentity"], ME, "{body:#}");
-                    assert_eq!(spec["leaseDurationSeconds"], 15, "{body:#}");
-                    assert_eq!(spec["leaseTransitions"], 0, "{body:#}");
-                    assert_eq!(spec["acquireTime"], spec["renewTime"], "{body:#}");
-                },
-                201,
-                lease(Some(ME), SignedDuration::from_secs(0)),
-            ),
-        ],
-    );
-
-    let role = round(&elector(client, LeaseTimings::default())).await;
+    let role = round(vec![
+        no_lease(),
+        create(
+            |body| {
+                assert_eq!(body["metadata"]["name"], LEASE_NAME, "{body:#}");
+                let spec = &body["spec"];
+                assert_eq!(spec["holderIdentity"], ME, "{body:#}");
+                assert_eq!(spec["leaseDurationSeconds"], 15, "{body:#}");
+                assert_eq!(spec["leaseTransitions"], 0, "{body:#}");
+                assert_eq!(spec["acquireTime"], spec["renewTime"], "{body:#}");
+            },
+            201,
+            lease(Some(ME), SignedDuration::from_secs(0)),
+        ),
+    ])
+    .await;
 
     assert_eq!(role, Role::Leader);
-    verify(server).await;
 }
 
 #[tokio::test]
 async fn a_fresh_lease_of_another_replica_is_followed_without_writing() {
-    let (client, handle) = mock_client();
-    let server = serve(
-        handle,
-        vec![get(200, lease(Some(OTHER), SignedDuration::from_secs(2)))],
-    );
-
-    let role = round(&elector(client, LeaseTimings::default())).await;
+    let role = round(vec![get_lease(lease(
+        Some(OTHER),
+        SignedDuration::from_secs(2),
+    ))])
+    .await;
 
     assert_eq!(
         role,
@@ -139,7 +157,6 @@ async fn a_fresh_lease_of_another_replica_is_followed_without_writing() {
             holder: Some(OTHER.to_string())
         }
     );
-    verify(server).await;
 }
 
 /// The replace of a take-over: our identity, one more transition, the version read.
@@ -156,95 +173,72 @@ fn take_over_check(duration_seconds: i64) -> impl FnOnce(&Value) + Send + 'stati
 
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_with_its_resource_version_and_one_more_transition() {
-    let (client, handle) = mock_client();
     let expired = lease(Some(OTHER), SignedDuration::from_secs(60));
     let mut taken = expired.clone();
     taken["spec"]["holderIdentity"] = json!(ME);
     taken["metadata"]["resourceVersion"] = json!("43");
-    let server = serve(
-        handle,
-        vec![get(200, expired), replace(take_over_check(15), 200, taken)],
-    );
 
-    let role = round(&elector(client, LeaseTimings::default())).await;
+    let role = round(vec![
+        get_lease(expired),
+        replace(take_over_check(15), 200, taken),
+    ])
+    .await;
 
     assert_eq!(role, Role::Leader);
-    verify(server).await;
 }
 
 #[tokio::test]
 async fn a_conflict_on_take_over_means_another_replica_won() {
-    let (client, handle) = mock_client();
-    let server = serve(
-        handle,
-        vec![
-            get(200, lease(Some(OTHER), SignedDuration::from_secs(60))),
-            replace(take_over_check(15), 409, status(409, "Conflict")),
-        ],
-    );
-
-    let role = round(&elector(client, LeaseTimings::default())).await;
+    let role = round(vec![
+        get_lease(lease(Some(OTHER), SignedDuration::from_secs(60))),
+        replace(take_over_check(15), 409, status(409, "Conflict")),
+    ])
+    .await;
 
     assert_eq!(role, Role::Follower { holder: None });
-    verify(server).await;
 }
 
 #[tokio::test]
 async fn losing_the_race_to_create_the_lease_means_following() {
-    let (client, handle) = mock_client();
-    let server = serve(
-        handle,
-        vec![
-            get(404, status(404, "NotFound")),
-            create(
-                |body| assert_eq!(body["spec"]["holderIdentity"], ME),
-                409,
-                status(409, "AlreadyExists"),
-            ),
-        ],
-    );
-
-    let role = round(&elector(client, LeaseTimings::default())).await;
+    let role = round(vec![
+        no_lease(),
+        create(
+            |body| assert_eq!(body["spec"]["holderIdentity"], ME),
+            409,
+            status(409, "AlreadyExists"),
+        ),
+    ])
+    .await;
 
     assert_eq!(role, Role::Follower { holder: None });
-    verify(server).await;
 }
 
 #[tokio::test]
 async fn our_own_lease_is_renewed_in_place() {
-    let (client, handle) = mock_client();
     let ours = lease(Some(ME), SignedDuration::from_secs(5));
-    let server = serve(
-        handle,
-        vec![
-            get(200, ours.clone()),
-            replace(
-                |body| {
-                    assert_eq!(body["metadata"]["resourceVersion"], "42", "{body:#}");
-                    let spec = &body["spec"];
-                    assert_eq!(spec["holderIdentity"], ME, "{body:#}");
-                    assert_eq!(spec["leaseTransitions"], 3, "{body:#}");
-                    assert_ne!(spec["renewTime"], spec["acquireTime"], "{body:#}");
-                },
-                200,
-                ours,
-            ),
-        ],
-    );
 
-    let role = round(&elector(client, LeaseTimings::default())).await;
+    let role = round(vec![
+        get_lease(ours.clone()),
+        replace(
+            |body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "42", "{body:#}");
+                let spec = &body["spec"];
+                assert_eq!(spec["holderIdentity"], ME, "{body:#}");
+                assert_eq!(spec["leaseTransitions"], 3, "{body:#}");
+                assert_ne!(spec["renewTime"], spec["acquireTime"], "{body:#}");
+            },
+            200,
+            ours,
+        ),
+    ])
+    .await;
 
     assert_eq!(role, Role::Leader);
-    verify(server).await;
 }
 
 #[tokio::test]
 async fn an_api_error_other_than_a_conflict_is_returned() {
-    let (client, handle) = mock_client();
-    let server = serve(handle, vec![get(403, status(403, "Forbidden"))]);
-
-    let error = elector(client, LeaseTimings::default())
-        .try_acquire_or_renew()
+    let error = try_round(vec![get_fails(403, "Forbidden")])
         .await
         .unwrap_err();
 
@@ -253,7 +247,6 @@ async fn an_api_error_other_than_a_conflict_is_returned() {
         "failed to read the lease guardduty-operator"
     );
     assert_eq!(error.category(), "lease-forbidden");
-    verify(server).await;
 }
 
 // ── the loop ─────────────────────────────────────────────────────────────────
@@ -279,8 +272,29 @@ async fn until(is_leader: &mut watch::Receiver<bool>, leading: bool) {
     .expect("the elector is running");
 }
 
+/// The election loop with `timings` against the API server's `scenario`, running
+/// until `shutdown`: whether it leads, the loop's task, and the scenario being served.
+fn run_election(
+    scenario: Vec<Exchange>,
+    timings: LeaseTimings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (watch::Receiver<bool>, JoinHandle<()>, Server) {
+    let (client, handle) = mock_client();
+    let server = serve(handle, scenario);
+    let (tx, is_leader) = watch::channel(false);
+    let running = tokio::spawn(elector(client, timings).run(tx, shutdown));
+    (is_leader, running, server)
+}
+
+/// Waits until the whole scenario was served, then stops the loop.
+async fn stop_once_served(server: Server, running: JoinHandle<()>) {
+    let (handle, _) = served(server).await;
+    running.abort();
+    drop(handle);
+}
+
 /// Answers every request with `status` until dropped.
-fn answer_all(mut handle: ApiHandle, code: u16) -> tokio::task::JoinHandle<usize> {
+fn answer_all(mut handle: ApiHandle, code: u16) -> JoinHandle<usize> {
     tokio::spawn(async move {
         let mut answered = 0;
         while let Some((_, send)) = handle.next_request().await {
@@ -299,8 +313,6 @@ fn answer_all(mut handle: ApiHandle, code: u16) -> tokio::task::JoinHandle<usize
 
 #[tokio::test]
 async fn the_leader_releases_the_lease_on_shutdown() {
-    let (client, handle) = mock_client();
-    let (tx, mut is_leader) = watch::channel(false);
     let (stop, stopped) = oneshot::channel::<()>();
     // No renewal before the stop; time enough for the release on a busy machine.
     let timings = LeaseTimings {
@@ -309,27 +321,24 @@ async fn the_leader_releases_the_lease_on_shutdown() {
         ..fast()
     };
     let ours = lease(Some(ME), SignedDuration::from_secs(0));
-    let server = serve(
-        handle,
-        vec![
-            get(404, status(404, "NotFound")),
-            create(|_| {}, 201, ours.clone()),
-            // The release: read, then clear the holder.
-            get(200, ours.clone()),
-            replace(
-                |body| {
-                    assert_eq!(body["metadata"]["resourceVersion"], "42", "{body:#}");
-                    assert!(body["spec"].get("holderIdentity").is_none(), "{body:#}");
-                    assert_eq!(body["spec"]["leaseDurationSeconds"], 1, "{body:#}");
-                },
-                200,
-                lease(None, SignedDuration::from_secs(0)),
-            ),
-        ],
-    );
-    let running = tokio::spawn(elector(client, timings).run(tx, async {
+    let scenario = vec![
+        no_lease(),
+        create(|_| {}, 201, ours.clone()),
+        // The release: read, then clear the holder.
+        get_lease(ours.clone()),
+        replace(
+            |body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "42", "{body:#}");
+                assert!(body["spec"].get("holderIdentity").is_none(), "{body:#}");
+                assert_eq!(body["spec"]["leaseDurationSeconds"], 1, "{body:#}");
+            },
+            200,
+            lease(None, SignedDuration::from_secs(0)),
+        ),
+    ];
+    let (mut is_leader, running, server) = run_election(scenario, timings, async {
         let _ = stopped.await;
-    }));
+    });
 
     until(&mut is_leader, true).await;
     stop.send(()).unwrap();
@@ -344,48 +353,34 @@ async fn the_leader_releases_the_lease_on_shutdown() {
 
 #[tokio::test]
 async fn a_follower_takes_over_once_the_lease_expires() {
-    let (client, handle) = mock_client();
-    let (tx, mut is_leader) = watch::channel(false);
     let expired = lease(Some(OTHER), SignedDuration::from_secs(60));
-    let server = serve(
-        handle,
-        vec![
-            get(200, lease(Some(OTHER), SignedDuration::from_secs(0))),
-            get(200, expired.clone()),
-            replace(take_over_check(1), 200, expired),
-        ],
-    );
-    let running = tokio::spawn(elector(client, fast()).run(tx, std::future::pending()));
+    let scenario = vec![
+        get_lease(lease(Some(OTHER), SignedDuration::from_secs(0))),
+        get_lease(expired.clone()),
+        replace(take_over_check(1), 200, expired),
+    ];
+    let (mut is_leader, running, server) = run_election(scenario, fast(), std::future::pending());
 
     until(&mut is_leader, true).await;
 
-    let (handle, _) = served(server).await;
-    running.abort();
-    drop(handle);
+    stop_once_served(server, running).await;
 }
 
 #[tokio::test]
 async fn the_leader_steps_down_when_another_replica_holds_the_lease() {
-    let (client, handle) = mock_client();
-    let (tx, mut is_leader) = watch::channel(false);
     let ours = lease(Some(ME), SignedDuration::from_secs(0));
-    let server = serve(
-        handle,
-        vec![
-            get(200, ours.clone()),
-            replace(|_| {}, 200, ours),
-            // Between renewals, another replica took the lease (say, after a pause).
-            get(200, lease(Some(OTHER), SignedDuration::from_secs(0))),
-        ],
-    );
-    let running = tokio::spawn(elector(client, fast()).run(tx, std::future::pending()));
+    let scenario = vec![
+        get_lease(ours.clone()),
+        replace(|_| {}, 200, ours),
+        // Between renewals, another replica took the lease (say, after a pause).
+        get_lease(lease(Some(OTHER), SignedDuration::from_secs(0))),
+    ];
+    let (mut is_leader, running, server) = run_election(scenario, fast(), std::future::pending());
 
     until(&mut is_leader, true).await;
     until(&mut is_leader, false).await;
 
-    let (handle, _) = served(server).await;
-    running.abort();
-    drop(handle);
+    stop_once_served(server, running).await;
 }
 
 #[tokio::test]
@@ -426,30 +421,25 @@ async fn the_leader_steps_down_when_renewals_fail_past_the_deadline() {
 
 #[tokio::test]
 async fn a_leader_keeps_the_lease_through_a_failed_renewal_within_the_deadline() {
-    let (client, handle) = mock_client();
-    let (tx, mut is_leader) = watch::channel(false);
     let ours = lease(Some(ME), SignedDuration::from_secs(0));
-    let server = serve(
-        handle,
-        vec![
-            get(404, status(404, "NotFound")),
-            create(|_| {}, 201, ours.clone()),
-            // One renewal fails; the retry, a retry period later, succeeds.
-            get(500, status(500, "InternalError")),
-            get(200, ours.clone()),
-            replace(
-                |body| assert_eq!(body["spec"]["holderIdentity"], ME),
-                200,
-                ours,
-            ),
-        ],
-    );
+    let scenario = vec![
+        no_lease(),
+        create(|_| {}, 201, ours.clone()),
+        // One renewal fails; the retry, a retry period later, succeeds.
+        get_fails(500, "InternalError"),
+        get_lease(ours.clone()),
+        replace(
+            |body| assert_eq!(body["spec"]["holderIdentity"], ME),
+            200,
+            ours,
+        ),
+    ];
     // A deadline long enough that only the one failure can matter on a busy machine.
     let timings = LeaseTimings {
         renew_deadline: Duration::from_secs(3),
         ..fast()
     };
-    let running = tokio::spawn(elector(client, timings).run(tx, std::future::pending()));
+    let (mut is_leader, running, server) = run_election(scenario, timings, std::future::pending());
     until(&mut is_leader, true).await;
     is_leader.borrow_and_update();
 

@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use common::alerts::{alert, remediated};
+use common::channel_checks::{assert_none_contains, shown_texts};
 
 const REGION: &str = "ap-southeast-2";
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -505,14 +506,9 @@ fn smtp_email(server: &SmtpServer, tls: SmtpTls) -> EmailChannel {
     EmailChannel::smtp(&spec, &smtp, credentials()).expect("an SMTP channel")
 }
 
+#[track_caller]
 fn assert_no_password(error: &NotifyError, channel: &EmailChannel) {
-    for text in [
-        error.to_string(),
-        format!("{error:?}"),
-        format!("{channel:?}"),
-    ] {
-        assert!(!text.contains(PASSWORD), "the password leaked: {text}");
-    }
+    assert_none_contains(&shown_texts([error], channel), &[PASSWORD]);
 }
 
 #[tokio::test]

@@ -9,11 +9,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
+use common::channel_checks::{
+    assert_credentials, assert_http_error, assert_none_contains, assert_unexpected_answer,
+    assert_unreachable, delivery_error, escalated, failed_deliveries, query_pairs, refused_naming,
+    request_lines, shown_texts,
+};
 use common::receiver::{Answer, Received, Receiver};
 use guardduty_operator::domain::alert::{Alert, AlertEvent, Response};
-use guardduty_operator::domain::severity::Severity;
 use guardduty_operator::notify::jira::JiraChannel;
-use guardduty_operator::notify::{Notifier, NotifyError, SecretValue, http};
+use guardduty_operator::notify::{Notifier, SecretValue, http};
 use guardduty_operator::spec::notifications::{JiraSpec, SecretRef};
 use serde_json::{Value, json};
 
@@ -71,16 +75,6 @@ fn commented() -> Answer {
     Answer::json(201, json!({ "id": "10100", "body": "noted" }))
 }
 
-/// The query's parameters, decoded.
-fn query(request: &Received) -> BTreeMap<String, String> {
-    let raw = request.query.clone().unwrap_or_default();
-    reqwest::Url::parse(&format!("http://query.invalid/?{raw}"))
-        .expect("a query string")
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
 fn expect_search(request: &Received, path: &str) {
     assert_eq!(
         (request.method.as_str(), request.path.as_str()),
@@ -102,13 +96,8 @@ fn expect_search(request: &Received, path: &str) {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    assert_eq!(query(request), expected);
-    expect_credentials(request);
-}
-
-fn expect_credentials(request: &Received) {
-    assert_eq!(request.header("authorization"), Some(AUTHORIZATION));
-    assert_eq!(request.header("accept"), Some("application/json"));
+    assert_eq!(query_pairs(request), expected);
+    assert_credentials(request, AUTHORIZATION);
 }
 
 fn expect_json_post(request: &Received, path: &str) -> Value {
@@ -117,24 +106,8 @@ fn expect_json_post(request: &Received, path: &str) -> Value {
         ("POST", path)
     );
     assert_eq!(request.header("content-type"), Some("application/json"));
-    expect_credentials(request);
+    assert_credentials(request, AUTHORIZATION);
     request.json()
-}
-
-fn paths(receiver: &Receiver) -> Vec<String> {
-    receiver
-        .received()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
-
-fn escalated(alert: Alert, from: f64, to: f64) -> Alert {
-    let mut alert = with_severity(alert, to);
-    alert.event = AlertEvent::Escalated {
-        from: Severity::of_finding(from).unwrap(),
-    };
-    alert
 }
 
 fn failed(mut alert: Alert) -> Alert {
@@ -156,7 +129,7 @@ async fn first_alert_searches_by_the_finding_label_then_creates_an_issue() {
     jira.deliver(&alert).await.expect("delivered");
 
     let requests = receiver.received();
-    assert_eq!(requests.len(), 2, "{:?}", paths(&receiver));
+    assert_eq!(requests.len(), 2, "{:?}", request_lines(&receiver));
     expect_search(&requests[0], SEARCH);
     let body = expect_json_post(&requests[1], CREATE);
     assert_eq!(
@@ -188,7 +161,7 @@ async fn a_remediated_alert_comments_on_the_existing_issue_and_never_creates() {
 
     let requests = receiver.received();
     assert_eq!(
-        paths(&receiver),
+        request_lines(&receiver),
         [
             format!("GET {SEARCH}"),
             format!("POST {CREATE}"),
@@ -222,7 +195,7 @@ async fn an_opened_alert_whose_issue_already_exists_comments_instead_of_creating
         .expect("commented");
 
     assert_eq!(
-        paths(&receiver),
+        request_lines(&receiver),
         [
             format!("GET {SEARCH}"),
             "POST /rest/api/2/issue/SEC-42/comment".to_string()
@@ -271,9 +244,9 @@ async fn comments_say_when_the_severity_rose_the_fix_failed_or_the_finding_resol
         }
     }
     assert!(
-        !paths(&receiver).contains(&format!("POST {CREATE}")),
+        !request_lines(&receiver).contains(&format!("POST {CREATE}")),
         "{:?}",
-        paths(&receiver)
+        request_lines(&receiver)
     );
 }
 
@@ -317,7 +290,7 @@ async fn a_site_that_refuses_the_priority_gets_the_issue_without_it_from_then_on
         .expect("created on the second try");
 
     let requests = receiver.received();
-    assert_eq!(requests.len(), 3, "{:?}", paths(&receiver));
+    assert_eq!(requests.len(), 3, "{:?}", request_lines(&receiver));
     let first = expect_json_post(&requests[1], CREATE);
     let second = expect_json_post(&requests[2], CREATE);
     assert_eq!(first["fields"]["priority"], json!({ "name": "High" }));
@@ -343,21 +316,19 @@ async fn a_rejection_of_another_field_is_not_retried_without_priority() {
         400,
         json!({ "errorMessages": [], "errors": { "issuetype": "Specify a valid issue type" } }),
     );
-    let receiver = Receiver::start(vec![no_issue(), refused]).await;
-    let jira = channel(&receiver);
-
-    let error = jira.deliver(&alert("security-jira")).await.unwrap_err();
+    let (error, receiver) =
+        delivery_error(channel, vec![no_issue(), refused], &alert("security-jira")).await;
 
     assert_eq!(receiver.received().len(), 2);
-    assert!(
-        matches!(
-            &error,
-            NotifyError::Http { status: 400, detail, .. } if detail == "issuetype: Specify a valid issue type"
-        ),
-        "{error:?}"
+    assert_http_error(
+        &error,
+        "Jira",
+        400,
+        None,
+        "issuetype: Specify a valid issue type",
+        "rejected",
+        false,
     );
-    assert_eq!(error.category(), "rejected");
-    assert!(!error.is_retryable());
 }
 
 #[tokio::test]
@@ -385,7 +356,7 @@ async fn a_site_without_the_new_search_is_searched_with_the_older_endpoint() {
         .expect("commented");
 
     assert_eq!(
-        paths(&receiver),
+        request_lines(&receiver),
         [
             format!("GET {SEARCH}"),
             "GET /rest/api/2/search".to_string(),
@@ -435,7 +406,7 @@ async fn a_site_under_a_context_path_keeps_it_in_every_request() {
         .expect("created");
 
     assert_eq!(
-        paths(&receiver),
+        request_lines(&receiver),
         [
             "GET /jira/rest/api/2/search/jql",
             "POST /jira/rest/api/2/issue"
@@ -468,41 +439,29 @@ async fn a_long_summary_is_cut_and_wiki_markup_in_the_description_is_escaped() {
 
 #[tokio::test]
 async fn a_rejected_search_carries_jiras_error_messages_and_is_not_retried() {
-    let receiver = Receiver::start(vec![Answer::json(
+    let refused = Answer::json(
         400,
         json!({
             "errorMessages": ["The value 'SEC' does not exist for the field 'project'."],
             "errors": {}
         }),
-    )])
-    .await;
-    let jira = channel(&receiver);
-
-    let error = jira.deliver(&alert("security-jira")).await.unwrap_err();
+    );
+    let (error, receiver) = delivery_error(channel, vec![refused], &alert("security-jira")).await;
 
     assert_eq!(
         receiver.received().len(),
         1,
         "nothing is created after a failed search"
     );
-    match &error {
-        NotifyError::Http {
-            service,
-            status,
-            detail,
-            retry_after,
-        } => {
-            assert_eq!((*service, *status), ("Jira", 400));
-            assert_eq!(
-                detail,
-                "The value 'SEC' does not exist for the field 'project'."
-            );
-            assert_eq!(*retry_after, None);
-        }
-        other => panic!("expected an HTTP error, got {other:?}"),
-    }
-    assert_eq!(error.category(), "rejected");
-    assert!(!error.is_retryable());
+    assert_http_error(
+        &error,
+        "Jira",
+        400,
+        None,
+        "The value 'SEC' does not exist for the field 'project'.",
+        "rejected",
+        false,
+    );
     assert_eq!(
         error.to_string(),
         "Jira answered HTTP 400: The value 'SEC' does not exist for the field 'project'."
@@ -511,55 +470,57 @@ async fn a_rejected_search_carries_jiras_error_messages_and_is_not_retried() {
 
 #[tokio::test]
 async fn wrong_credentials_are_access_denied_and_not_retried() {
-    let receiver = Receiver::start(vec![Answer::new(401, "Client must be authenticated")]).await;
-    let error = channel(&receiver)
-        .deliver(&alert("security-jira"))
-        .await
-        .unwrap_err();
+    let answer = Answer::new(401, "Client must be authenticated");
+    let (error, _receiver) = delivery_error(channel, vec![answer], &alert("security-jira")).await;
 
-    assert!(
-        matches!(&error, NotifyError::Http { status: 401, detail, .. } if detail == "Client must be authenticated")
+    assert_http_error(
+        &error,
+        "Jira",
+        401,
+        None,
+        "Client must be authenticated",
+        "access-denied",
+        false,
     );
-    assert_eq!(error.category(), "access-denied");
-    assert!(!error.is_retryable());
 }
 
 #[tokio::test]
 async fn throttling_carries_the_retry_after_and_is_retryable() {
-    let receiver = Receiver::start(vec![
-        no_issue(),
-        Answer::json(429, json!({ "errorMessages": ["Rate limit exceeded."] }))
-            .header("retry-after", "7"),
-    ])
+    let throttled = Answer::json(429, json!({ "errorMessages": ["Rate limit exceeded."] }))
+        .header("retry-after", "7");
+    let (error, _receiver) = delivery_error(
+        channel,
+        vec![no_issue(), throttled],
+        &alert("security-jira"),
+    )
     .await;
-    let error = channel(&receiver)
-        .deliver(&alert("security-jira"))
-        .await
-        .unwrap_err();
 
-    assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
-    assert!(
-        matches!(&error, NotifyError::Http { status: 429, detail, .. } if detail == "Rate limit exceeded.")
+    assert_http_error(
+        &error,
+        "Jira",
+        429,
+        Some(Duration::from_secs(7)),
+        "Rate limit exceeded.",
+        "throttled",
+        true,
     );
-    assert_eq!(error.category(), "throttled");
-    assert!(error.is_retryable());
 }
 
 #[tokio::test]
 async fn a_server_error_is_retryable() {
-    let receiver = Receiver::start(vec![
-        existing_issue(),
-        Answer::new(500, "Internal Server Error"),
-    ])
-    .await;
-    let error = channel(&receiver)
-        .deliver(&remediated(alert("security-jira")))
-        .await
-        .unwrap_err();
+    let answers = vec![existing_issue(), Answer::new(500, "Internal Server Error")];
+    let (error, _receiver) =
+        delivery_error(channel, answers, &remediated(alert("security-jira"))).await;
 
-    assert!(matches!(error, NotifyError::Http { status: 500, .. }));
-    assert_eq!(error.category(), "server-error");
-    assert!(error.is_retryable());
+    assert_http_error(
+        &error,
+        "Jira",
+        500,
+        None,
+        "Internal Server Error",
+        "server-error",
+        true,
+    );
 }
 
 #[tokio::test]
@@ -570,17 +531,7 @@ async fn a_site_that_does_not_answer_is_unreachable_and_retryable() {
 
     let error = jira.deliver(&alert("security-jira")).await.unwrap_err();
 
-    assert!(
-        matches!(
-            error,
-            NotifyError::Unreachable {
-                service: "Jira",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(error.is_retryable());
+    assert_unreachable(&error, "Jira");
 }
 
 #[tokio::test]
@@ -592,49 +543,29 @@ async fn a_success_that_is_not_a_search_answer_is_unexpected_and_creates_nothing
     let jira = channel(&receiver);
 
     let error = jira.deliver(&alert("security-jira")).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            NotifyError::UnexpectedAnswer {
-                service: "Jira",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(!error.is_retryable());
+    assert_unexpected_answer(&error, "Jira");
 
     receiver.answer_with(vec![Answer::json(200, json!({ "values": [] }))]);
     let error = jira.deliver(&alert("security-jira")).await.unwrap_err();
-    assert!(
-        matches!(error, NotifyError::UnexpectedAnswer { .. }),
-        "{error:?}"
+    assert_unexpected_answer(&error, "Jira");
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "{:?}",
+        request_lines(&receiver)
     );
-    assert_eq!(receiver.received().len(), 2, "{:?}", paths(&receiver));
 }
 
 #[tokio::test]
 async fn secrets_never_show_in_errors_or_in_the_channels_debug() {
     let receiver = Receiver::start(vec![Answer::new(401, "Unauthorized")]).await;
     let jira = channel(&receiver);
-    let mut errors = vec![jira.deliver(&alert("security-jira")).await.unwrap_err()];
-    receiver.answer_with(vec![
-        Answer::new(429, "slow down").header("retry-after", "1"),
-    ]);
-    errors.push(jira.deliver(&alert("security-jira")).await.unwrap_err());
-    drop(receiver);
-    errors.push(jira.deliver(&alert("security-jira")).await.unwrap_err());
+    let errors = failed_deliveries(&jira, receiver, &alert("security-jira")).await;
 
-    let mut shown: Vec<String> = errors
-        .iter()
-        .flat_map(|e| [e.to_string(), format!("{e:?}")])
-        .collect();
-    shown.push(format!("{jira:?}"));
-    for text in shown {
-        for secret in [TOKEN, &AUTHORIZATION["Basic ".len()..]] {
-            assert!(!text.contains(secret), "{secret} shows in {text}");
-        }
-    }
+    assert_none_contains(
+        &shown_texts(&errors, &jira),
+        &[TOKEN, &AUTHORIZATION["Basic ".len()..]],
+    );
     assert!(format!("{jira:?}").contains("<redacted>"));
 }
 
@@ -657,15 +588,7 @@ fn a_site_that_is_not_https_or_loopback_is_refused_naming_jira_url() {
         "jira.example.com",
         "",
     ] {
-        match make(refused) {
-            Err(error @ NotifyError::Setup(_)) => {
-                let message = error.to_string();
-                assert!(message.starts_with("jira.url "), "{message}");
-                assert!(!message.contains("hunter2"), "{message}");
-                assert_eq!(error.category(), "setup");
-            }
-            other => panic!("{refused:?} was not refused: {other:?}"),
-        }
+        refused_naming(make(refused), refused, "jira.url ", &["hunter2"]);
     }
     let message = make("http://jira.example.com").unwrap_err().to_string();
     assert_eq!(

@@ -6,11 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
+use common::channel_checks::{
+    assert_http_error, assert_none_contains, assert_unexpected_answer, assert_unreachable,
+    closed_port, delivery_error, escalated, refused_naming, shown_texts,
+};
 use common::receiver::{Answer, Receiver};
 use guardduty_operator::domain::alert::{Alert, AlertEvent, Response};
-use guardduty_operator::domain::severity::Severity;
 use guardduty_operator::notify::pagerduty::PagerDutyChannel;
-use guardduty_operator::notify::{Notifier, NotifyError, SecretValue, http};
+use guardduty_operator::notify::{Notifier, SecretValue, http};
 use serde_json::{Value, json};
 
 const ROUTING_KEY: &str = "R0UT1NGK3Y0123456789abcdefABCDEF";
@@ -199,11 +202,7 @@ async fn a_finding_no_longer_listed_only_resolves() {
 
 #[tokio::test]
 async fn an_escalation_triggers_again_on_the_same_incident() {
-    let mut alert = with_severity(alert("oncall"), 9.2);
-    alert.event = AlertEvent::Escalated {
-        from: Severity::of_finding(8.0).unwrap(),
-    };
-    let events = sent(&alert).await;
+    let events = sent(&escalated(alert("oncall"), 8.0, 9.2)).await;
 
     assert_eq!(actions(&events), ["trigger"]);
     assert_eq!(events[0]["dedup_key"], FINDING_ID);
@@ -235,12 +234,11 @@ async fn a_failed_remediation_triggers_again_on_the_same_incident() {
 
 #[tokio::test]
 async fn a_rejected_trigger_is_not_followed_by_its_resolve() {
-    let receiver = Receiver::start(vec![Answer::new(500, "")]).await;
     let mut alert = alert("oncall");
     alert.response = Response::Closed {
         summary: "revoked".into(),
     };
-    let error = channel(&receiver).deliver(&alert).await.unwrap_err();
+    let (error, receiver) = delivery_error(channel, vec![Answer::new(500, "")], &alert).await;
 
     assert_eq!(error.category(), "server-error");
     assert_eq!(actions(&[receiver.received()[0].json()]), ["trigger"]);
@@ -306,29 +304,17 @@ async fn pagerduty_error_answers_become_errors_the_caller_can_act_on() {
         ),
     ];
     for (answer, status, retry_after, detail, category, retryable) in cases {
-        let receiver = Receiver::start(vec![answer]).await;
-        let error = channel(&receiver)
-            .deliver(&alert("oncall"))
-            .await
-            .expect_err("an error status is an error");
+        let (error, receiver) = delivery_error(channel, vec![answer], &alert("oncall")).await;
 
-        match &error {
-            NotifyError::Http {
-                service,
-                status: got,
-                retry_after: waited,
-                detail: got_detail,
-            } => {
-                assert_eq!(*service, "PagerDuty");
-                assert_eq!(*got, status);
-                assert_eq!(*waited, retry_after, "{status}");
-                assert_eq!(got_detail, detail, "{status}");
-            }
-            other => panic!("{status}: expected an HTTP error, got {other:?}"),
-        }
-        assert_eq!(error.category(), category, "{status}");
-        assert_eq!(error.is_retryable(), retryable, "{status}");
-        assert_eq!(error.retry_after(), retry_after);
+        assert_http_error(
+            &error,
+            "PagerDuty",
+            status,
+            retry_after,
+            detail,
+            category,
+            retryable,
+        );
         assert_eq!(receiver.received().len(), 1, "one attempt per delivery");
     }
 }
@@ -339,20 +325,10 @@ async fn an_accepted_status_without_success_is_an_unexpected_answer() {
         Answer::new(202, "ok"),
         Answer::json(202, json!({ "status": "queued?" })),
     ] {
-        let receiver = Receiver::start(vec![answer]).await;
-        let error = channel(&receiver)
-            .deliver(&alert("oncall"))
-            .await
-            .unwrap_err();
+        let (error, _receiver) = delivery_error(channel, vec![answer], &alert("oncall")).await;
 
-        assert!(
-            matches!(error, NotifyError::UnexpectedAnswer { .. }),
-            "{error:?}"
-        );
-        assert!(
-            !error.is_retryable(),
-            "a retry could not undo an enqueued event"
-        );
+        // Not retryable: a retry could not undo an enqueued event.
+        assert_unexpected_answer(&error, "PagerDuty");
     }
 }
 
@@ -378,34 +354,21 @@ async fn the_routing_key_never_appears_in_urls_errors_or_debug_output() {
         "only in the body"
     );
 
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let unreachable = PagerDutyChannel::new(
         SecretValue::new(ROUTING_KEY),
-        Some(&format!("http://127.0.0.1:{closed_port}{EVENTS_PATH}")),
+        Some(&format!("http://127.0.0.1:{}{EVENTS_PATH}", closed_port())),
         http::client(),
     )
     .unwrap()
     .deliver(&alert("oncall"))
     .await
     .unwrap_err();
-    assert_eq!(unreachable.category(), "unreachable");
-    assert!(unreachable.is_retryable());
+    assert_unreachable(&unreachable, "PagerDuty");
 
-    for text in [
-        format!("{rejected}"),
-        format!("{rejected:?}"),
-        format!("{unreachable}"),
-        format!("{unreachable:?}"),
-        format!("{pagerduty:?}"),
-    ] {
-        assert!(
-            !text.contains(ROUTING_KEY),
-            "the routing key leaked: {text}"
-        );
-    }
+    assert_none_contains(
+        &shown_texts([&rejected, &unreachable], &pagerduty),
+        &[ROUTING_KEY],
+    );
     assert_eq!(
         rejected.to_string(),
         "PagerDuty answered HTTP 400: Event object is invalid: Routing key <routing key> is not enabled"
@@ -436,13 +399,13 @@ async fn an_events_url_must_be_https_unless_it_is_loopback() {
         ("ftp://events.pagerduty.com/v2/enqueue", "https URL"),
         ("events.pagerduty.com/v2/enqueue", "is not a URL"),
     ] {
-        let error = PagerDutyChannel::new(SecretValue::new(ROUTING_KEY), Some(url), http::client())
-            .expect_err("a URL that is neither https nor loopback is refused");
-        assert!(matches!(error, NotifyError::Setup(_)), "{error:?}");
-        let text = error.to_string();
-        assert!(text.starts_with("the PagerDuty events URL "), "{text}");
+        let text = refused_naming(
+            PagerDutyChannel::new(SecretValue::new(ROUTING_KEY), Some(url), http::client()),
+            url,
+            "the PagerDuty events URL ",
+            &[ROUTING_KEY],
+        );
         assert!(text.contains(problem), "{url}: {text}");
-        assert!(!text.contains(ROUTING_KEY));
     }
 }
 

@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
+use common::channel_checks::{
+    assert_credentials, assert_http_error, assert_none_contains, assert_unexpected_answer,
+    assert_unreachable, delivery_error, escalated, failed_deliveries, query_pairs, refused_naming,
+    request_lines, shown_texts,
+};
 use common::receiver::{Answer, Received, Receiver};
-use guardduty_operator::domain::alert::{Alert, AlertEvent};
-use guardduty_operator::domain::severity::Severity;
 use guardduty_operator::notify::servicenow::ServiceNowChannel;
 use guardduty_operator::notify::{Notifier, NotifyError, SecretValue, http};
 use guardduty_operator::spec::notifications::{SecretRef, ServiceNowSpec};
@@ -68,16 +71,6 @@ fn updated() -> Answer {
     )
 }
 
-/// The query's parameters, decoded.
-fn query(request: &Received) -> BTreeMap<String, String> {
-    let raw = request.query.clone().unwrap_or_default();
-    reqwest::Url::parse(&format!("http://query.invalid/?{raw}"))
-        .expect("a query string")
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
 fn pairs(items: &[(&str, &str)]) -> BTreeMap<String, String> {
     items
         .iter()
@@ -96,7 +89,7 @@ fn expect_lookup(request: &Received) {
         "the encoded query is URL-encoded: {raw}"
     );
     assert_eq!(
-        query(request),
+        query_pairs(request),
         pairs(&[
             (
                 "sysparm_query",
@@ -106,12 +99,7 @@ fn expect_lookup(request: &Received) {
             ("sysparm_fields", "sys_id,number,correlation_id"),
         ])
     );
-    expect_credentials(request);
-}
-
-fn expect_credentials(request: &Received) {
-    assert_eq!(request.header("authorization"), Some(AUTHORIZATION));
-    assert_eq!(request.header("accept"), Some("application/json"));
+    assert_credentials(request, AUTHORIZATION);
 }
 
 fn expect_json(request: &Received, method: &str, path: &str) -> Value {
@@ -121,27 +109,11 @@ fn expect_json(request: &Received, method: &str, path: &str) -> Value {
     );
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(
-        query(request),
+        query_pairs(request),
         pairs(&[("sysparm_fields", "sys_id,number")])
     );
-    expect_credentials(request);
+    assert_credentials(request, AUTHORIZATION);
     request.json()
-}
-
-fn methods(receiver: &Receiver) -> Vec<String> {
-    receiver
-        .received()
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
-
-fn escalated(alert: Alert, from: f64, to: f64) -> Alert {
-    let mut alert = with_severity(alert, to);
-    alert.event = AlertEvent::Escalated {
-        from: Severity::of_finding(from).unwrap(),
-    };
-    alert
 }
 
 fn incident_path() -> String {
@@ -157,7 +129,7 @@ async fn first_alert_looks_up_the_correlation_id_then_creates_an_incident() {
     servicenow.deliver(&alert).await.expect("delivered");
 
     let requests = receiver.received();
-    assert_eq!(requests.len(), 2, "{:?}", methods(&receiver));
+    assert_eq!(requests.len(), 2, "{:?}", request_lines(&receiver));
     expect_lookup(&requests[0]);
     let body = expect_json(&requests[1], "POST", TABLE);
     assert_eq!(
@@ -188,7 +160,7 @@ async fn a_remediated_alert_adds_work_notes_and_never_creates() {
         .expect("work notes added");
 
     assert_eq!(
-        methods(&receiver),
+        request_lines(&receiver),
         [
             format!("GET {TABLE}"),
             format!("POST {TABLE}"),
@@ -227,7 +199,7 @@ async fn an_opened_alert_whose_incident_already_exists_adds_work_notes_instead_o
         .expect("work notes added");
 
     assert_eq!(
-        methods(&receiver),
+        request_lines(&receiver),
         [format!("GET {TABLE}"), format!("PATCH {}", incident_path())]
     );
     let update = receiver.received()[1].json();
@@ -316,16 +288,13 @@ async fn a_long_short_description_is_cut_to_160_characters() {
 
 #[tokio::test]
 async fn a_lookup_that_lists_another_correlation_id_changes_nothing() {
-    let receiver = Receiver::start(vec![Answer::json(
+    let someone_elses = Answer::json(
         200,
         json!({ "result": [{ "sys_id": SYS_ID, "number": "INC0000001", "correlation_id": "someone-else" }] }),
-    )])
-    .await;
+    );
 
-    let error = channel(&receiver)
-        .deliver(&alert("security-snow"))
-        .await
-        .unwrap_err();
+    let (error, receiver) =
+        delivery_error(channel, vec![someone_elses], &alert("security-snow")).await;
 
     assert!(
         matches!(
@@ -339,106 +308,100 @@ async fn a_lookup_that_lists_another_correlation_id_changes_nothing() {
 
 #[tokio::test]
 async fn a_rejected_request_carries_servicenows_error_message_and_is_not_retried() {
-    let receiver = Receiver::start(vec![
-        no_incident(),
-        Answer::json(
-            400,
-            json!({
-                "error": { "message": "Operation Failed", "detail": "Data Policy Exception: Caller is mandatory" },
-                "status": "failure"
-            }),
-        ),
-    ])
+    let refused = Answer::json(
+        400,
+        json!({
+            "error": { "message": "Operation Failed", "detail": "Data Policy Exception: Caller is mandatory" },
+            "status": "failure"
+        }),
+    );
+
+    let (error, _receiver) = delivery_error(
+        channel,
+        vec![no_incident(), refused],
+        &alert("security-snow"),
+    )
     .await;
 
-    let error = channel(&receiver)
-        .deliver(&alert("security-snow"))
-        .await
-        .unwrap_err();
-
-    match &error {
-        NotifyError::Http {
-            service,
-            status,
-            detail,
-            retry_after,
-        } => {
-            assert_eq!((*service, *status), ("ServiceNow", 400));
-            assert_eq!(
-                detail,
-                "Operation Failed: Data Policy Exception: Caller is mandatory"
-            );
-            assert_eq!(*retry_after, None);
-        }
-        other => panic!("expected an HTTP error, got {other:?}"),
-    }
-    assert_eq!(error.category(), "rejected");
-    assert!(!error.is_retryable());
+    assert_http_error(
+        &error,
+        "ServiceNow",
+        400,
+        None,
+        "Operation Failed: Data Policy Exception: Caller is mandatory",
+        "rejected",
+        false,
+    );
 }
 
 #[tokio::test]
 async fn wrong_credentials_are_access_denied_and_not_retried() {
-    let receiver = Receiver::start(vec![Answer::json(
+    let refused = Answer::json(
         401,
         json!({
             "error": { "message": "User Not Authenticated", "detail": "Required to provide Auth information" },
             "status": "failure"
         }),
-    )])
-    .await;
+    );
 
-    let error = channel(&receiver)
-        .deliver(&alert("security-snow"))
-        .await
-        .unwrap_err();
+    let (error, _receiver) = delivery_error(channel, vec![refused], &alert("security-snow")).await;
 
+    assert_http_error(
+        &error,
+        "ServiceNow",
+        401,
+        None,
+        "User Not Authenticated: Required to provide Auth information",
+        "access-denied",
+        false,
+    );
     assert_eq!(
         error.to_string(),
         "ServiceNow answered HTTP 401: User Not Authenticated: Required to provide Auth information"
     );
-    assert_eq!(error.category(), "access-denied");
-    assert!(!error.is_retryable());
 }
 
 #[tokio::test]
 async fn throttling_carries_the_retry_after_and_is_retryable() {
-    let receiver = Receiver::start(vec![
-        existing_incident(),
-        Answer::json(
-            429,
-            json!({ "error": { "message": "Rate limit exceeded", "detail": null }, "status": "failure" }),
-        )
-        .header("retry-after", "12"),
-    ])
+    let throttled = Answer::json(
+        429,
+        json!({ "error": { "message": "Rate limit exceeded", "detail": null }, "status": "failure" }),
+    )
+    .header("retry-after", "12");
+
+    let (error, _receiver) = delivery_error(
+        channel,
+        vec![existing_incident(), throttled],
+        &remediated(alert("security-snow")),
+    )
     .await;
 
-    let error = channel(&receiver)
-        .deliver(&remediated(alert("security-snow")))
-        .await
-        .unwrap_err();
-
-    assert_eq!(error.retry_after(), Some(Duration::from_secs(12)));
-    assert!(
-        matches!(&error, NotifyError::Http { status: 429, detail, .. } if detail == "Rate limit exceeded")
+    assert_http_error(
+        &error,
+        "ServiceNow",
+        429,
+        Some(Duration::from_secs(12)),
+        "Rate limit exceeded",
+        "throttled",
+        true,
     );
-    assert_eq!(error.category(), "throttled");
-    assert!(error.is_retryable());
 }
 
 #[tokio::test]
 async fn a_server_error_is_retryable() {
-    let receiver = Receiver::start(vec![Answer::new(503, "Service Unavailable")]).await;
+    let answer = Answer::new(503, "Service Unavailable");
 
-    let error = channel(&receiver)
-        .deliver(&alert("security-snow"))
-        .await
-        .unwrap_err();
+    let (error, _receiver) = delivery_error(channel, vec![answer], &alert("security-snow")).await;
 
-    assert!(
-        matches!(&error, NotifyError::Http { status: 503, detail, .. } if detail == "Service Unavailable")
+    assert_http_error(
+        &error,
+        "ServiceNow",
+        503,
+        None,
+        "Service Unavailable",
+        "server-error",
+        true,
     );
-    assert_eq!(error.category(), "server-error");
-    assert!(error.is_retryable());
 }
 
 #[tokio::test]
@@ -452,41 +415,18 @@ async fn an_instance_that_does_not_answer_is_unreachable_and_retryable() {
         .await
         .unwrap_err();
 
-    assert!(
-        matches!(
-            error,
-            NotifyError::Unreachable {
-                service: "ServiceNow",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(error.is_retryable());
+    assert_unreachable(&error, "ServiceNow");
 }
 
 #[tokio::test]
 async fn a_success_that_is_not_a_table_answer_is_unexpected_and_creates_nothing() {
-    let receiver = Receiver::start(vec![
-        Answer::new(200, "<html>Instance hibernating</html>").header("content-type", "text/html"),
-    ])
-    .await;
+    let hibernating =
+        Answer::new(200, "<html>Instance hibernating</html>").header("content-type", "text/html");
 
-    let error = channel(&receiver)
-        .deliver(&alert("security-snow"))
-        .await
-        .unwrap_err();
+    let (error, receiver) =
+        delivery_error(channel, vec![hibernating], &alert("security-snow")).await;
 
-    assert!(
-        matches!(
-            error,
-            NotifyError::UnexpectedAnswer {
-                service: "ServiceNow",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_unexpected_answer(&error, "ServiceNow");
     assert_eq!(receiver.received().len(), 1);
 }
 
@@ -494,24 +434,12 @@ async fn a_success_that_is_not_a_table_answer_is_unexpected_and_creates_nothing(
 async fn secrets_never_show_in_errors_or_in_the_channels_debug() {
     let receiver = Receiver::start(vec![Answer::new(401, "Unauthorized")]).await;
     let servicenow = channel(&receiver);
-    let mut errors = vec![servicenow.deliver(&alert("s")).await.unwrap_err()];
-    receiver.answer_with(vec![
-        Answer::new(429, "slow down").header("retry-after", "1"),
-    ]);
-    errors.push(servicenow.deliver(&alert("s")).await.unwrap_err());
-    drop(receiver);
-    errors.push(servicenow.deliver(&alert("s")).await.unwrap_err());
+    let errors = failed_deliveries(&servicenow, receiver, &alert("s")).await;
 
-    let mut shown: Vec<String> = errors
-        .iter()
-        .flat_map(|e| [e.to_string(), format!("{e:?}")])
-        .collect();
-    shown.push(format!("{servicenow:?}"));
-    for text in shown {
-        for secret in [PASSWORD, &AUTHORIZATION["Basic ".len()..]] {
-            assert!(!text.contains(secret), "{secret} shows in {text}");
-        }
-    }
+    assert_none_contains(
+        &shown_texts(&errors, &servicenow),
+        &[PASSWORD, &AUTHORIZATION["Basic ".len()..]],
+    );
     assert!(format!("{servicenow:?}").contains("<redacted>"));
 }
 
@@ -532,14 +460,12 @@ fn an_instance_that_is_not_https_or_loopback_is_refused_naming_service_now_insta
         "https://admin:hunter2@example.service-now.com",
         "example.service-now.com",
     ] {
-        match make(refused) {
-            Err(error @ NotifyError::Setup(_)) => {
-                let message = error.to_string();
-                assert!(message.starts_with("serviceNow.instanceUrl "), "{message}");
-                assert!(!message.contains("hunter2"), "{message}");
-            }
-            other => panic!("{refused:?} was not refused: {other:?}"),
-        }
+        refused_naming(
+            make(refused),
+            refused,
+            "serviceNow.instanceUrl ",
+            &["hunter2"],
+        );
     }
     assert_eq!(
         make("http://example.service-now.com")

@@ -6,9 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::alerts::{FINDING_ID, alert, resolved};
+use common::channel_checks::{
+    assert_http_error, assert_none_contains, assert_unexpected_answer, assert_unreachable,
+    closed_port, delivery_error, refused_naming, shown_texts,
+};
 use common::receiver::{Answer, Receiver};
 use guardduty_operator::notify::slack::SlackChannel;
-use guardduty_operator::notify::{Notifier, NotifyError, SecretValue, http};
+use guardduty_operator::notify::{Notifier, SecretValue, http};
 use serde_json::{Value, json};
 
 /// The webhook path as Slack issues it; its last segment is the token.
@@ -268,45 +272,33 @@ async fn long_texts_are_cut_to_the_block_kit_limits() {
 
 #[tokio::test]
 async fn slack_error_answers_become_errors_the_caller_can_act_on() {
-    // (status, body, retry-after, category, retryable)
+    // (status, body, retry-after seconds, category, retryable)
     let cases = [
         (400, "invalid_payload", None, "rejected", false),
         (403, "action_prohibited", None, "access-denied", false),
         (404, "channel_not_found", None, "rejected", false),
         (410, "channel_is_archived", None, "rejected", false),
-        (429, "rate_limited", Some("1"), "throttled", true),
+        (429, "rate_limited", Some(1), "throttled", true),
         (500, "rollup_error", None, "server-error", true),
     ];
     for (status, body, retry_after, category, retryable) in cases {
         let mut answer = Answer::new(status, body);
         if let Some(seconds) = retry_after {
-            answer = answer.header("retry-after", seconds);
+            answer = answer.header("retry-after", &seconds.to_string());
         }
-        let receiver = Receiver::start(vec![answer]).await;
-        let error = channel(&receiver)
-            .deliver(&alert("chat"))
-            .await
-            .expect_err("an error status is an error");
+        let (error, receiver) = delivery_error(channel, vec![answer], &alert("chat")).await;
 
-        match &error {
-            NotifyError::Http {
-                service,
-                status: got,
-                retry_after: waited,
-                detail,
-            } => {
-                assert_eq!(*service, "Slack");
-                assert_eq!(*got, status);
-                assert_eq!(detail, body, "Slack's error string is kept");
-                assert_eq!(
-                    *waited,
-                    retry_after.map(|s| Duration::from_secs(s.parse().unwrap()))
-                );
-            }
-            other => panic!("{status}: expected an HTTP error, got {other:?}"),
-        }
-        assert_eq!(error.category(), category, "{status}");
-        assert_eq!(error.is_retryable(), retryable, "{status}");
+        // Slack's error string is kept as the detail.
+        let retry_after = retry_after.map(Duration::from_secs);
+        assert_http_error(
+            &error,
+            "Slack",
+            status,
+            retry_after,
+            body,
+            category,
+            retryable,
+        );
         assert_eq!(
             error.to_string(),
             format!("Slack answered HTTP {status}: {body}")
@@ -317,42 +309,23 @@ async fn slack_error_answers_become_errors_the_caller_can_act_on() {
 
 #[tokio::test]
 async fn a_success_status_without_ok_is_an_unexpected_answer_not_worth_a_retry() {
-    let receiver = Receiver::start(vec![Answer::new(200, "<html>portal</html>")]).await;
-    let error = channel(&receiver)
-        .deliver(&alert("chat"))
-        .await
-        .unwrap_err();
+    let answer = Answer::new(200, "<html>portal</html>");
+    let (error, _receiver) = delivery_error(channel, vec![answer], &alert("chat")).await;
 
-    assert!(
-        matches!(error, NotifyError::UnexpectedAnswer { .. }),
-        "{error:?}"
-    );
-    assert_eq!(error.category(), "unexpected-answer");
-    assert!(
-        !error.is_retryable(),
-        "a retry could post the message twice"
-    );
+    // Not retryable: a retry could post the message twice.
+    assert_unexpected_answer(&error, "Slack");
 }
 
 #[tokio::test]
 async fn a_webhook_that_does_not_answer_is_unreachable_and_worth_a_retry() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let slack = SlackChannel::new(
-        SecretValue::new(format!("http://127.0.0.1:{closed_port}{WEBHOOK_PATH}")),
+        SecretValue::new(format!("http://127.0.0.1:{}{WEBHOOK_PATH}", closed_port())),
         http::client(),
     )
     .unwrap();
     let error = slack.deliver(&alert("chat")).await.unwrap_err();
 
-    assert!(
-        matches!(error, NotifyError::Unreachable { .. }),
-        "{error:?}"
-    );
-    assert_eq!(error.category(), "unreachable");
-    assert!(error.is_retryable());
+    assert_unreachable(&error, "Slack");
 }
 
 #[tokio::test]
@@ -367,12 +340,8 @@ async fn the_webhook_url_never_appears_in_errors_or_debug_output() {
     let slack = channel(&receiver);
     let rejected = slack.deliver(&alert("chat")).await.unwrap_err();
 
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let unreachable = SlackChannel::new(
-        SecretValue::new(format!("http://127.0.0.1:{closed_port}{WEBHOOK_PATH}")),
+        SecretValue::new(format!("http://127.0.0.1:{}{WEBHOOK_PATH}", closed_port())),
         http::client(),
     )
     .unwrap()
@@ -386,18 +355,11 @@ async fn the_webhook_url_never_appears_in_errors_or_debug_output() {
     )
     .unwrap_err();
 
-    for text in [
-        format!("{rejected}"),
-        format!("{rejected:?}"),
-        format!("{unreachable}"),
-        format!("{unreachable:?}"),
-        format!("{refused}"),
-        format!("{refused:?}"),
-        format!("{slack:?}"),
-    ] {
-        assert!(!text.contains(TOKEN), "the token leaked: {text}");
-        assert!(!text.contains("B0002"), "the webhook path leaked: {text}");
-    }
+    // Neither the token nor the webhook path.
+    assert_none_contains(
+        &shown_texts([&rejected, &unreachable, &refused], &slack),
+        &[TOKEN, "B0002"],
+    );
     assert!(format!("{rejected}").contains("channel_not_found"));
 }
 
@@ -438,14 +400,13 @@ async fn a_webhook_url_must_be_https_unless_it_is_loopback() {
         ),
     ];
     for (url, problem) in refused {
-        let error = SlackChannel::new(SecretValue::new(url), http::client())
-            .expect_err("a URL that is neither https nor loopback is refused");
-        assert!(matches!(error, NotifyError::Setup(_)), "{error:?}");
-        assert_eq!(error.category(), "setup");
-        let text = error.to_string();
-        assert!(text.starts_with("the Slack webhook URL "), "{text}");
+        let text = refused_naming(
+            SlackChannel::new(SecretValue::new(url), http::client()),
+            url,
+            "the Slack webhook URL ",
+            &["token"],
+        );
         assert!(text.contains(problem), "{url:?}: {text}");
-        assert!(!text.contains("token"), "the URL leaked: {text}");
     }
 }
 

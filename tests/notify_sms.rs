@@ -12,6 +12,7 @@ use guardduty_operator::spec::notifications::SmsSpec;
 use serde_json::Value;
 
 use common::alerts::{alert, remediated, resolved};
+use common::channel_checks::assert_none_contains;
 
 const REGION: &str = "ap-northeast-3";
 
@@ -214,7 +215,7 @@ async fn numbers_that_are_not_e164_are_setup_errors_that_do_not_repeat_the_numbe
         message,
         "sms.phoneNumbers[1] is not an E.164 number such as +15555550100"
     );
-    assert!(!message.contains("0199"));
+    assert_none_contains(&[message], &["0199"]);
 }
 
 #[tokio::test]
@@ -261,8 +262,5 @@ async fn the_channel_shows_phone_numbers_only_masked() {
         debug.contains("…0100") && debug.contains("…0123"),
         "{debug}"
     );
-    assert!(
-        !debug.contains("5555550100") && !debug.contains("7700900123"),
-        "{debug}"
-    );
+    assert_none_contains(&[&debug], &["5555550100", "7700900123"]);
 }

@@ -285,14 +285,7 @@ impl LeaderElector {
     /// first) make this replica a follower; other API errors are returned.
     pub async fn try_acquire_or_renew(&self) -> Result<Role, LeaderError> {
         let name = &self.lease_name;
-        let current = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|source| LeaderError::Read {
-                name: name.clone(),
-                source,
-            })?;
+        let current = self.read().await?;
         let spec = current.as_ref().and_then(|lease| lease.spec.as_ref());
         let now = Timestamp::now();
         let decision = decide(spec, &self.identity, now);
@@ -346,15 +339,7 @@ impl LeaderElector {
     /// Gives the lease up if this replica still holds it.
     pub async fn release(&self) -> Result<(), LeaderError> {
         let name = &self.lease_name;
-        let current = self
-            .api
-            .get_opt(name)
-            .await
-            .map_err(|source| LeaderError::Read {
-                name: name.clone(),
-                source,
-            })?;
-        let Some(mut lease) = current else {
+        let Some(mut lease) = self.read().await? else {
             return Ok(());
         };
         let Some(spec) = lease.spec.as_ref() else {
@@ -373,6 +358,17 @@ impl LeaderElector {
             Err(error) if lost_race(&error) => Ok(()),
             Err(error) => Err(error),
         }
+    }
+
+    /// The lease as it is now (`None`: nobody created it yet).
+    async fn read(&self) -> Result<Option<Lease>, LeaderError> {
+        self.api
+            .get_opt(&self.lease_name)
+            .await
+            .map_err(|source| LeaderError::Read {
+                name: self.lease_name.clone(),
+                source,
+            })
     }
 
     async fn replace(&self, lease: Lease) -> Result<Lease, LeaderError> {

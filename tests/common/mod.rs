@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod alerts;
+pub mod channel_checks;
 pub mod cli;
 pub mod findings;
 pub mod mock_api;
