@@ -105,6 +105,11 @@ bench_bin="$CARGO_TARGET_DIR/release/examples/bench"
 start_moto
 start_emulator "$emulator_bin"
 aws_env_for_emulators
+# moto filters security group rules in Python over every rule of the region: with
+# 1000 groups one describe takes seconds and the queue of them can pass the
+# operator's 60 s per request. The bench measures calls and the operator's own
+# work, not moto's speed, so give moto time.
+export GDO_AWS_ATTEMPT_TIMEOUT_SECONDS=600
 
 # Runs a command with stdout to $1 and writes $2: {"rc", "wall" (s), "cpu" (s, user
 # + system), "maxrss_kib"}.

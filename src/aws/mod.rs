@@ -21,16 +21,38 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::ports::AwsError;
 
+/// Seconds one AWS request may take (default 60; the whole operation, retries
+/// included, may take three times that). Raise it for a slow endpoint, such as an
+/// emulator holding thousands of rules.
+pub const ATTEMPT_TIMEOUT_ENV: &str = "GDO_AWS_ATTEMPT_TIMEOUT_SECONDS";
+
+/// The attempt timeout from [`ATTEMPT_TIMEOUT_ENV`]: whole seconds from 1 to 3600;
+/// anything else (or nothing) is the default of 60 s.
+fn attempt_timeout(value: Option<&str>) -> Duration {
+    match value.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(seconds @ 1..=3600) => Duration::from_secs(seconds),
+        Some(_) | None => {
+            if value.is_some() {
+                tracing::warn!(
+                    "{ATTEMPT_TIMEOUT_ENV} must be whole seconds from 1 to 3600: using 60"
+                );
+            }
+            Duration::from_secs(60)
+        }
+    }
+}
+
 /// Loads the standard AWS configuration (environment, profiles, IRSA, IMDS),
 /// with `region` taking precedence when given. Per-service endpoints such as
 /// `AWS_ENDPOINT_URL_EC2` are honoured by the SDK itself.
 pub async fn load_config(region: Option<&str>) -> SdkConfig {
     // Bounded, so an endpoint that never answers fails the pass instead of hanging
     // a cron job; retries (standard mode, with backoff) stay the SDK's.
+    let attempt = attempt_timeout(std::env::var(ATTEMPT_TIMEOUT_ENV).ok().as_deref());
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(60))
-        .operation_timeout(Duration::from_secs(180))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3)
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(region) = region {
@@ -166,5 +188,19 @@ where
             code: None,
             message: crate::ports::error_chain(&error),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attempt_timeout_is_sixty_seconds_unless_a_sane_value_is_given() {
+        assert_eq!(attempt_timeout(None), Duration::from_secs(60));
+        assert_eq!(attempt_timeout(Some("600")), Duration::from_secs(600));
+        assert_eq!(attempt_timeout(Some("0")), Duration::from_secs(60));
+        assert_eq!(attempt_timeout(Some("5m")), Duration::from_secs(60));
+        assert_eq!(attempt_timeout(Some("99999")), Duration::from_secs(60));
     }
 }
