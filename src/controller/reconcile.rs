@@ -301,7 +301,8 @@ async fn apply<F: AwsFactory>(
         };
         let notified = notify(&channels, &report, alert_record(previous), &options).await;
         ctx.metrics.alerts(&notified);
-        for failure in notified.failures() {
+        let failures = notified.failures();
+        for failure in &failures {
             tracing::warn!(
                 policy = %policy.name_any(),
                 channel = %failure.channel,
@@ -312,8 +313,10 @@ async fn apply<F: AwsFactory>(
                 "alerts not delivered"
             );
         }
-        Some(notified)
+        Some((notified, failures))
     };
+    let (notified, failures) = notified.unzip();
+    let failures = failures.unwrap_or_default();
 
     // 4. Status and events (pure).
     let now = now();
@@ -325,11 +328,10 @@ async fn apply<F: AwsFactory>(
     );
     let status = with_alerts(status, notified.as_ref(), generation, &now);
     let mut events = events::transitions(previous, &status, Some(&report));
-    if let Some(notified) = &notified {
-        let failing: Vec<(String, String)> = notified
-            .failures()
-            .into_iter()
-            .map(|f| (f.channel, f.error))
+    if notified.is_some() {
+        let failing: Vec<(String, String)> = failures
+            .iter()
+            .map(|f| (f.channel.clone(), f.error.clone()))
             .collect();
         let before = previous
             .and_then(|p| p.alerts.as_ref())
@@ -343,8 +345,7 @@ async fn apply<F: AwsFactory>(
     patch_status_if_changed(api, policy, status).await?;
     publish(ctx, policy, &events).await;
 
-    let alerts_failed = notified.as_ref().is_some_and(|n| !n.failures().is_empty());
-    Ok(if report.failed() || alerts_failed {
+    Ok(if report.failed() || !failures.is_empty() {
         let throttled = report
             .failure
             .as_ref()

@@ -23,7 +23,7 @@ use super::secrets::SecretStore;
 use super::servicenow::ServiceNowChannel;
 use super::slack::SlackChannel;
 use super::sms::SmsChannel;
-use super::{Notifier, NotifyError, SecretValue};
+use super::{Notifier, NotifyError};
 use crate::domain::alert::{
     Alert, AlertEvent, AlertLimits, AlertRecord, Listing, Route, plan_alerts,
 };
@@ -92,6 +92,16 @@ async fn build_notifier(
         let (name, key) = (name.to_string(), key.to_string());
         async move { secrets.get(&name, &key).await.map_err(NotifyError::Setup) }
     };
+    // A credentials Secret: the key `user`, and the key of the password or token.
+    let login = |name: &str, password_key: &'static str| {
+        let name = name.to_string();
+        async move {
+            Ok::<_, NotifyError>((
+                secret(&name, "user").await?,
+                secret(&name, password_key).await?,
+            ))
+        }
+    };
     Ok(match spec {
         ChannelSpec::Slack(slack) => {
             let r = &slack.webhook_url_secret_ref;
@@ -109,34 +119,26 @@ async fn build_notifier(
             )?)
         }
         ChannelSpec::Jira(jira) => {
-            let name = &jira.credentials_secret_ref.name;
-            Box::new(JiraChannel::new(
-                jira,
-                secret(name, "user").await?,
-                secret(name, "token").await?,
-                http.clone(),
-            )?)
+            let (user, token) = login(&jira.credentials_secret_ref.name, "token").await?;
+            Box::new(JiraChannel::new(jira, user, token, http.clone())?)
         }
         ChannelSpec::ServiceNow(service_now) => {
-            let name = &service_now.credentials_secret_ref.name;
+            let (user, password) =
+                login(&service_now.credentials_secret_ref.name, "password").await?;
             Box::new(ServiceNowChannel::new(
                 service_now,
-                secret(name, "user").await?,
-                secret(name, "password").await?,
+                user,
+                password,
                 http.clone(),
             )?)
         }
         ChannelSpec::Email(email) => match &email.smtp {
             None => Box::new(EmailChannel::ses(email, aws.ses.clone())?),
             Some(smtp) => {
-                let credentials: Option<(SecretValue, SecretValue)> =
-                    match &smtp.credentials_secret_ref {
-                        Some(r) => Some((
-                            secret(&r.name, "user").await?,
-                            secret(&r.name, "password").await?,
-                        )),
-                        None => None,
-                    };
+                let credentials = match &smtp.credentials_secret_ref {
+                    Some(r) => Some(login(&r.name, "password").await?),
+                    None => None,
+                };
                 Box::new(EmailChannel::smtp(email, smtp, credentials)?)
             }
         },
