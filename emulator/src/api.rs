@@ -1,5 +1,8 @@
 //! The GuardDuty operations, one handler each, on GuardDuty's REST-JSON paths. A handler
-//! counts the call, reads and validates its input, and asks the [`Store`] for the answer.
+//! counts the call, reads and validates its input, and asks the
+//! [`Store`](crate::store::Store) for the answer in the Region the request is signed for
+//! ([`SignedRegion`]): a detector of another Region is answered as GuardDuty answers any
+//! detector the caller does not own.
 
 use std::collections::HashMap;
 
@@ -17,6 +20,7 @@ use crate::criteria::{Criteria, SortOrder};
 use crate::detectors::{NewDetector, PUBLISHING_FREQUENCIES};
 use crate::error::ApiError;
 use crate::ids;
+use crate::region::SignedRegion;
 use crate::samples::{DEFAULT_SAMPLE_TYPES, is_well_formed_type, sample_finding};
 use crate::statistics::{GroupBy, StatisticsRequest, finding_statistics};
 use crate::store::ListQuery;
@@ -63,6 +67,7 @@ pub(crate) fn routes() -> Router<Emulator> {
 /// `GET /detector?maxResults=&nextToken=`
 async fn list_detectors(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult {
     let store = emulator.begin("ListDetectors")?;
@@ -75,7 +80,7 @@ async fn list_detectors(
         MAX_DETECTOR_IDS,
         MAX_DETECTOR_IDS,
     )?;
-    let ids = store.detectors.ids();
+    let ids = store.detectors.ids(region.as_str());
     let start = match query.get("nextToken") {
         None => 0,
         Some(token) => decode_detector_token(token, ids.len())?,
@@ -97,7 +102,11 @@ fn decode_detector_token(token: &str, detector_count: usize) -> Result<usize, Ap
 }
 
 /// `POST /detector`
-async fn create_detector(State(emulator): State<Emulator>, body: Bytes) -> ApiResult {
+async fn create_detector(
+    State(emulator): State<Emulator>,
+    region: SignedRegion,
+    body: Bytes,
+) -> ApiResult {
     let mut store = emulator.begin("CreateDetector")?;
     let body = RequestBody::parse(&body)?;
     let enabled = body
@@ -117,7 +126,9 @@ async fn create_detector(State(emulator): State<Emulator>, body: Bytes) -> ApiRe
         finding_publishing_frequency: frequency.map(str::to_owned),
         tags: string_map(body.object("tags")?, "tags")?,
     };
-    let detector_id = store.detectors.create(request, ids::hex32(), now_ms());
+    let detector_id = store
+        .detectors
+        .create(region.as_str(), request, ids::hex32(), now_ms());
     Ok(Json(json!({ "detectorId": detector_id })))
 }
 
@@ -135,12 +146,13 @@ fn string_map(
 /// `GET /detector/{detectorId}`
 async fn get_detector(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     Path(detector_id): Path<String>,
 ) -> ApiResult {
     let store = emulator.begin("GetDetector")?;
     let detector = store
         .detectors
-        .get(&detector_id)
+        .get(region.as_str(), &detector_id)
         .ok_or_else(ApiError::unknown_detector)?;
     Ok(Json(detector.to_json()))
 }
@@ -148,11 +160,12 @@ async fn get_detector(
 /// `POST /detector/{detectorId}/findings`
 async fn list_findings(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     Path(detector_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let mut store = emulator.begin("ListFindings")?;
-    store.require_detector(&detector_id)?;
+    store.require_detector(region.as_str(), &detector_id)?;
     let body = RequestBody::parse(&body)?;
     let criteria = Criteria::parse(body.object("findingCriteria")?)?;
     let sort = SortOrder::parse(body.object("sortCriteria")?)?;
@@ -164,11 +177,13 @@ async fn list_findings(
     )?;
     let query_text = |field: &str| body.get(field).map(Value::to_string).unwrap_or_default();
     let query = ListQuery {
+        region: region.as_str(),
         detector_id: &detector_id,
         criteria: &criteria,
         sort: sort.as_ref(),
         key: format!(
-            "{detector_id}\n{}\n{}",
+            "{}\n{detector_id}\n{}\n{}",
+            region.as_str(),
             query_text("findingCriteria"),
             query_text("sortCriteria")
         ),
@@ -186,59 +201,84 @@ async fn list_findings(
 /// `POST /detector/{detectorId}/findings/get`
 async fn get_findings(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     Path(detector_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let store = emulator.begin("GetFindings")?;
-    store.require_detector(&detector_id)?;
+    store.require_detector(region.as_str(), &detector_id)?;
     let body = RequestBody::parse(&body)?;
     let finding_ids = body.bounded_string_list("findingIds", MAX_FINDING_IDS)?;
     let sort = SortOrder::parse(body.object("sortCriteria")?)?;
-    let findings = store.get_findings(&detector_id, &finding_ids, sort.as_ref());
+    let findings = store.get_findings(region.as_str(), &detector_id, &finding_ids, sort.as_ref());
     Ok(Json(json!({ "findings": findings })))
 }
 
 /// `POST /detector/{detectorId}/findings/archive`
 async fn archive_findings(
     emulator: State<Emulator>,
+    region: SignedRegion,
     detector_id: Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    set_archived(emulator, detector_id, &body, "ArchiveFindings", true)
+    set_archived(
+        emulator,
+        &region,
+        detector_id,
+        &body,
+        "ArchiveFindings",
+        true,
+    )
 }
 
 /// `POST /detector/{detectorId}/findings/unarchive`
 async fn unarchive_findings(
     emulator: State<Emulator>,
+    region: SignedRegion,
     detector_id: Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    set_archived(emulator, detector_id, &body, "UnarchiveFindings", false)
+    set_archived(
+        emulator,
+        &region,
+        detector_id,
+        &body,
+        "UnarchiveFindings",
+        false,
+    )
 }
 
 fn set_archived(
     State(emulator): State<Emulator>,
+    region: &SignedRegion,
     Path(detector_id): Path<String>,
     body: &[u8],
     operation: &str,
     archived: bool,
 ) -> ApiResult {
     let mut store = emulator.begin(operation)?;
-    store.require_detector(&detector_id)?;
+    store.require_detector(region.as_str(), &detector_id)?;
     let finding_ids =
         RequestBody::parse(body)?.bounded_string_list("findingIds", MAX_FINDING_IDS)?;
-    store.set_archived(&detector_id, &finding_ids, archived, now_ms());
+    store.set_archived(
+        region.as_str(),
+        &detector_id,
+        &finding_ids,
+        archived,
+        now_ms(),
+    );
     Ok(Json(json!({})))
 }
 
 /// `POST /detector/{detectorId}/findings/feedback`
 async fn update_findings_feedback(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     Path(detector_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let mut store = emulator.begin("UpdateFindingsFeedback")?;
-    store.require_detector(&detector_id)?;
+    store.require_detector(region.as_str(), &detector_id)?;
     let body = RequestBody::parse(&body)?;
     let finding_ids = body.bounded_string_list("findingIds", MAX_FINDING_IDS)?;
     let feedback = match body.string("feedback")? {
@@ -250,19 +290,27 @@ async fn update_findings_feedback(
         }
         None => return Err(invalid_input("feedback is required")),
     };
-    let _comments = body.string("comments")?; // accepted; a finding keeps no comment
-    store.set_feedback(&detector_id, &finding_ids, feedback);
+    let comments = body.string("comments")?;
+    store.set_feedback(
+        region.as_str(),
+        &detector_id,
+        &finding_ids,
+        feedback,
+        comments,
+        now_ms(),
+    );
     Ok(Json(json!({})))
 }
 
 /// `POST /detector/{detectorId}/findings/create`
 async fn create_sample_findings(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     Path(detector_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let mut store = emulator.begin("CreateSampleFindings")?;
-    store.require_detector(&detector_id)?;
+    store.require_detector(region.as_str(), &detector_id)?;
     let body = RequestBody::parse(&body)?;
     let mut finding_types = body.string_list("findingTypes")?.unwrap_or_default();
     if finding_types.len() > MAX_FINDING_IDS {
@@ -285,7 +333,13 @@ async fn create_sample_findings(
     let now = now_ms();
     for finding_type in &finding_types {
         store.put(
-            sample_finding(finding_type, &detector_id, &ids::hex32(), now),
+            sample_finding(
+                finding_type,
+                region.as_str(),
+                &detector_id,
+                &ids::hex32(),
+                now,
+            ),
             now,
         );
     }
@@ -295,15 +349,16 @@ async fn create_sample_findings(
 /// `POST /detector/{detectorId}/findings/statistics`
 async fn get_findings_statistics(
     State(emulator): State<Emulator>,
+    region: SignedRegion,
     Path(detector_id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
     let store = emulator.begin("GetFindingsStatistics")?;
-    store.require_detector(&detector_id)?;
+    store.require_detector(region.as_str(), &detector_id)?;
     let body = RequestBody::parse(&body)?;
     let request = statistics_request(&body)?;
     let criteria = Criteria::parse(body.object("findingCriteria")?)?;
-    let findings = store.matching(&detector_id, &criteria);
+    let findings = store.matching(region.as_str(), &detector_id, &criteria);
     Ok(Json(
         json!({ "findingStatistics": finding_statistics(&findings, &request) }),
     ))

@@ -42,6 +42,16 @@ impl ApiError {
         Self::bad_request("The request is rejected because the input nextToken is invalid.")
     }
 
+    /// 404 from a control route, for something the emulator does not hold.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "NotFoundException",
+            internal_type: "NotFoundException",
+            message: message.into(),
+        }
+    }
+
     /// 500 `InternalServerErrorException`.
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self {

@@ -2,15 +2,18 @@
 //! the members GuardDuty always sets (filled in when absent), and `additionalInfo` put
 //! into the API's shape (`{"value": "<JSON text>", "type": "default"}`) when it arrives in
 //! the EventBridge shape (`{"sample": true, ...}`).
+//!
+//! A finding is owned by the detector its `service.detectorId` names in the Region its
+//! `region` names (`us-east-1` when absent), whatever its `accountId`: a delegated
+//! administrator's detector holds its member accounts' findings too.
 
 use serde_json::{Map, Value, json};
 
+use crate::region::DEFAULT_REGION as REGION;
 use crate::time::{format_iso8601, parse_iso8601};
 
-/// The account the emulator pretends to be.
+/// The account the emulator pretends to be (the administrator, in GuardDuty's terms).
 pub(crate) const ACCOUNT_ID: &str = "123456789012";
-/// The Region the emulator pretends to be in.
-pub(crate) const REGION: &str = "us-east-1";
 
 /// The id of a stored finding.
 pub(crate) fn finding_id(finding: &Value) -> &str {
@@ -22,6 +25,16 @@ pub(crate) fn detector_of(finding: &Value) -> &str {
     finding["service"]["detectorId"]
         .as_str()
         .unwrap_or_default()
+}
+
+/// The Region a stored finding belongs to (`region`, always set once stored).
+pub(crate) fn region_of(finding: &Value) -> &str {
+    finding["region"].as_str().unwrap_or(REGION)
+}
+
+/// Whether a stored finding belongs to this detector of this Region.
+pub(crate) fn belongs_to(finding: &Value, region: &str, detector_id: &str) -> bool {
+    detector_of(finding) == detector_id && region_of(finding) == region
 }
 
 /// Checks one posted finding (`findings[index]`) and completes it for storage.
@@ -47,6 +60,12 @@ pub(crate) fn prepare(index: usize, finding: Value, now_ms: i64) -> Result<Value
     require_text(service, "detectorId")
         .map_err(|problem| format!("{} {problem}", field("service.detectorId")))?;
     complete_service(service);
+    for name in ["region", "accountId"] {
+        if finding.get(name).is_some_and(|value| !value.is_null()) {
+            require_text(&finding, name)
+                .map_err(|_| format!("{} must be a non-empty string when given", field(name)))?;
+        }
+    }
     for timestamp in ["createdAt", "updatedAt"] {
         check_timestamp(finding.get(timestamp))
             .map_err(|problem| format!("{} {problem}", field(timestamp)))?;
@@ -181,6 +200,22 @@ mod tests {
             finding["service"]["additionalInfo"],
             json!({ "value": "{\"sample\":true}", "type": "default" })
         );
+    }
+
+    #[test]
+    fn a_region_or_account_that_is_not_text_is_rejected() {
+        for member in ["region", "accountId"] {
+            let mut finding = minimal();
+            finding[member] = json!(12);
+            let error = prepare(0, finding, 0).expect_err("invalid");
+            assert!(error.contains(&format!("findings[0].{member}")), "{error}");
+        }
+        let mut finding = minimal();
+        finding["region"] = json!("eu-west-1");
+        let finding = prepare(0, finding, 0).expect("valid");
+        assert_eq!(region_of(&finding), "eu-west-1");
+        assert!(belongs_to(&finding, "eu-west-1", "d1"));
+        assert!(!belongs_to(&finding, REGION, "d1"));
     }
 
     #[test]

@@ -14,6 +14,44 @@
 //! Findings are kept as GuardDuty's JSON (`serde_json::Value`) and filtered by dotted
 //! field paths, as GuardDuty does; no typed model of a finding exists here, so a parsing
 //! mistake elsewhere cannot hide behind a mirror image of itself.
+//!
+//! # Regions, detectors, accounts
+//!
+//! One emulator serves every Region, each as GuardDuty serves its own:
+//!
+//! - A request is answered for the Region its SigV4 signature names, the credential scope
+//!   of its `Authorization` header (`Credential=AKID/DATE/REGION/guardduty/aws4_request`),
+//!   which the SDK takes from its configured Region; a request without a readable one is
+//!   answered for [`DEFAULT_REGION`] (`us-east-1`). The signature is not verified.
+//! - A finding belongs to the detector its `service.detectorId` names in the Region its
+//!   `region` names (`us-east-1` when the posted finding has none). That detector exists,
+//!   in that Region only, from the moment a finding names it.
+//! - A Region without any detector has one default detector,
+//!   [`default_detector_id`]`(region)`: [`DEFAULT_DETECTOR_ID`] in `us-east-1`, and in
+//!   every other Region an id derived from the Region's name, the same in every run.
+//!   `CreateDetector` creates a detector in the Region of the request.
+//! - Every operation on a detector (GetDetector, ListFindings, GetFindings,
+//!   Archive/UnarchiveFindings, UpdateFindingsFeedback, CreateSampleFindings,
+//!   GetFindingsStatistics) reaches only that Region's detectors; a detector of another
+//!   Region is refused as GuardDuty refuses any detector the caller does not own (HTTP 400
+//!   `BadRequestException`, "...the input detectorId is not owned by the current account.").
+//! - Nothing filters by account: a finding whose `accountId` is a member account's is
+//!   served by the detector it names, as a delegated administrator's detector serves its
+//!   members' findings.
+//!
+//! A test picks the Region of its calls with the SDK's Region
+//! (`aws_config::defaults(..).region(Region::new("eu-west-1"))`), and posts findings whose
+//! `region` is that Region.
+//!
+//! # Criteria and replacement
+//!
+//! `FindingCriteria` compares `updatedAt` (an ISO-8601 string in the finding) with the
+//! epoch milliseconds GuardDuty's wire format uses (`greaterThanOrEqual`, `greaterThan`,
+//! `lessThan`, `lessThanOrEqual`, and the deprecated 32-bit `gte`/`gt`/`lt`/`lte`). A finding
+//! posted again with the same id replaces the old one in place, and the next ListFindings
+//! filters the replacement. `UpdateFindingsFeedback` sets `service.userFeedback` and is
+//! recorded per finding, with its comments: read it with [`Emulator::feedback`] or
+//! `GET /_emulator/findings/{findingId}/feedback`.
 #![forbid(unsafe_code)]
 
 mod api;
@@ -25,6 +63,7 @@ mod error;
 mod ids;
 mod ingest;
 mod listing;
+mod region;
 mod samples;
 mod statistics;
 mod store;
@@ -44,9 +83,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use control::parse_findings_document;
-pub use detectors::DEFAULT_DETECTOR_ID;
+pub use detectors::{DEFAULT_DETECTOR_ID, default_detector_id};
 pub use error::ApiError;
+pub use region::DEFAULT_REGION;
 
+use region::SignedRegion;
 use store::Store;
 
 /// Which requests the emulator logs to stderr.
@@ -75,7 +116,7 @@ impl Default for Emulator {
 }
 
 impl Emulator {
-    /// An emulator with no findings and the default detector.
+    /// An emulator with no findings and a default detector in every Region.
     pub fn new() -> Self {
         Self {
             store: Arc::new(Mutex::new(Store::new(time::now_ms()))),
@@ -91,24 +132,61 @@ impl Emulator {
     }
 
     /// Stores findings in the JSON shape GetFindings returns; a finding whose id exists
-    /// replaces it in place. All or nothing: returns how many were stored, or why none were.
+    /// replaces it in place. Each goes to the detector its `service.detectorId` names in the
+    /// Region its `region` names (`us-east-1` when absent). All or nothing: returns how many
+    /// were stored, or why none were.
     pub fn upsert_findings(&self, findings: Vec<Value>) -> Result<usize, String> {
         self.lock().upsert(findings, time::now_ms())
     }
 
-    /// The finding with this id, as stored (and as GetFindings returns it).
+    /// The finding with this id, whatever its Region, as stored (and as GetFindings returns it).
     pub fn finding(&self, id: &str) -> Option<Value> {
         self.lock().finding(id).cloned()
     }
 
-    /// Every stored finding, in insertion order.
+    /// Every stored finding, every Region's, in insertion order.
     pub fn findings(&self) -> Vec<Value> {
         self.lock().all_findings().to_vec()
     }
 
-    /// The ids ListDetectors returns.
+    /// The ids ListDetectors returns in [`DEFAULT_REGION`] (`us-east-1`).
     pub fn detector_ids(&self) -> Vec<String> {
-        self.lock().detectors.ids()
+        self.detector_ids_in(DEFAULT_REGION)
+    }
+
+    /// The ids ListDetectors returns in `region`.
+    pub fn detector_ids_in(&self, region: &str) -> Vec<String> {
+        self.lock().detectors.ids(region)
+    }
+
+    /// The detector ids of every Region that holds a detector other than its default one,
+    /// and of [`DEFAULT_REGION`] always.
+    pub fn detectors_by_region(&self) -> BTreeMap<String, Vec<String>> {
+        let store = self.lock();
+        let mut regions = store.detectors.regions();
+        if !regions.iter().any(|region| region == DEFAULT_REGION) {
+            regions.push(DEFAULT_REGION.to_owned());
+        }
+        regions
+            .into_iter()
+            .map(|region| {
+                let ids = store.detectors.ids(&region);
+                (region, ids)
+            })
+            .collect()
+    }
+
+    /// The feedback given on the finding with this id with UpdateFindingsFeedback, as
+    /// `GET /_emulator/findings/{findingId}/feedback` answers it:
+    /// `{"findingId", "feedback", "comments", "submissions": [...]}` (see that route). `None`
+    /// when the emulator holds no such finding.
+    pub fn feedback(&self, finding_id: &str) -> Option<Value> {
+        let store = self.lock();
+        store.finding(finding_id)?;
+        Some(control::feedback_document(
+            finding_id,
+            store.feedback(finding_id),
+        ))
     }
 
     /// How many times each operation (`"ListFindings"`, `"GetFindings"`, ...) was called,
@@ -232,6 +310,7 @@ async fn unknown_operation(method: Method, uri: Uri) -> ApiError {
 async fn tag_and_log(State(emulator): State<Emulator>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let region = SignedRegion::of(request.headers());
     let mut response = next.run(request).await;
     let request_id = ids::uuid();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -245,7 +324,8 @@ async fn tag_and_log(State(emulator): State<Emulator>, request: Request, next: N
     };
     if log {
         eprintln!(
-            "guardduty-emulator: {method} {path} -> {} ({request_id})",
+            "guardduty-emulator: {} {method} {path} -> {} ({request_id})",
+            region.as_str(),
             status.as_u16()
         );
     }

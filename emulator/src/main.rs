@@ -1,6 +1,7 @@
 //! `guardduty-emulator --listen ADDR [--findings FILE]...`: serves the GuardDuty emulator,
 //! seeded from files holding `{"findings": [...]}`, and prints one line to stdout,
 //! `listening on http://IP:PORT`, once it accepts connections. Logs go to stderr.
+//! Every Region is served on the one address (see the library documentation).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -11,13 +12,21 @@ use clap::Parser;
 use guardduty_emulator::{Emulator, RequestLog, parse_findings_document};
 
 /// A local emulator of the Amazon GuardDuty API (REST-JSON), for tests and demos.
+///
+/// Every Region is served on the one address: a request is answered for the Region its
+/// SigV4 signature names (the SDK's configured Region; us-east-1 when it names none), and a
+/// finding belongs to the detector its service.detectorId names in the Region its region
+/// member names (us-east-1 when absent). A Region without detectors has one default detector:
+/// 12abc34d567e8fa901bc2d34e56789f0 in us-east-1, elsewhere an id derived from the Region's
+/// name (printed at start for the Regions the loaded findings use).
 #[derive(Debug, Parser)]
 #[command(name = "guardduty-emulator", version)]
 struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
-    /// A JSON file `{"findings": [...]}` to load at start (repeatable).
+    /// A JSON file `{"findings": [...]}` (GetFindings' shape) to load at start (repeatable); a
+    /// later file's finding replaces an earlier one with the same id.
     #[arg(long = "findings", value_name = "FILE")]
     findings: Vec<PathBuf>,
     /// Log every request to stderr, not only failed ones.
@@ -57,10 +66,9 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|error| format!("failed to listen on {}: {error}", args.listen))?;
     announce(&running.url).map_err(|error| format!("failed to write to stdout: {error}"))?;
-    eprintln!(
-        "guardduty-emulator: detectors {:?}",
-        emulator.detector_ids()
-    );
+    for (region, detectors) in emulator.detectors_by_region() {
+        eprintln!("guardduty-emulator: detectors in {region}: {detectors:?}");
+    }
     tokio::select! {
         served = async { running.wait().await } => served.map_err(|error| format!("server failed: {error}")),
         _ = tokio::signal::ctrl_c() => {

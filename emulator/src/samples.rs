@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::ingest::{ACCOUNT_ID, REGION};
+use crate::ingest::ACCOUNT_ID;
 use crate::time::format_iso8601;
 
 /// The types sampled when `findingTypes` is empty or absent.
@@ -166,9 +166,10 @@ fn instance_resource() -> Value {
     })
 }
 
-/// One complete sample finding of `finding_type` for `detector_id`.
+/// One complete sample finding of `finding_type` for `detector_id` of `region`.
 pub(crate) fn sample_finding(
     finding_type: &str,
+    region: &str,
     detector_id: &str,
     id: &str,
     now_ms: i64,
@@ -178,10 +179,10 @@ pub(crate) fn sample_finding(
     json!({
         "schemaVersion": "2.0",
         "accountId": ACCOUNT_ID,
-        "region": REGION,
+        "region": region,
         "partition": "aws",
         "id": id,
-        "arn": format!("arn:aws:guardduty:{REGION}:{ACCOUNT_ID}:detector/{detector_id}/finding/{id}"),
+        "arn": format!("arn:aws:guardduty:{region}:{ACCOUNT_ID}:detector/{detector_id}/finding/{id}"),
         "type": finding_type,
         "resource": instance_resource(),
         "service": {
@@ -218,10 +219,21 @@ mod tests {
 
     #[test]
     fn brute_force_samples_are_inbound_on_their_service_port() {
-        let ssh = sample_finding("UnauthorizedAccess:EC2/SSHBruteForce", "d", "f", 0);
+        let ssh = sample_finding(
+            "UnauthorizedAccess:EC2/SSHBruteForce",
+            "eu-west-1",
+            "d",
+            "f",
+            0,
+        );
         let action = &ssh["service"]["action"]["networkConnectionAction"];
         assert_eq!(action["connectionDirection"], "INBOUND");
         assert_eq!(action["localPortDetails"]["port"], 22);
+        assert_eq!(ssh["region"], "eu-west-1");
+        assert_eq!(
+            ssh["arn"],
+            "arn:aws:guardduty:eu-west-1:123456789012:detector/d/finding/f"
+        );
         assert!(
             ssh["title"]
                 .as_str()

@@ -1,6 +1,10 @@
 //! The emulator's state: findings as GuardDuty JSON in insertion order (a replaced
-//! finding keeps its place), the detectors, the `ListFindings` snapshots, and how many
-//! times each operation was called. Operations here assume validated input.
+//! finding keeps its place), the detectors of every Region, the `ListFindings` snapshots,
+//! the feedback given on findings, and how many times each operation was called.
+//! Operations here assume validated input.
+//!
+//! Every operation on findings names a Region and a detector, and reaches only the
+//! findings that belong to both ([`belongs_to`]); none looks at a finding's account.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,7 +13,7 @@ use serde_json::{Value, json};
 use crate::criteria::{Criteria, SortOrder};
 use crate::detectors::Detectors;
 use crate::error::ApiError;
-use crate::ingest::{self, detector_of, finding_id};
+use crate::ingest::{self, belongs_to, detector_of, finding_id, region_of};
 use crate::listing::{Listings, Page};
 use crate::time::format_iso8601;
 
@@ -21,17 +25,30 @@ pub(crate) struct Store {
     /// Bumped by every write; a `ListFindings` snapshot of an older generation is stale.
     generation: u64,
     listings: Listings,
+    /// UpdateFindingsFeedback calls, per finding id.
+    feedback: HashMap<String, Vec<FeedbackSubmission>>,
     request_counts: BTreeMap<String, u64>,
     /// Calls still to fail with an internal error, per operation.
     injected_failures: HashMap<String, u32>,
 }
 
+/// One `UpdateFindingsFeedback` call, as recorded for one of its findings.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedbackSubmission {
+    pub(crate) feedback: String,
+    pub(crate) comments: Option<String>,
+    pub(crate) region: String,
+    pub(crate) detector_id: String,
+    pub(crate) submitted_at_ms: i64,
+}
+
 /// The parsed input of one `ListFindings` call.
 pub(crate) struct ListQuery<'a> {
+    pub(crate) region: &'a str,
     pub(crate) detector_id: &'a str,
     pub(crate) criteria: &'a Criteria,
     pub(crate) sort: Option<&'a SortOrder>,
-    /// Identifies the query (detector, criteria, sort) for snapshot reuse and tokens.
+    /// Identifies the query (Region, detector, criteria, sort) for snapshot reuse and tokens.
     pub(crate) key: String,
     pub(crate) page_size: usize,
     pub(crate) next_token: Option<&'a str>,
@@ -45,6 +62,7 @@ impl Store {
             detectors: Detectors::new(now_ms),
             generation: 0,
             listings: Listings::default(),
+            feedback: HashMap::new(),
             request_counts: BTreeMap::new(),
             injected_failures: HashMap::new(),
         }
@@ -88,9 +106,21 @@ impl Store {
     }
 
     /// Stores a complete finding: replaces the one with the same id in place, or appends.
-    pub(crate) fn put(&mut self, finding: Value, now_ms: i64) {
-        self.detectors.ensure(detector_of(&finding), now_ms);
+    /// Feedback given with `UpdateFindingsFeedback` is the user's, not GuardDuty's: it stays
+    /// on a replacement that carries no `service.userFeedback` of its own.
+    pub(crate) fn put(&mut self, mut finding: Value, now_ms: i64) {
+        self.detectors
+            .ensure(region_of(&finding), detector_of(&finding), now_ms);
         let id = finding_id(&finding).to_owned();
+        let given = self
+            .feedback
+            .get(&id)
+            .and_then(|submissions| submissions.last());
+        if let Some(given) = given
+            && finding["service"]["userFeedback"].is_null()
+        {
+            finding["service"]["userFeedback"] = json!(given.feedback);
+        }
         match self.position_by_id.get(&id) {
             Some(&position) => self.findings[position] = finding,
             None => {
@@ -111,8 +141,9 @@ impl Store {
         &self.findings
     }
 
-    pub(crate) fn require_detector(&self, detector_id: &str) -> Result<(), ApiError> {
-        if self.detectors.contains(detector_id) {
+    /// Fails as GuardDuty does for a detector that is not the caller's in this Region.
+    pub(crate) fn require_detector(&self, region: &str, detector_id: &str) -> Result<(), ApiError> {
+        if self.detectors.contains(region, detector_id) {
             Ok(())
         } else {
             Err(ApiError::unknown_detector())
@@ -120,10 +151,15 @@ impl Store {
     }
 
     /// The detector's findings that satisfy `criteria`, in insertion order.
-    pub(crate) fn matching(&self, detector_id: &str, criteria: &Criteria) -> Vec<&Value> {
+    pub(crate) fn matching(
+        &self,
+        region: &str,
+        detector_id: &str,
+        criteria: &Criteria,
+    ) -> Vec<&Value> {
         self.findings
             .iter()
-            .filter(|finding| detector_of(finding) == detector_id && criteria.matches(finding))
+            .filter(|finding| belongs_to(finding, region, detector_id) && criteria.matches(finding))
             .collect()
     }
 
@@ -157,11 +193,12 @@ impl Store {
     /// The detector's findings with these ids (unknown ids are left out, duplicates once).
     pub(crate) fn get_findings(
         &self,
+        region: &str,
         detector_id: &str,
         ids: &[String],
         sort: Option<&SortOrder>,
     ) -> Vec<Value> {
-        let mut found = self.positions_in_detector(detector_id, ids);
+        let mut found = self.positions_in_detector(region, detector_id, ids);
         if let Some(sort) = sort {
             sort.sort(&mut found, |&position| &self.findings[position]);
         }
@@ -174,42 +211,78 @@ impl Store {
     /// Sets `service.archived` and bumps `updatedAt` of the detector's findings with these ids.
     pub(crate) fn set_archived(
         &mut self,
+        region: &str,
         detector_id: &str,
         ids: &[String],
         archived: bool,
         now_ms: i64,
     ) {
         let updated_at = format_iso8601(now_ms);
-        self.update(detector_id, ids, |finding| {
+        self.update(region, detector_id, ids, |finding| {
             finding["service"]["archived"] = json!(archived);
             finding["updatedAt"] = json!(updated_at);
         });
     }
 
-    /// Records the caller's feedback (`USEFUL` / `NOT_USEFUL`) in `service.userFeedback`.
-    pub(crate) fn set_feedback(&mut self, detector_id: &str, ids: &[String], feedback: &str) {
-        self.update(detector_id, ids, |finding| {
-            finding["service"]["userFeedback"] = json!(feedback)
+    /// Records the caller's feedback (`USEFUL` / `NOT_USEFUL`) in `service.userFeedback`
+    /// and, with its comments, in the feedback record of each of the detector's findings.
+    pub(crate) fn set_feedback(
+        &mut self,
+        region: &str,
+        detector_id: &str,
+        ids: &[String],
+        feedback: &str,
+        comments: Option<&str>,
+        now_ms: i64,
+    ) {
+        let positions = self.update(region, detector_id, ids, |finding| {
+            finding["service"]["userFeedback"] = json!(feedback);
         });
+        for position in positions {
+            let id = finding_id(&self.findings[position]).to_owned();
+            self.feedback
+                .entry(id)
+                .or_default()
+                .push(FeedbackSubmission {
+                    feedback: feedback.to_owned(),
+                    comments: comments.map(str::to_owned),
+                    region: region.to_owned(),
+                    detector_id: detector_id.to_owned(),
+                    submitted_at_ms: now_ms,
+                });
+        }
     }
 
-    fn update(&mut self, detector_id: &str, ids: &[String], change: impl Fn(&mut Value)) {
-        let positions = self.positions_in_detector(detector_id, ids);
+    /// Every feedback given on the finding with this id, oldest first.
+    pub(crate) fn feedback(&self, id: &str) -> &[FeedbackSubmission] {
+        self.feedback.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Changes the detector's findings with these ids; returns their positions.
+    fn update(
+        &mut self,
+        region: &str,
+        detector_id: &str,
+        ids: &[String],
+        change: impl Fn(&mut Value),
+    ) -> Vec<usize> {
+        let positions = self.positions_in_detector(region, detector_id, ids);
         for &position in &positions {
             change(&mut self.findings[position]);
         }
         if !positions.is_empty() {
             self.generation += 1;
         }
+        positions
     }
 
-    fn positions_in_detector(&self, detector_id: &str, ids: &[String]) -> Vec<usize> {
+    fn positions_in_detector(&self, region: &str, detector_id: &str, ids: &[String]) -> Vec<usize> {
         let mut positions: Vec<usize> = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(&position) = self.position_by_id.get(id) else {
                 continue;
             };
-            if detector_of(&self.findings[position]) == detector_id
+            if belongs_to(&self.findings[position], region, detector_id)
                 && !positions.contains(&position)
             {
                 positions.push(position);
@@ -224,7 +297,7 @@ fn matching_positions(findings: &[Value], query: &ListQuery<'_>) -> Vec<usize> {
         .iter()
         .enumerate()
         .filter(|(_, finding)| {
-            detector_of(finding) == query.detector_id && query.criteria.matches(finding)
+            belongs_to(finding, query.region, query.detector_id) && query.criteria.matches(finding)
         })
         .map(|(position, _)| position)
         .collect();

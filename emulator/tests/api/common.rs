@@ -1,5 +1,7 @@
 //! Shared test fixtures: an emulator with an SDK client pointed at it, finding JSON
 //! built from one good example plus changes, and a tiny HTTP client for `/_emulator/`.
+//! The SDK signs every request for its configured Region, which is how the emulator
+//! tells Regions apart: `client` is in `us-east-1`, `client_in` in any Region.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,6 +36,11 @@ impl Harness {
     }
 
     /// A harness whose emulator already holds these findings.
+    /// Another SDK client of the same emulator, signing for `region`.
+    pub async fn client_in(&self, region: &str) -> Client {
+        client_in(&self.running.url, region).await
+    }
+
     pub async fn with(findings: Vec<Value>) -> Self {
         let harness = Self::start().await;
         harness
@@ -45,11 +52,17 @@ impl Harness {
     }
 }
 
-/// The real SDK client, configured only by endpoint URL, Region and static credentials.
+/// The real SDK client, configured only by endpoint URL, Region (`us-east-1`) and static
+/// credentials.
 pub async fn client(url: &str) -> Client {
+    client_in(url, "us-east-1").await
+}
+
+/// The real SDK client in `region`: its requests are signed for that Region.
+pub async fn client_in(url: &str, region: &str) -> Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new(
             "AKIDEMULATOR",
             "emulator-secret",
@@ -137,7 +150,33 @@ impl FindingJson {
 
     pub fn detector(mut self, detector_id: &str) -> Self {
         self.0["service"]["detectorId"] = json!(detector_id);
+        self.0["arn"] = json!(self.arn());
         self
+    }
+
+    /// The Region the finding is in (and its ARN names).
+    pub fn region(mut self, region: &str) -> Self {
+        self.0["region"] = json!(region);
+        self.0["arn"] = json!(self.arn());
+        self
+    }
+
+    /// The account the finding is about (and its ARN names).
+    pub fn account(mut self, account_id: &str) -> Self {
+        self.0["accountId"] = json!(account_id);
+        self.0["arn"] = json!(self.arn());
+        self
+    }
+
+    fn arn(&self) -> String {
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        format!(
+            "arn:aws:guardduty:{}:{}:detector/{}/finding/{}",
+            text(&self.0["region"]),
+            text(&self.0["accountId"]),
+            text(&self.0["service"]["detectorId"]),
+            text(&self.0["id"])
+        )
     }
 
     pub fn outbound(mut self) -> Self {
@@ -230,9 +269,24 @@ pub fn port_probe_finding(id: &str) -> Value {
 
 /// A plain HTTP/1.1 request to the emulator: returns the status code and body.
 pub async fn http(url: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with_headers(url, method, path, &[], body).await
+}
+
+/// A plain HTTP/1.1 request with extra headers (`"Name: value"`).
+pub async fn http_with_headers(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> (u16, String) {
     let authority = url.trim_start_matches("http://").to_owned();
+    let extra: String = headers
+        .iter()
+        .map(|header| format!("{header}\r\n"))
+        .collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         body.map_or(0, str::len),
         body.unwrap_or_default()
     );

@@ -145,6 +145,113 @@ async fn feedback_is_recorded_on_the_finding_and_an_unknown_value_is_rejected() 
 }
 
 #[tokio::test]
+async fn feedback_and_its_comments_are_read_from_the_control_route() {
+    let harness = Harness::with(vec![
+        FindingJson::new("f-1").json(),
+        FindingJson::new("f-2").json(),
+        FindingJson::new("quiet").json(),
+    ])
+    .await;
+
+    harness
+        .client
+        .update_findings_feedback()
+        .detector_id(DETECTOR)
+        .finding_ids("f-1")
+        .finding_ids("f-2")
+        .feedback(Feedback::NotUseful)
+        .send()
+        .await
+        .expect("UpdateFindingsFeedback succeeds");
+    harness
+        .client
+        .update_findings_feedback()
+        .detector_id(DETECTOR)
+        .finding_ids("f-1")
+        .feedback(Feedback::Useful)
+        .comments("remediated by guardduty-operator")
+        .send()
+        .await
+        .expect("UpdateFindingsFeedback succeeds");
+    let read = |id: &str| {
+        let url = harness.running.url.clone();
+        let path = format!("/_emulator/findings/{id}/feedback");
+        async move {
+            let (status, body) = http(&url, "GET", &path, None).await;
+            (status, serde_json::from_str::<Value>(&body).expect("JSON"))
+        }
+    };
+
+    let (status, f1) = read("f-1").await;
+    let (_, f2) = read("f-2").await;
+    let (_, quiet) = read("quiet").await;
+    let (unknown_status, unknown) = read("no-such-finding").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(f1["findingId"], "f-1");
+    assert_eq!(f1["feedback"], "USEFUL");
+    assert_eq!(f1["comments"], "remediated by guardduty-operator");
+    let submissions = f1["submissions"].as_array().expect("a list");
+    assert_eq!(submissions.len(), 2);
+    assert_eq!(submissions[0]["feedback"], "NOT_USEFUL");
+    assert_eq!(submissions[0].get("comments"), None);
+    assert_eq!(submissions[1]["region"], "us-east-1");
+    assert_eq!(submissions[1]["detectorId"], DETECTOR);
+    assert!(
+        submissions[1]["submittedAt"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z'))
+    );
+    assert_eq!(f2["feedback"], "NOT_USEFUL");
+    assert_eq!(f2.get("comments"), None);
+    assert_eq!(quiet["submissions"], serde_json::json!([]));
+    assert_eq!(quiet.get("feedback"), None);
+    assert_eq!(unknown_status, 404);
+    assert_eq!(unknown["__type"], "NotFoundException");
+    assert_eq!(harness.running.emulator.feedback("f-1"), Some(f1));
+    assert_eq!(harness.running.emulator.feedback("no-such-finding"), None);
+}
+
+#[tokio::test]
+async fn feedback_stays_on_a_finding_that_is_replaced() {
+    let harness = Harness::with(vec![FindingJson::new("f-1").json()]).await;
+    harness
+        .client
+        .update_findings_feedback()
+        .detector_id(DETECTOR)
+        .finding_ids("f-1")
+        .feedback(Feedback::Useful)
+        .send()
+        .await
+        .expect("UpdateFindingsFeedback succeeds");
+
+    harness
+        .running
+        .emulator
+        .upsert_findings(vec![FindingJson::new("f-1").severity(8.0).json()])
+        .expect("valid finding");
+
+    let output = harness
+        .client
+        .get_findings()
+        .detector_id(DETECTOR)
+        .finding_ids("f-1")
+        .send()
+        .await
+        .expect("GetFindings succeeds");
+    let finding = &output.findings()[0];
+    assert_eq!(finding.severity(), Some(8.0), "the finding was replaced");
+    assert_eq!(
+        finding
+            .service()
+            .and_then(|service| service.user_feedback()),
+        Some("USEFUL")
+    );
+    let feedback = harness.running.emulator.feedback("f-1").expect("known");
+    assert_eq!(feedback["feedback"], "USEFUL");
+}
+
+#[tokio::test]
 async fn create_sample_findings_creates_default_samples_in_guardduty_style() {
     let harness = Harness::start().await;
 

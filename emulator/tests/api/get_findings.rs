@@ -2,7 +2,7 @@
 //! replacing a finding, and rejecting an invalid one.
 
 use aws_sdk_guardduty::error::ProvideErrorMetadata;
-use aws_sdk_guardduty::types::{OrderBy, SortCriteria};
+use aws_sdk_guardduty::types::{Condition, FindingCriteria, OrderBy, SortCriteria};
 use serde_json::{Value, json};
 
 use crate::common::{DETECTOR, FindingJson, Harness, http, port_probe_finding};
@@ -246,6 +246,63 @@ async fn posting_the_same_id_twice_replaces_the_finding_in_place() {
             .map(|finding| finding["severity"].clone()),
         Some(json!(8.0))
     );
+}
+
+#[tokio::test]
+async fn a_replaced_finding_is_listed_by_the_updated_at_of_the_replacement() {
+    let harness = Harness::with(vec![
+        FindingJson::new("f-1")
+            .updated_at("2026-11-01T10:00:00.000Z")
+            .json(),
+    ])
+    .await;
+    let watermark = 1_793_530_800_000_i64; // 2026-11-01T11:00:00.000Z
+    let since_watermark = || async {
+        harness
+            .client
+            .list_findings()
+            .detector_id(DETECTOR)
+            .finding_criteria(
+                FindingCriteria::builder()
+                    .criterion(
+                        "updatedAt",
+                        Condition::builder()
+                            .greater_than_or_equal(watermark)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("ListFindings succeeds")
+            .finding_ids()
+            .to_vec()
+    };
+    let post = |updated_at: &str| {
+        let document =
+            json!({ "findings": [FindingJson::new("f-1").updated_at(updated_at).json()] });
+        let url = harness.running.url.clone();
+        async move {
+            http(
+                &url,
+                "POST",
+                "/_emulator/findings",
+                Some(&document.to_string()),
+            )
+            .await
+        }
+    };
+
+    let before = since_watermark().await;
+    let (status, body) = post("2026-11-01T12:00:00.000Z").await;
+    let after_update = since_watermark().await;
+    post("2026-11-01T09:00:00.000Z").await;
+    let after_going_back = since_watermark().await;
+
+    assert_eq!(status, 200, "{body}");
+    assert!(before.is_empty(), "{before:?}");
+    assert_eq!(after_update, ["f-1"]);
+    assert!(after_going_back.is_empty(), "{after_going_back:?}");
 }
 
 #[tokio::test]

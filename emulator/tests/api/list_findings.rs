@@ -128,6 +128,60 @@ async fn updated_at_criterion_is_compared_in_epoch_milliseconds() {
 }
 
 #[tokio::test]
+async fn updated_at_less_than_or_equal_includes_its_bound_and_bounds_combine_into_a_window() {
+    let harness = Harness::with(vec![
+        FindingJson::new("october")
+            .updated_at("2026-10-31T23:59:59.999Z")
+            .json(),
+        FindingJson::new("at-ten")
+            .updated_at("2026-11-01T10:00:00.000Z")
+            .json(),
+        FindingJson::new("later")
+            .updated_at("2026-11-01T10:00:00.001Z")
+            .json(),
+        FindingJson::new("december")
+            .updated_at("2026-12-01T00:00:00Z")
+            .json(),
+    ])
+    .await;
+    let ten = 1_793_527_200_000_i64; // 2026-11-01T10:00:00.000Z
+    let november = 1_793_491_200_000_i64; // 2026-11-01T00:00:00.000Z
+    let december = 1_796_083_200_000_i64; // 2026-12-01T00:00:00.000Z
+
+    let up_to_ten = listed(
+        &harness.client,
+        criteria(vec![(
+            "updatedAt",
+            Condition::builder().less_than_or_equal(ten).build(),
+        )]),
+    )
+    .await;
+    let in_november = listed(
+        &harness.client,
+        criteria(vec![(
+            "updatedAt",
+            Condition::builder()
+                .greater_than_or_equal(november)
+                .less_than(december)
+                .build(),
+        )]),
+    )
+    .await;
+    let exactly_ten = listed(
+        &harness.client,
+        criteria(vec![(
+            "updatedAt",
+            Condition::builder().equals(ten.to_string()).build(),
+        )]),
+    )
+    .await;
+
+    assert_eq!(up_to_ten, ["october", "at-ten"]);
+    assert_eq!(in_november, ["at-ten", "later"]);
+    assert_eq!(exactly_ten, ["at-ten"]);
+}
+
+#[tokio::test]
 async fn not_equals_excludes_the_listed_values() {
     let harness = Harness::with(vec![
         FindingJson::new("ssh").json(),

@@ -8,3 +8,4 @@ mod detectors;
 mod findings_lifecycle;
 mod get_findings;
 mod list_findings;
+mod regions;
