@@ -297,13 +297,16 @@ async fn seed_groups(
         .enumerate()
         .map(|(i, (instance, groups))| {
             let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-            port_probe(
+            let mut finding = port_probe(
                 &format!("{detector}{i:08x}"),
                 detector,
                 8.0,
                 instance,
                 &groups,
-            )
+            );
+            // The emulator serves a region's findings to requests signed for it.
+            finding["region"] = json!(region);
+            finding
         })
         .collect();
     let emulator = emulator.to_string();

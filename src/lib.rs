@@ -1,28 +1,35 @@
 //! guardduty-operator: Amazon GuardDuty findings in, safe security group fixes out.
 //!
 //! ```text
-//!  observe (I/O)                 plan (pure)                   execute (I/O)
+//!  observe (I/O)                  plan (pure)                     execute (I/O)
 //!  GuardDuty ─ findings ─┐
-//!  EC2 ─ instances ──────┼─> domain::plan(policy, observed) ─> Plan ─> executor ─> outcomes ─> report
-//!  EC2 ─ groups, rules ──┘          (every decision)              (no decisions)
+//!  EC2 ─ instances ──────┼─> domain::plan(policy, observed) ─> Plan ─> pass::execute ─> PassReport
+//!  EC2 ─ groups, rules ──┘        (every decision)                     (no decisions)
+//!
+//!  PassReport ─> domain::response (what each finding got) ─> notify (alerts)
+//!             ─> controller::status, events, metrics (the cluster) │ cli::report (stdout)
 //! ```
 //!
-//! - [`domain`]: the pure core (types, triage, planner); no I/O, no SDK types.
-//! - [`spec`]: the `GuardDutyPolicy` manifest (the public API), its CRD and validation.
-//! - [`aws`]: adapters from the AWS SDK to the domain, behind narrow traits.
-//! - [`pipeline`]: one pass, observe → plan → execute, shared by the command line
-//!   and (next) the controller.
-//! - [`report`]: table and JSON output of a pass.
+//! - [`domain`]: the pure core (its own crate, `guardduty-core`): types, triage, the
+//!   planner, the pass's outcome, the change record, alert decisions. No I/O, no SDK.
+//! - [`ports`]: the narrow traits a pass needs from AWS, in domain terms (and, with the
+//!   `testing` feature, an in-memory account and a failure-injecting wrapper).
+//! - [`aws`]: the AWS SDK adapters behind those traits, and their construction.
+//! - [`pass`]: one pass, observe → plan → execute → archive, and the Revert executor;
+//!   shared by the command line and the controller.
+//! - [`notify`]: the six alert channels behind one `Notifier` port, and dispatch.
+//! - [`spec`]: the `GuardDutyPolicy` resource (the public API), its status, manifest
+//!   parsing and validation, and its CRD.
+//! - [`controller`]: the Kubernetes controller: reconcile, status, events, leader
+//!   election, metrics.
+//! - [`cli`]: the command line and its output.
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod cli;
 pub mod controller;
-pub mod domain;
-/// A stateful in-memory fake of the AWS ports, for the unit tests.
-#[cfg(test)]
-pub(crate) mod memory_account;
+pub use guardduty_core as domain;
 pub mod notify;
-pub mod pipeline;
+pub mod pass;
 pub mod ports;
-pub mod report;
 pub mod spec;

@@ -5,11 +5,9 @@
 //! list, a failing channel that blocks neither remediation nor the other channels, and
 //! secrets that never reach any output.
 
-mod common;
-
-use common::cli::*;
-use common::receiver::{Answer, Receiver};
-use common::*;
+use crate::common::cli::*;
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::*;
 use serde_json::{Value, json};
 
 const ROUTING_KEY: &str = "R0UTINGKEY0000SECRET00000000000a";

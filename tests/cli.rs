@@ -1,10 +1,8 @@
 //! The command line as a user runs it: exit statuses, messages that name the
 //! field or the step, and the JSON document, through the real binary.
 
-mod common;
-
-use common::cli::*;
-use common::*;
+use crate::common::cli::*;
+use crate::common::*;
 
 fn policy_file(dir: &tempfile::TempDir, region: &str, mode: &str, trusted: &str) -> String {
     let path = dir.path().join("policy.yaml");

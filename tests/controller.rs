@@ -4,22 +4,20 @@
 //! an extra one fails the test. The AWS side runs on moto and the GuardDuty emulator
 //! (tests/common), each test in a region of its own.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::mock_api::{
+use crate::common::mock_api::{
     ApiHandle, Exchange, Server, assert_no_request, mock_client, serve, served,
 };
-use common::receiver::{Answer, Receiver};
-use common::*;
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::*;
 use guardduty_operator::aws::ApiCallCounter;
+use guardduty_operator::aws::clients::alert_clients;
 use guardduty_operator::aws::ec2::Ec2;
 use guardduty_operator::aws::guardduty::GuardDuty;
-use guardduty_operator::controller::clients::{AwsClients, AwsFactory, AwsSetupError};
 use guardduty_operator::controller::reconcile::{Context, FIELD_MANAGER, FINALIZER, reconcile};
-use guardduty_operator::notify::dispatch::AlertClients;
+use guardduty_operator::ports::{AwsClients, AwsFactory, AwsSetupError};
 use guardduty_operator::spec::{GuardDutyPolicy, GuardDutyPolicyStatus};
 use http::Method;
 use kube::runtime::controller::Action;
@@ -161,7 +159,13 @@ impl PolicyExt for GuardDutyPolicy {
 struct NoAws;
 
 impl AwsFactory for NoAws {
-    async fn clients(&self, region: Option<&str>) -> Result<AwsClients, AwsSetupError> {
+    type Findings = GuardDuty;
+    type Ec2 = Ec2;
+
+    async fn clients(
+        &self,
+        region: Option<&str>,
+    ) -> Result<AwsClients<GuardDuty, Ec2>, AwsSetupError> {
         panic!("no AWS client expected (asked for region {region:?})")
     }
 }
@@ -184,7 +188,13 @@ impl WorldAws {
 }
 
 impl AwsFactory for WorldAws {
-    async fn clients(&self, region: Option<&str>) -> Result<AwsClients, AwsSetupError> {
+    type Findings = GuardDuty;
+    type Ec2 = Ec2;
+
+    async fn clients(
+        &self,
+        region: Option<&str>,
+    ) -> Result<AwsClients<GuardDuty, Ec2>, AwsSetupError> {
         assert_eq!(region, Some(self.region.as_str()), "the policy's region");
         Ok(AwsClients {
             guardduty: GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
@@ -195,7 +205,7 @@ impl AwsFactory for WorldAws {
             ec2: Ec2::new(aws_sdk_ec2::Client::new(&self.config)),
             account_id: Some(ACCOUNT.to_string()),
             region: self.region.clone(),
-            alerts: AlertClients::new(&self.config, &ApiCallCounter::default()),
+            alerts: alert_clients(&self.config, &ApiCallCounter::default()),
         })
     }
 }
@@ -472,7 +482,13 @@ async fn deleting_a_reverted_policy_restores_the_group_before_the_finalizer_goes
 struct UnconfiguredAws;
 
 impl AwsFactory for UnconfiguredAws {
-    async fn clients(&self, _region: Option<&str>) -> Result<AwsClients, AwsSetupError> {
+    type Findings = GuardDuty;
+    type Ec2 = Ec2;
+
+    async fn clients(
+        &self,
+        _region: Option<&str>,
+    ) -> Result<AwsClients<GuardDuty, Ec2>, AwsSetupError> {
         Err(AwsSetupError::NoRegion)
     }
 }
@@ -482,7 +498,7 @@ impl AwsFactory for UnconfiguredAws {
 /// ```text
 /// kind create cluster            # or: k3d cluster create
 /// cargo run -- crd | kubectl apply -f -
-/// cargo test --test controller -- --ignored
+/// cargo test --test main controller -- --ignored
 /// ```
 ///
 /// Checks that the controller adds its finalizer to a new policy and that deleting
@@ -687,4 +703,194 @@ async fn a_failing_channel_shows_on_the_status_and_in_one_event_and_remediation_
         world.ingress(&group).await,
         ["tcp 22-22 10.0.0.0/8 [managed]"]
     );
+}
+
+// ── against the in-memory account (no moto, no emulator) ─────────────────────
+
+mod in_memory {
+    use guardduty_operator::domain::finding::Finding;
+    use guardduty_operator::domain::ids::{InstanceId, SecurityGroupId};
+    use guardduty_operator::domain::security_group::{
+        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
+    };
+    use guardduty_operator::ports::memory::{MemoryAccount, MemoryAws};
+
+    use super::*;
+
+    /// Instance i-1 in sg-1, whose one rule opens tcp/22 to the world, and a port
+    /// probe finding on it.
+    fn open_ssh_account() -> MemoryAws {
+        MemoryAws::new(
+            MemoryAccount::with_groups([SecurityGroup::world_open(
+                "sg-1",
+                Traffic::Tcp(PortRange::single(22)),
+            )])
+            .with_instances([Instance {
+                id: InstanceId::parse("i-1").unwrap(),
+                state: InstanceState::Running,
+                security_groups: vec![SecurityGroupId::parse("sg-1").unwrap()],
+            }])
+            .with_findings([Finding::probe(
+                "f0000000000000000000000000000c01",
+                "i-1",
+                &[22],
+            )]),
+        )
+    }
+
+    /// The group's rules as `source tcp/ports [managed]`, sorted.
+    fn ingress(aws: &MemoryAws) -> Vec<String> {
+        let mut rules: Vec<String> = aws
+            .account
+            .group("sg-1")
+            .ingress
+            .iter()
+            .map(|r| {
+                let managed = if r.managed_ports.is_some() {
+                    " [managed]"
+                } else {
+                    ""
+                };
+                format!("{} {}{managed}", r.source, r.traffic)
+            })
+            .collect();
+        rules.sort();
+        rules
+    }
+
+    fn memory_policy(extra: Value) -> GuardDutyPolicy {
+        let mut spec = json!({
+            "region": "us-east-1",
+            "trustedCidrs": ["10.0.0.0/8"],
+            "remediation": {"mode": "Enforce"},
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        policy(spec).finalized()
+    }
+
+    #[tokio::test]
+    async fn an_enforced_policy_converges_the_group_in_memory() {
+        let aws = open_ssh_account();
+        let (ctx, handle) = mock_context(aws.clone());
+        let policy = memory_policy(json!({}));
+        let server = serve(
+            handle,
+            vec![
+                status_patch(check_ready_status, policy.to_json()),
+                event("RuleRevoked", "Normal"),
+            ],
+        );
+
+        let action = reconciled(policy, &ctx).await.unwrap();
+
+        assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
+        verify(server, ctx).await;
+        assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_policy_changes_nothing_in_memory() {
+        let aws = open_ssh_account();
+        let (ctx, handle) = mock_context(aws.clone());
+        let invalid = memory_policy(json!({"interval": "10s"}));
+        let server = serve(
+            handle,
+            vec![
+                status_patch(
+                    |body| {
+                        let ready = condition(&body["status"], "Ready");
+                        assert_eq!(ready["reason"], "InvalidSpec", "{ready:#}");
+                        assert!(ready["message"].as_str().unwrap().contains("spec.interval"));
+                    },
+                    invalid.to_json(),
+                ),
+                event("InvalidSpec", "Warning"),
+            ],
+        );
+
+        let action = reconciled(invalid, &ctx).await.unwrap();
+
+        assert_eq!(action, Action::await_change());
+        verify(server, ctx).await;
+        assert_eq!(ingress(&aws), ["0.0.0.0/0 tcp/22"], "nothing changed");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_pass_in_memory_sends_nothing_to_the_api_server() {
+        let aws = open_ssh_account();
+        let (ctx, handle) = mock_context(aws.clone());
+        let policy = memory_policy(json!({}));
+        let server = serve(
+            handle,
+            vec![
+                status_patch(check_ready_status, policy.to_json()),
+                event("RuleRevoked", "Normal"),
+            ],
+        );
+        reconciled(policy.clone(), &ctx).await.unwrap();
+        let (mut handle, bodies) = served(server).await;
+
+        let observed = policy.with_status(bodies[0]["status"].clone());
+        let reconciling = reconcile(Arc::new(observed), ctx.clone());
+        let action = tokio::select! {
+            action = reconciling => action.unwrap(),
+            Some((request, _)) = handle.next_request() => {
+                panic!("unexpected request: {} {}", request.method(), request.uri());
+            }
+        };
+
+        assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
+        drop(ctx);
+        assert_no_request(&mut handle).await;
+        assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_reverted_policy_in_memory_puts_the_group_back() {
+        let aws = open_ssh_account();
+        let (ctx, handle) = mock_context(aws.clone());
+        let policy = memory_policy(json!({"deletionPolicy": "Revert"}));
+        let server = serve(
+            handle,
+            vec![
+                status_patch(|_| {}, policy.to_json()),
+                event("RuleRevoked", "Normal"),
+            ],
+        );
+        reconciled(policy.clone(), &ctx).await.unwrap();
+        let (handle, bodies) = served(server).await;
+        assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+
+        let mut deleted = policy.with_status(bodies[0]["status"].clone());
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-29T04:00:00Z".parse().unwrap(),
+            ));
+        let mut reply = deleted.clone();
+        reply.metadata.finalizers = None;
+        let server = serve(
+            handle,
+            vec![policy_patch(
+                |body| {
+                    assert_eq!(
+                        body[1],
+                        json!({"op": "remove", "path": "/metadata/finalizers/0"})
+                    );
+                },
+                reply.to_json(),
+            )],
+        );
+
+        let action = reconciled(deleted, &ctx).await.unwrap();
+
+        assert_eq!(action, Action::await_change());
+        verify(server, ctx).await;
+        assert_eq!(
+            ingress(&aws),
+            ["0.0.0.0/0 tcp/22"],
+            "as before the operator"
+        );
+    }
 }

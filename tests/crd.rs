@@ -747,7 +747,8 @@ fn malformed_detector_id_is_refused_and_empty_means_discover() {
 
 #[test]
 fn the_chart_ships_the_same_crd_as_crds() {
-    let chart_copy = "charts/guardduty-operator/crds/guardduty.security.dev_guarddutypolicies.yaml";
+    let chart_copy =
+        "charts/guardduty-operator/files/guardduty.security.dev_guarddutypolicies.yaml";
     assert!(
         std::fs::read_to_string(chart_copy).unwrap() == std::fs::read_to_string(CRD_FILE).unwrap(),
         "{chart_copy} differs from {CRD_FILE}: copy it (cp {CRD_FILE} {chart_copy})"

@@ -4,12 +4,10 @@
 //! what it answers, status code included; a request out of order or an extra one fails
 //! the test. Timings are milliseconds.
 
-mod common;
-
 use std::future::Future;
 use std::time::Duration;
 
-use common::mock_api::{ApiHandle, Exchange, Server, mock_client, serve, served, verify};
+use crate::common::mock_api::{ApiHandle, Exchange, Server, mock_client, serve, served, verify};
 use guardduty_operator::controller::leader::{
     LEASE_NAME, LeaderElector, LeaderError, LeaseTimings, Role,
 };

@@ -3,8 +3,6 @@
 //! and SMTP against a small SMTP server in this file that speaks enough of RFC 5321
 //! for lettre and records what it was sent.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -16,8 +14,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use common::alerts::{alert, remediated};
-use common::channel_checks::{assert_none_contains, shown_texts};
+use crate::common::alerts::{alert, remediated};
+use crate::common::channel_checks::{assert_none_contains, shown_texts};
 
 const REGION: &str = "ap-southeast-2";
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -45,7 +43,7 @@ async fn ses() -> aws_sdk_sesv2::Client {
         .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
             "testing", "testing", None, None, "tests",
         ))
-        .endpoint_url(common::moto_url())
+        .endpoint_url(crate::common::moto_url())
         .load()
         .await;
     aws_sdk_sesv2::Client::new(&config)
@@ -53,12 +51,7 @@ async fn ses() -> aws_sdk_sesv2::Client {
 
 /// The messages moto's SES recorded from `source`.
 async fn ses_messages_from(source: &str) -> Vec<Value> {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", common::moto_url()))
-        .await
-        .expect("read moto's state")
-        .json()
-        .await
-        .expect("moto's state is JSON");
+    let data: Value = crate::common::moto_state().await;
     data["ses"]["Message"]
         .as_array()
         .expect("moto lists SES messages")
@@ -126,7 +119,7 @@ async fn an_unverified_sender_is_a_permanent_ses_error_naming_the_problem() {
     assert_eq!(*operation, "send an email with Amazon SES");
     assert_eq!(source.code.as_deref(), Some("MessageRejected"));
     assert!(source.message.contains("not verified"), "{source}");
-    assert_eq!(error.category(), "aws-error");
+    assert_eq!(error.category().as_str(), "aws-error");
     assert!(!error.is_retryable());
     assert_eq!(error.to_string(), "failed to send an email with Amazon SES");
     assert!(ses_messages_from(&from).await.is_empty());
@@ -580,7 +573,7 @@ async fn a_recipient_refused_with_550_is_a_permanent_smtp_error() {
         reason,
         "answered 550: 5.1.1 <oncall@example.com>: Recipient address rejected"
     );
-    assert_eq!(error.category(), "rejected");
+    assert_eq!(error.category().as_str(), "rejected");
     assert!(!error.is_retryable());
     assert_no_password(&error, &channel);
     assert!(server.sessions()[0].data.is_none());
@@ -601,7 +594,7 @@ async fn a_recipient_deferred_with_451_is_retryable() {
         matches!(&error, NotifyError::Smtp { permanent: false, reason, .. } if reason.contains("451")),
         "{error:?}"
     );
-    assert_eq!(error.category(), "smtp-error");
+    assert_eq!(error.category().as_str(), "smtp-error");
     assert!(error.is_retryable());
     assert_no_password(&error, &channel);
 }

@@ -1,16 +1,14 @@
 //! The PagerDuty channel against a local receiver standing in for the Events API v2:
 //! the events it sends for each kind of alert, their JSON, and how answers are read.
 
-mod common;
-
 use std::time::Duration;
 
-use common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
-use common::channel_checks::{
+use crate::common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
+use crate::common::channel_checks::{
     assert_http_error, assert_none_contains, assert_unexpected_answer, assert_unreachable,
     closed_port, delivery_error, escalated, refused_naming, shown_texts,
 };
-use common::receiver::{Answer, Receiver};
+use crate::common::receiver::{Answer, Receiver};
 use guardduty_operator::domain::alert::{Alert, AlertEvent, Response};
 use guardduty_operator::notify::pagerduty::PagerDutyChannel;
 use guardduty_operator::notify::{Notifier, SecretValue, http};
@@ -240,7 +238,7 @@ async fn a_rejected_trigger_is_not_followed_by_its_resolve() {
     };
     let (error, receiver) = delivery_error(channel, vec![Answer::new(500, "")], &alert).await;
 
-    assert_eq!(error.category(), "server-error");
+    assert_eq!(error.category().as_str(), "server-error");
     assert_eq!(actions(&[receiver.received()[0].json()]), ["trigger"]);
     assert_eq!(
         receiver.received().len(),
@@ -413,7 +411,7 @@ async fn an_events_url_must_be_https_unless_it_is_loopback() {
 async fn an_empty_routing_key_is_refused_and_a_trailing_newline_is_dropped() {
     let error = PagerDutyChannel::new(SecretValue::new(" \n"), None, http::client()).unwrap_err();
     assert_eq!(error.to_string(), "the PagerDuty routing key is empty");
-    assert_eq!(error.category(), "setup");
+    assert_eq!(error.category().as_str(), "setup");
 
     let receiver = Receiver::start(vec![accepted()]).await;
     let pagerduty = PagerDutyChannel::new(

@@ -3,18 +3,16 @@
 //! body, and the receiver answers as the Table API documents it (`{"result": …}`,
 //! 201 creates, `{"error": {…}, "status": "failure"}`, 429 with Retry-After).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
-use common::channel_checks::{
+use crate::common::alerts::{FINDING_ID, alert, remediated, resolved, with_severity};
+use crate::common::channel_checks::{
     assert_credentials, assert_http_error, assert_none_contains, assert_unexpected_answer,
     assert_unreachable, delivery_error, escalated, failed_deliveries, query_pairs, refused_naming,
     request_lines, shown_texts,
 };
-use common::receiver::{Answer, Received, Receiver};
+use crate::common::receiver::{Answer, Received, Receiver};
 use guardduty_operator::notify::servicenow::ServiceNowChannel;
 use guardduty_operator::notify::{Notifier, NotifyError, SecretValue, http};
 use guardduty_operator::spec::notifications::{SecretRef, ServiceNowSpec};

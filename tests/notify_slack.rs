@@ -1,16 +1,14 @@
 //! The Slack channel against a local receiver standing in for an incoming webhook:
 //! the request it makes, the Block Kit message, and how each answer is read.
 
-mod common;
-
 use std::time::Duration;
 
-use common::alerts::{FINDING_ID, alert, resolved};
-use common::channel_checks::{
+use crate::common::alerts::{FINDING_ID, alert, resolved};
+use crate::common::channel_checks::{
     assert_http_error, assert_none_contains, assert_unexpected_answer, assert_unreachable,
     closed_port, delivery_error, refused_naming, shown_texts,
 };
-use common::receiver::{Answer, Receiver};
+use crate::common::receiver::{Answer, Receiver};
 use guardduty_operator::notify::slack::SlackChannel;
 use guardduty_operator::notify::{Notifier, SecretValue, http};
 use serde_json::{Value, json};
@@ -228,7 +226,7 @@ async fn a_sample_finding_is_marked_as_a_sample() {
         "*[SAMPLE]* A sample finding (CreateSampleFindings): nothing in AWS is changed for it."
     );
 
-    let real = posted(&common::alerts::alert("chat")).await;
+    let real = posted(&crate::common::alerts::alert("chat")).await;
     assert!(!real.to_string().contains("SAMPLE"));
 }
 

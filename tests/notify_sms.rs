@@ -2,8 +2,6 @@
 //! every SMS published to a phone number (`SMS` models) and every publish to a topic
 //! (`Topic.sent_notifications`); both are read back from `/moto-api/data.json`.
 
-mod common;
-
 use aws_config::{BehaviorVersion, Region};
 use guardduty_operator::domain::alert::Response;
 use guardduty_operator::notify::sms::{self, MAX_SEPTETS, SmsChannel};
@@ -11,8 +9,9 @@ use guardduty_operator::notify::{Notifier, NotifyError};
 use guardduty_operator::spec::notifications::SmsSpec;
 use serde_json::Value;
 
-use common::alerts::{alert, remediated, resolved};
-use common::channel_checks::assert_none_contains;
+use crate::common::alerts::{alert, remediated, resolved};
+use crate::common::channel_checks::assert_none_contains;
+use crate::common::moto_state;
 
 const REGION: &str = "ap-northeast-3";
 
@@ -38,19 +37,10 @@ async fn sns() -> aws_sdk_sns::Client {
         .credentials_provider(aws_sdk_sns::config::Credentials::new(
             "testing", "testing", None, None, "tests",
         ))
-        .endpoint_url(common::moto_url())
+        .endpoint_url(crate::common::moto_url())
         .load()
         .await;
     aws_sdk_sns::Client::new(&config)
-}
-
-async fn moto_state() -> Value {
-    reqwest::get(format!("{}/moto-api/data.json", common::moto_url()))
-        .await
-        .expect("read moto's state")
-        .json()
-        .await
-        .expect("moto's state is JSON")
 }
 
 /// The texts moto's SNS sent to `number`.
@@ -195,7 +185,7 @@ async fn a_missing_topic_is_a_not_found_error_that_is_not_retried() {
     };
     assert_eq!(*operation, "publish an SMS alert to the Amazon SNS topic");
     assert_eq!(source.code.as_deref(), Some("NotFound"));
-    assert_eq!(error.category(), "not-found");
+    assert_eq!(error.category().as_str(), "not-found");
     assert!(!error.is_retryable());
 }
 

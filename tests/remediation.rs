@@ -2,13 +2,11 @@
 //! EC2 on moto, GuardDuty on the project's emulator. Each test asserts the
 //! security groups afterwards, then runs again and asserts nothing else changed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use guardduty_operator::domain::finding::ReportOnly;
+use guardduty_operator::domain::outcome::StepResult;
 use guardduty_operator::domain::plan::{FindingDecision, Refusal, Verdict};
 use guardduty_operator::domain::policy::Mode;
-use guardduty_operator::pipeline::StepResult;
 
 const TRUSTED: [&str; 2] = ["10.0.0.0/8", "2001:db8::/32"];
 

@@ -1,13 +1,12 @@
 //! `deletionPolicy: Revert` against EC2 on moto: a remediation pass, its record, and
 //! the revert that puts the security groups back as they were before the pass.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use guardduty_operator::aws::ec2::Ec2;
-use guardduty_operator::controller::revert::{GroupRevert, record_changes, revert};
 use guardduty_operator::domain::ids::SecurityGroupId;
 use guardduty_operator::domain::policy::Mode;
+use guardduty_operator::domain::record::{GroupRevert, record_changes};
+use guardduty_operator::pass::revert;
 use guardduty_operator::spec::record::ChangeRecord;
 
 const TRUSTED: [&str; 2] = ["10.0.0.0/8", "2001:db8::/32"];

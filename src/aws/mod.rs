@@ -1,6 +1,8 @@
-//! Adapters from the AWS SDK to the domain: client construction from the standard
-//! SDK configuration, and a counter of the API calls every client makes.
+//! Adapters from the AWS SDK to the domain ([`ec2`], [`guardduty`]), their
+//! construction from the standard SDK configuration ([`clients`]), and a counter of
+//! the API calls every client makes.
 
+pub mod clients;
 pub mod ec2;
 pub mod guardduty;
 
@@ -136,59 +138,15 @@ impl Intercept for ApiCallCounter {
     }
 }
 
-/// The adapters a pass uses, built from one SDK configuration, every client
-/// reporting its calls to `counter`.
-pub fn adapters(
-    config: &SdkConfig,
-    counter: &ApiCallCounter,
-) -> (guardduty::GuardDuty, ec2::Ec2, aws_sdk_sts::Client) {
-    let guardduty = guardduty::GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
-        aws_sdk_guardduty::config::Builder::from(config)
-            .interceptor(counter.clone())
-            .build(),
-    ));
-    let ec2 = ec2::Ec2::new(aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::config::Builder::from(config)
-            .interceptor(counter.clone())
-            .build(),
-    ));
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(config)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    (guardduty, ec2, sts)
-}
-
-/// The account the credentials belong to (sts:GetCallerIdentity, which needs no
-/// permission): findings of other accounts are reported, never acted on.
-pub async fn account_id(sts: &aws_sdk_sts::Client) -> Result<Option<String>, String> {
-    sts.get_caller_identity()
-        .send()
-        .await
-        .map(|identity| identity.account().map(str::to_string))
-        .map_err(|error| crate::ports::error_chain(&error))
-}
-
-/// How many independent AWS calls a pass keeps in flight at once.
+/// How many describes of one kind the adapters keep in flight at once.
 pub const CONCURRENCY: usize = 8;
 
-/// Reduces an SDK error to its code and message.
+/// Reduces an SDK error to its code and message ([`AwsError::of_sdk`]).
 pub(crate) fn aws_error<E>(error: E) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    match error.code() {
-        Some(code) => AwsError {
-            code: Some(code.to_string()),
-            message: error.message().unwrap_or("no message").to_string(),
-        },
-        // No answer from AWS: the chain of causes says why (refused, timed out, …).
-        None => AwsError {
-            code: None,
-            message: crate::ports::error_chain(&error),
-        },
-    }
+    AwsError::of_sdk(error)
 }
 
 #[cfg(test)]

@@ -43,9 +43,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 
-use crate::controller::status::READY;
+use crate::controller::outcome::Outcome;
+use crate::controller::status::{ConditionStatus, READY};
+use crate::domain::outcome::{GroupOutcome, PassReport, StepResult};
 use crate::domain::plan::{ChangeSet, GroupPlan, Verdict};
-use crate::pipeline::{GroupOutcome, PassReport, StepResult};
 use crate::spec::{ActionKind, GuardDutyPolicyStatus, RecentAction};
 
 /// The most events one pass records; beyond it, one [`reason::EVENTS_TRUNCATED`]
@@ -119,57 +120,59 @@ impl EventSpec {
 // ── transitions (pure) ───────────────────────────────────────────────────────
 
 /// The events of one reconcile: `previous` and `next` are the statuses before and
-/// after it, `report` its pass (`None` when the spec was invalid and no pass ran).
-/// Empty for a quiet pass. Ordered: the spec, the pass, then per group in group id
-/// order (failures, refusals, changes); bounded by [`MAX_EVENTS_PER_PASS`].
+/// after it, `outcome` what it got to. Empty for a quiet pass. Ordered: the spec, the
+/// pass, then per group in group id order (failures, refusals, changes), bounded by
+/// [`MAX_EVENTS_PER_PASS`]; then the newly failing notification channels, bounded
+/// apart.
 pub fn transitions(
     previous: Option<&GuardDutyPolicyStatus>,
     next: &GuardDutyPolicyStatus,
-    report: Option<&PassReport>,
+    outcome: &Outcome,
 ) -> Vec<EventSpec> {
     let before = previous.and_then(|status| condition(status, READY));
     let after = condition(next, READY);
+    // Ready says something new (another status, reason or message).
+    let ready_moved = after.is_none_or(|after| !same_condition(before, after));
     let mut events = Vec::new();
 
-    if let Some(after) = after.filter(|c| c.status == "False" && c.reason == "InvalidSpec")
-        && !same_condition(before, after)
-    {
-        events.push(EventSpec::warning(
-            reason::INVALID_SPEC,
-            action::VALIDATE,
-            &after.message,
-        ));
-    }
-
-    // No pass ran and the spec is fine: AWS could not be set up (no region, the
-    // account unknown); Ready says why.
-    if report.is_none()
-        && let Some(after) = after.filter(|c| c.status == "False" && c.reason != "InvalidSpec")
-        && !same_condition(before, after)
-    {
-        events.push(EventSpec::warning(
-            reason::PASS_FAILED,
-            action::RECONCILE,
-            &format!("no pass ran ({}): {}", after.reason, after.message),
-        ));
-    }
-
-    if let Some(failure) = report.and_then(|report| report.failure.as_ref())
-        && !after.is_some_and(|after| same_condition(before, after))
-    {
-        events.push(EventSpec::warning(
-            reason::PASS_FAILED,
-            action::RECONCILE,
-            &format!(
-                "failed to {} ({}): {}",
-                failure.step, failure.category, failure.error
-            ),
-        ));
+    match outcome {
+        Outcome::Invalid(_) => {
+            if let Some(after) = after.filter(|_| ready_moved) {
+                events.push(EventSpec::warning(
+                    reason::INVALID_SPEC,
+                    action::VALIDATE,
+                    &after.message,
+                ));
+            }
+        }
+        // No pass ran and the spec is fine: AWS could not be set up (no region, the
+        // account unknown); Ready says why.
+        Outcome::SetupFailed(_) => {
+            if let Some(after) = after.filter(|_| ready_moved) {
+                events.push(EventSpec::warning(
+                    reason::PASS_FAILED,
+                    action::RECONCILE,
+                    &format!("no pass ran ({}): {}", after.reason, after.message),
+                ));
+            }
+        }
+        Outcome::Passed { report, .. } => {
+            if let Some(failure) = report.failure.as_ref().filter(|_| ready_moved) {
+                events.push(EventSpec::warning(
+                    reason::PASS_FAILED,
+                    action::RECONCILE,
+                    &format!(
+                        "failed to {} ({}): {}",
+                        failure.step, failure.category, failure.error
+                    ),
+                ));
+            }
+        }
     }
 
     if let (Some(before), Some(after)) = (before, after)
-        && before.status == "False"
-        && after.status == "True"
+        && ConditionStatus::of(before) == ConditionStatus::False
+        && ConditionStatus::of(after) == ConditionStatus::True
     {
         events.push(EventSpec::normal(
             reason::RECOVERED,
@@ -181,14 +184,27 @@ pub fn transitions(
         ));
     }
 
-    if let Some(report) = report {
+    if let Some(report) = outcome.report() {
         let previous_actions = previous.map_or(&[][..], |status| &status.recent_actions[..]);
         for group in report.plan.iter().flat_map(|plan| &plan.groups) {
             events.extend(group_events(group, report, previous_actions, next));
         }
     }
 
-    bounded(events, action::RECONCILE)
+    let mut events = bounded(events, action::RECONCILE);
+    if outcome.alerts().is_some() {
+        let failing: Vec<(String, String)> = outcome
+            .alert_failures()
+            .into_iter()
+            .map(|f| (f.channel, f.error))
+            .collect();
+        let before = previous
+            .and_then(|p| p.alerts.as_ref())
+            .map(|a| a.failing_channels.clone())
+            .unwrap_or_default();
+        events.extend(notification_events(&failing, &before));
+    }
+    events
 }
 
 /// `NotificationFailed` for every channel in `failures` (channel, error text) that
@@ -242,7 +258,7 @@ fn group_events(
     }
     if let Verdict::Change(change) = &group.verdict
         && report.applied
-        && let Some(outcome) = report.outcomes.iter().find(|o| o.group == group.group)
+        && let Some(outcome) = report.outcome(&group.group)
         && let Some(event) = change_event(group, &label, change, outcome, previous_actions)
     {
         events.push(event);
@@ -526,133 +542,17 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
-    use crate::controller::status::{PassOutcome, compute_status};
+    use crate::controller::status::compute_status;
     use crate::domain::finding::Finding;
-    use crate::domain::ids::{InstanceId, RuleId};
-    use crate::domain::plan::{Observation, apply_change, plan};
-    use crate::domain::policy::Policy;
-    use crate::domain::security_group::{
-        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
-    };
-    use crate::pipeline::{Failure, step};
+    use crate::domain::fixtures::World;
+    use crate::domain::ids::RuleId;
+    use crate::domain::outcome::{Category, Failure, Step};
+    use crate::domain::security_group::{IngressRule, PortRange, SecurityGroup, Source, Traffic};
 
     // ── fixtures ─────────────────────────────────────────────────────────────
 
     fn at(second: i64) -> Time {
         Time(Timestamp::from_second(1_800_000_000 + second).unwrap())
-    }
-
-    /// An account as one pass sees it.
-    #[derive(Default, Clone)]
-    struct World {
-        observation: Observation,
-    }
-
-    impl World {
-        /// Groups `sg-<k>`, each on instance `i-<k>` with port 22 open to the world
-        /// and a finding `f<k>` probing it.
-        fn open_ssh(groups: usize) -> World {
-            let mut world = World::default();
-            for k in 1..=groups {
-                world = world.with_group(SecurityGroup::world_open(
-                    &format!("sg-{k:x}"),
-                    Traffic::Tcp(PortRange::single(22)),
-                ));
-                world.observation.findings.push(Finding::probe(
-                    &format!("f{k:x}"),
-                    &format!("i-{k:x}"),
-                    &[22],
-                ));
-            }
-            world
-        }
-
-        /// `group` on an instance `i-<suffix of the group>`.
-        fn with_group(mut self, group: SecurityGroup) -> World {
-            let instance = Instance {
-                id: InstanceId::parse(&format!("i-{}", &group.id.as_str()[3..])).unwrap(),
-                state: InstanceState::Running,
-                security_groups: vec![group.id.clone()],
-            };
-            self.observation
-                .instances
-                .insert(instance.id.clone(), instance);
-            self.observation.groups.insert(group.id.clone(), group);
-            self
-        }
-
-        /// A group converged by the operator earlier (its trusted rule carries the
-        /// protected-ports tag) whose port 22 someone opened to the world again; no
-        /// finding names it.
-        fn drifted(group: &str) -> World {
-            let mut sg = SecurityGroup::world_open(group, Traffic::Tcp(PortRange::single(22)));
-            sg.ingress.push(IngressRule {
-                id: RuleId::parse("sgr-77").unwrap(),
-                traffic: Traffic::Tcp(PortRange::single(22)),
-                source: Source::Cidr("10.0.0.0/8".parse().unwrap()),
-                description: Some("guardduty-operator: trusted access to tcp/22".into()),
-                managed_ports: Some(vec![22]),
-            });
-            let mut world = World::default();
-            world.observation.groups.insert(sg.id.clone(), sg);
-            world
-        }
-
-        /// An Enforce pass; authorizing fails in the `failing` groups.
-        fn enforced_failing(&self, failing: &[&str]) -> PassReport {
-            let policy = Policy::test().enforce();
-            let plan = plan(&policy, &self.observation);
-            let outcomes = plan
-                .changes()
-                .map(|(group, change)| {
-                    if failing.contains(&group.group.as_str()) {
-                        GroupOutcome::failed_authorize(group)
-                    } else {
-                        GroupOutcome::done(group, change)
-                    }
-                })
-                .collect();
-            PassReport {
-                mode: policy.mode,
-                detector: Some("d1".into()),
-                findings: self.observation.findings.clone(),
-                plan: Some(plan),
-                applied: true,
-                outcomes,
-                archived: Vec::new(),
-                failure: None,
-            }
-        }
-
-        /// The account after `report`'s changes were made.
-        fn after(&self, report: &PassReport) -> World {
-            let mut world = self.clone();
-            for (group, change) in report.plan.as_ref().unwrap().changes() {
-                let sg = world.observation.groups.get_mut(&group.group).unwrap();
-                let mut next = 0;
-                apply_change(sg, change, || {
-                    next += 1;
-                    RuleId::parse(&format!("sgr-f{next:x}")).unwrap()
-                });
-            }
-            world
-        }
-
-        fn enforced(&self) -> PassReport {
-            self.enforced_failing(&[])
-        }
-
-        /// A DryRun pass: planned, nothing applied.
-        fn dry_run(&self) -> PassReport {
-            let policy = Policy::test();
-            PassReport {
-                applied: false,
-                outcomes: Vec::new(),
-                mode: policy.mode,
-                plan: Some(plan(&policy, &self.observation)),
-                ..self.enforced()
-            }
-        }
     }
 
     /// A pass that stopped at reading the findings.
@@ -664,8 +564,8 @@ mod tests {
             applied: false,
             outcomes: Vec::new(),
             failure: Some(Failure {
-                step: step::READ_FINDINGS,
-                category: "unreachable",
+                step: Step::ReadFindings,
+                category: Category::Unreachable,
                 error: "connection refused".into(),
             }),
             ..World::default().enforced()
@@ -679,13 +579,9 @@ mod tests {
         report: &PassReport,
         second: i64,
     ) -> (GuardDutyPolicyStatus, Vec<EventSpec>) {
-        let next = compute_status(
-            Some(1),
-            previous,
-            &PassOutcome::Completed(report),
-            at(second),
-        );
-        let events = transitions(previous, &next, Some(report));
+        let outcome = Outcome::passed(report.clone());
+        let next = compute_status(Some(1), previous, &outcome, at(second));
+        let events = transitions(previous, &next, &outcome);
         (next, events)
     }
 
@@ -693,8 +589,15 @@ mod tests {
         previous: Option<&GuardDutyPolicyStatus>,
         message: &str,
     ) -> (GuardDutyPolicyStatus, Vec<EventSpec>) {
-        let next = compute_status(Some(2), previous, &PassOutcome::Invalid { message }, at(0));
-        let events = transitions(previous, &next, None);
+        let (field, message) = message.split_once(": ").unwrap();
+        let outcome = Outcome::Invalid(crate::spec::InvalidSpec {
+            errors: vec![crate::spec::FieldError {
+                field: field.into(),
+                message: message.into(),
+            }],
+        });
+        let next = compute_status(Some(2), previous, &outcome, at(0));
+        let events = transitions(previous, &next, &outcome);
         (next, events)
     }
 
@@ -907,8 +810,8 @@ mod tests {
         let (failed, _) = pass(None, &unreachable_guardduty(), 0);
         let other = PassReport {
             failure: Some(Failure {
-                step: step::FIND_DETECTOR,
-                category: "no-detector",
+                step: Step::FindDetector,
+                category: Category::NoDetector,
                 error: "no detector in us-east-1".into(),
             }),
             detector: None,
@@ -946,21 +849,13 @@ mod tests {
 
     #[test]
     fn an_aws_setup_failure_records_pass_failed_once() {
-        use crate::controller::status::{PassOutcome, compute_status};
         let (ready, _) = pass(None, &World::default().enforced(), 0);
+        let outcome = Outcome::SetupFailed(crate::ports::AwsSetupError::NoRegion);
         let setup_failed = |previous: &GuardDutyPolicyStatus| {
-            compute_status(
-                Some(1),
-                Some(previous),
-                &PassOutcome::SetupFailed {
-                    reason: "NoRegion",
-                    message: "failed to find an AWS region",
-                },
-                at(60),
-            )
+            compute_status(Some(1), Some(previous), &outcome, at(60))
         };
         let failed = setup_failed(&ready);
-        let events = transitions(Some(&ready), &failed, None);
+        let events = transitions(Some(&ready), &failed, &outcome);
         assert_eq!(reasons(&events), ["PassFailed"]);
         assert!(
             events[0].note.starts_with(
@@ -970,7 +865,7 @@ mod tests {
             events[0].note
         );
         let again = setup_failed(&failed);
-        assert_eq!(transitions(Some(&failed), &again, None), []);
+        assert_eq!(transitions(Some(&failed), &again, &outcome), []);
     }
 
     #[test]

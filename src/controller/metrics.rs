@@ -10,9 +10,10 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::controller::outcome::Outcome;
+use crate::domain::outcome::{PassReport, StepResult};
 use crate::domain::severity::SeverityBand;
 use crate::notify::dispatch::{DeliveryResult, NotifyReport};
-use crate::pipeline::{PassReport, StepResult, step};
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -70,14 +71,27 @@ impl Metrics {
         self.with(|s| *s.failures.entry(category.to_string()).or_default() += 1);
     }
 
+    /// What one reconcile got to: its failures by category, its pass and its alerts.
+    pub fn record(&self, policy: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Invalid(_) => {}
+            Outcome::SetupFailed(error) => self.failed(error.category()),
+            Outcome::Passed { report, alerts } => {
+                self.pass(policy, report);
+                if let Some(failure) = &report.failure {
+                    self.failed(failure.category.as_str());
+                }
+                if let Some(alerts) = alerts {
+                    self.alerts(alerts);
+                }
+            }
+        }
+    }
+
     /// What a policy's pass found and did: findings by band (when the pass read
     /// them) and the result of every authorize and revoke step.
     pub fn pass(&self, policy: &str, report: &PassReport) {
-        let read_findings = report.detector.is_some()
-            && report
-                .failure
-                .as_ref()
-                .is_none_or(|f| f.step != step::READ_FINDINGS);
+        let read_findings = report.findings_read();
         self.with(|s| {
             if read_findings {
                 let mut counts = [0; 4];
@@ -297,8 +311,8 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
     #[test]
     fn a_pass_records_actions_and_keeps_findings_when_none_were_read() {
         use crate::domain::ids::SecurityGroupId;
+        use crate::domain::outcome::{Category, Failure, GroupOutcome, Step};
         use crate::domain::policy::Mode;
-        use crate::pipeline::{Failure, GroupOutcome};
 
         let group = SecurityGroupId::parse("sg-1").unwrap();
         let outcome = |authorize, revoke| GroupOutcome {
@@ -322,7 +336,7 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
                 ),
                 outcome(
                     StepResult::Failed {
-                        category: "throttled",
+                        category: Category::Throttled,
                         error: "slow down".into(),
                     },
                     StepResult::NotRun {
@@ -353,8 +367,8 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
         });
         report.outcomes.clear();
         report.failure = Some(Failure {
-            step: step::READ_FINDINGS,
-            category: "throttled",
+            step: Step::ReadFindings,
+            category: Category::Throttled,
             error: "slow down".into(),
         });
         m.pass("ns/p", &report);

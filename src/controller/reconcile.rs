@@ -33,23 +33,25 @@ use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use tokio::sync::{oneshot, watch};
 
-use crate::controller::clients::{AwsFactory, AwsSetupError};
 use crate::controller::events::{self, EventPublisher};
 use crate::controller::leader::{
     LEASE_NAME, LeaderElector, LeaseTimings, identity_from_env, namespace_from_env,
 };
 use crate::controller::metrics::Metrics;
-use crate::controller::revert::{RevertError, revert};
+use crate::controller::outcome::Outcome;
 use crate::controller::server::{self, Endpoints};
-use crate::controller::status::{
-    PassOutcome, alert_record, compute_status, needs_patch, with_alerts,
-};
+use crate::controller::status::{alert_record, compute_status, needs_patch};
 use crate::domain::alert::AlertLimits;
+use crate::domain::outcome::Category;
+use crate::domain::record::RevertError;
 use crate::notify::dispatch::{NotifyOptions, RetryPolicy, build_channels, notify};
 use crate::notify::secrets::KubeSecrets;
-use crate::pipeline::{PassOptions, run_pass};
+use crate::pass::{PassOptions, revert, run_pass};
+use crate::ports::{AwsFactory, AwsSetupError};
 use crate::spec::record::DeletionPolicy;
-use crate::spec::{API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND, MAX_ALERT_RECORD};
+use crate::spec::{
+    API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND, MAX_ALERT_RECORD, ValidSpec,
+};
 
 /// The one field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "guardduty-operator";
@@ -152,6 +154,20 @@ fn finalizer_step(error: &finalizer::Error<Error>) -> &'static str {
 }
 
 impl Error {
+    /// AWS throttled the step that failed (the backoff then starts higher).
+    pub fn throttled(&self) -> bool {
+        match self {
+            Error::Revert(error) => error.category() == Category::Throttled,
+            Error::Finalizer(error) => match error.as_ref() {
+                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
+                    inner.throttled()
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// A short label for logs, metrics and event reasons.
     pub fn category(&self) -> &'static str {
         match self {
@@ -166,7 +182,7 @@ impl Error {
             },
             Error::ListPolicies(_) => "list-policies",
             Error::LostLease => "lost-lease",
-            Error::Revert(error) => error.category(),
+            Error::Revert(error) => error.category().as_str(),
             Error::Listen { .. } => "listen",
         }
     }
@@ -203,65 +219,67 @@ async fn reconcile_policy<F: AwsFactory>(
     .map_err(|error| Error::Finalizer(Box::new(error)))
 }
 
-/// One pass for a policy that holds the finalizer, and its status.
+/// One pass for a policy that holds the finalizer, and its status: one straight line,
+/// one tail.
 async fn apply<F: AwsFactory>(
     policy: &GuardDutyPolicy,
     ctx: &Context<F>,
     api: &Api<GuardDutyPolicy>,
 ) -> Result<Action, Error> {
-    let generation = policy.meta().generation;
+    let key = policy_key(policy);
     let previous = policy.status.as_ref();
 
-    // 1. Validate (pure). An invalid spec waits for the next change: no pass, no retry loop.
-    let valid = match policy.spec.validate() {
-        Ok(valid) => valid,
-        Err(invalid) => {
-            let message = invalid
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            tracing::warn!(policy = %policy.name_any(), %message, "invalid spec");
-            // 3. Status (pure).
-            let status = compute_status(
-                generation,
-                previous,
-                &PassOutcome::Invalid { message: &message },
-                now(),
-            );
-            let events = events::transitions(previous, &status, None);
-            // 4. Patch (I/O), then the events.
-            patch_status_if_changed(api, policy, status).await?;
-            publish(ctx, policy, &events).await;
-            return Ok(Action::await_change());
-        }
+    // 1. Validate (pure), then 2. the pass and its alerts (I/O): what this reconcile
+    //    got to.
+    let (outcome, interval) = match policy.spec.validate() {
+        Err(invalid) => (Outcome::Invalid(invalid), None),
+        Ok(valid) => (
+            run_pass_and_alerts(policy, &valid, ctx).await,
+            Some(valid.interval),
+        ),
     };
+    log_outcome(policy, &outcome);
 
-    // 2. Observe, plan and execute (I/O): one pass; the spec's mode decides whether the
-    //    plan is applied.
-    let key = policy_key(policy);
+    // 3. Status and 4. events (pure), from the outcome and the previous status.
+    let status = compute_status(policy.meta().generation, previous, &outcome, now());
+    let events = events::transitions(previous, &status, &outcome);
+
+    // 5. Patch (I/O), only when something other than a timestamp changed; then the
+    //    events, so a failed patch (retried) does not record them twice.
+    patch_status_if_changed(api, policy, status).await?;
+    publish(ctx, policy, &events).await;
+
+    // 6. Metrics, and when to come back (pure).
+    ctx.metrics.record(&key, &outcome);
+    Ok(match interval {
+        // An invalid spec waits for the next change: no pass, no retry loop.
+        None => Action::await_change(),
+        Some(interval) if outcome.needs_retry() => {
+            let backoff = ctx.backoff(&key, outcome.throttled());
+            Action::requeue(match outcome {
+                // No pass ran: the backoff alone decides.
+                Outcome::SetupFailed(_) => backoff,
+                _ => interval.min(backoff),
+            })
+        }
+        Some(interval) => {
+            ctx.succeeded(&key);
+            Action::requeue(interval)
+        }
+    })
+}
+
+/// The AWS clients, the pass (whose mode decides whether the plan is applied) and the
+/// alerts that are due (I/O). Secrets are read from the policy's namespace now, so a
+/// rotated secret is used at once.
+async fn run_pass_and_alerts<F: AwsFactory>(
+    policy: &GuardDutyPolicy,
+    valid: &ValidSpec,
+    ctx: &Context<F>,
+) -> Outcome {
     let aws = match ctx.aws.clients(valid.region.as_deref()).await {
         Ok(aws) => aws,
-        Err(error) => {
-            // Shown on the status like any failed pass, then retried with backoff.
-            ctx.metrics.failed(error.category());
-            let message = error.to_string();
-            tracing::warn!(policy = %policy.name_any(), %message, "AWS setup failed");
-            let status = compute_status(
-                generation,
-                previous,
-                &PassOutcome::SetupFailed {
-                    reason: setup_reason(&error),
-                    message: &message,
-                },
-                now(),
-            );
-            let events = events::transitions(previous, &status, None);
-            patch_status_if_changed(api, policy, status).await?;
-            publish(ctx, policy, &events).await;
-            return Ok(Action::requeue(ctx.backoff(&key, false)));
-        }
+        Err(error) => return Outcome::SetupFailed(error),
     };
     let options = PassOptions {
         detector: valid.detector_id.clone(),
@@ -269,21 +287,7 @@ async fn apply<F: AwsFactory>(
         apply: true,
     };
     let report = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options).await;
-    ctx.metrics.pass(&key, &report);
-    if let Some(failure) = &report.failure {
-        ctx.metrics.failed(failure.category);
-        tracing::warn!(
-            policy = %policy.name_any(),
-            step = failure.step,
-            category = failure.category,
-            error = %failure.error,
-            "pass failed"
-        );
-    }
-
-    // 3. Alerts (I/O): what the record says is due, to every channel; secrets are
-    //    read from the policy's namespace now, so a rotated secret is used at once.
-    let notified = if valid.notifications.is_empty() {
+    let alerts = if valid.notifications.is_empty() {
         None
     } else {
         let namespace = policy.namespace().unwrap_or_default();
@@ -299,69 +303,44 @@ async fn apply<F: AwsFactory>(
             region: aws.region.clone(),
             dry_run: false,
         };
-        let notified = notify(&channels, &report, alert_record(previous), &options).await;
-        ctx.metrics.alerts(&notified);
-        let failures = notified.failures();
-        for failure in &failures {
-            tracing::warn!(
-                policy = %policy.name_any(),
-                channel = %failure.channel,
-                kind = failure.kind,
-                category = failure.category,
-                error = %failure.error,
-                undelivered = failure.undelivered,
-                "alerts not delivered"
-            );
-        }
-        Some((notified, failures))
+        let record = alert_record(policy.status.as_ref());
+        Some(notify(&channels, &report, record, &options).await)
     };
-    let (notified, failures) = notified.unzip();
-    let failures = failures.unwrap_or_default();
-
-    // 4. Status and events (pure).
-    let now = now();
-    let status = compute_status(
-        generation,
-        previous,
-        &PassOutcome::Completed(&report),
-        now.clone(),
-    );
-    let status = with_alerts(status, notified.as_ref(), generation, &now);
-    let mut events = events::transitions(previous, &status, Some(&report));
-    if notified.is_some() {
-        let failing: Vec<(String, String)> = failures
-            .iter()
-            .map(|f| (f.channel.clone(), f.error.clone()))
-            .collect();
-        let before = previous
-            .and_then(|p| p.alerts.as_ref())
-            .map(|a| a.failing_channels.clone())
-            .unwrap_or_default();
-        events.extend(events::notification_events(&failing, &before));
-    }
-
-    // 5. Patch (I/O), only when something other than a timestamp changed; then the
-    //    events, so a failed patch (retried) does not record them twice.
-    patch_status_if_changed(api, policy, status).await?;
-    publish(ctx, policy, &events).await;
-
-    Ok(if report.failed() || !failures.is_empty() {
-        let throttled = report
-            .failure
-            .as_ref()
-            .is_some_and(|f| f.category == "throttled");
-        Action::requeue(valid.interval.min(ctx.backoff(&key, throttled)))
-    } else {
-        ctx.succeeded(&key);
-        Action::requeue(valid.interval)
-    })
+    Outcome::Passed { report, alerts }
 }
 
-/// The `Ready` reason of an AWS setup failure.
-fn setup_reason(error: &AwsSetupError) -> &'static str {
-    match error {
-        AwsSetupError::NoRegion => "NoRegion",
-        AwsSetupError::IdentifyAccount { .. } => "AccountUnknown",
+/// What went wrong, in the operator's log.
+fn log_outcome(policy: &GuardDutyPolicy, outcome: &Outcome) {
+    let name = policy.name_any();
+    match outcome {
+        Outcome::Invalid(invalid) => {
+            let message = invalid.to_string().replace('\n', "; ");
+            tracing::warn!(policy = %name, %message, "invalid spec");
+        }
+        Outcome::SetupFailed(error) => {
+            tracing::warn!(policy = %name, message = %error, "AWS setup failed");
+        }
+        Outcome::Passed { report, .. } => {
+            if let Some(failure) = &report.failure {
+                tracing::warn!(
+                    policy = %name,
+                    step = %failure.step,
+                    category = %failure.category,
+                    error = %failure.error,
+                    "pass failed"
+                );
+            }
+            for failure in outcome.alert_failures() {
+                tracing::warn!(
+                    policy = %name,
+                    channel = %failure.channel,
+                    kind = failure.kind,
+                    error = %failure.error,
+                    undelivered = failure.undelivered,
+                    "alerts not delivered"
+                );
+            }
+        }
     }
 }
 
@@ -477,7 +456,7 @@ pub fn error_policy<F: AwsFactory>(
     ctx: Arc<Context<F>>,
 ) -> Action {
     ctx.metrics.failed(error.category());
-    let wait = ctx.backoff(&policy_key(&policy), error.category() == "throttled");
+    let wait = ctx.backoff(&policy_key(&policy), error.throttled());
     tracing::warn!(
         policy = %policy.name_any(),
         namespace = policy.namespace().as_deref().unwrap_or(""),

@@ -1,75 +1,134 @@
-//! The status a reconcile writes: computed from what the pass saw, decided and did.
+//! The status a reconcile writes, computed from its [`Outcome`]: every condition at
+//! once, from values, never by reading a status back.
 //!
 //! Pure and deterministic: no async, no I/O, no clock (`now` is an argument).
 //!
 //! ```text
 //!  previous status ─┐
-//!  PassOutcome ─────┼─ compute_status ─> status ─ status_changed(old, new)? ─> patch (I/O)
+//!  Outcome ─────────┼─ compute_status ─> status ─ needs_patch(old, new)? ─> patch (I/O)
 //!  generation, now ─┘                             (compared ignoring time)
 //! ```
 //!
 //! - Conditions (`metav1.Condition`, sorted by type): `FindingsSynced`,
-//!   `SecurityGroupsConverged`, and `Ready` (True only when both are). A condition's
-//!   `lastTransitionTime` moves only when its status does.
+//!   `SecurityGroupsConverged`, `NotificationsDelivered` (with channels), and `Ready`
+//!   (True only when every other one is). A condition's `lastTransitionTime` moves
+//!   only when its status does.
 //! - Counts of findings per severity band and of security groups managed, converged
 //!   and pending; kept from the previous status when the pass stopped before knowing.
 //! - `recentActions`: what the pass changed, refused or failed to do, newest first,
-//!   bounded; `pendingPlan`: in DryRun, what Enforce would change, bounded.
+//!   bounded; `pendingPlan`: in DryRun, what Enforce would change, bounded;
+//!   `changes`: the change record; `alerts`: the alert record.
+
+use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::controller::outcome::Outcome;
 use crate::domain::alert::{AlertRecord, Delivered, ResponseKind};
 use crate::domain::finding::Finding;
 use crate::domain::ids::FindingId;
+use crate::domain::outcome::{Category, Failure, GroupOutcome, PassReport, Service, StepResult};
 use crate::domain::plan::{ChangeSet, GroupPlan, Plan, Purpose, Refusal, Verdict};
 use crate::domain::policy::Mode;
+use crate::domain::record::record_changes;
 use crate::domain::severity::SeverityBand;
 use crate::notify::dispatch::NotifyReport;
-use crate::pipeline::{Failure, GroupOutcome, PassReport, StepResult, step};
+use crate::ports::AwsSetupError;
 use crate::spec::{
     ActionKind, AlertsStatus, DeliveredAlert, FindingCounts, GuardDutyPolicyStatus,
     MAX_PENDING_GROUPS, MAX_PENDING_RULES, MAX_RECENT_ACTIONS, PendingGroup, PendingPlan,
     RecentAction, SecurityGroupCounts,
 };
 
-/// Every other condition is True.
-pub const READY: &str = "Ready";
-/// The findings were read from GuardDuty (and remediated ones archived).
-pub const FINDINGS_SYNCED: &str = "FindingsSynced";
-/// Every security group the findings concern admits their ports from trusted ranges only.
-pub const SECURITY_GROUPS_CONVERGED: &str = "SecurityGroupsConverged";
-
-/// The pipeline's steps that talk to GuardDuty.
-const FIND_DETECTOR_STEP: &str = step::FIND_DETECTOR;
-const READ_FINDINGS_STEP: &str = step::READ_FINDINGS;
-const ARCHIVE_STEP: &str = step::ARCHIVE;
-
-/// What a reconcile got to: a refused spec, or a pass that ran (possibly failing).
-#[derive(Debug, Clone, Copy)]
-pub enum PassOutcome<'a> {
-    /// The spec failed validation: no pass ran.
-    Invalid { message: &'a str },
-    /// The AWS clients could not be set up (no region, the account unknown): no pass ran.
-    SetupFailed { reason: &'a str, message: &'a str },
-    /// A pass ran; its report may carry a `failure`.
-    Completed(&'a PassReport),
+/// The conditions of a policy's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConditionType {
+    /// Every other condition is True.
+    Ready,
+    /// The findings were read from GuardDuty (and remediated ones archived).
+    FindingsSynced,
+    /// Every security group the findings concern admits their ports from trusted
+    /// ranges only.
+    SecurityGroupsConverged,
+    /// Every alert due was delivered (only with notification channels).
+    NotificationsDelivered,
 }
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::Ready => READY,
+            ConditionType::FindingsSynced => FINDINGS_SYNCED,
+            ConditionType::SecurityGroupsConverged => SECURITY_GROUPS_CONVERGED,
+            ConditionType::NotificationsDelivered => NOTIFICATIONS_DELIVERED,
+        }
+    }
+}
+
+pub const READY: &str = "Ready";
+pub const FINDINGS_SYNCED: &str = "FindingsSynced";
+pub const SECURITY_GROUPS_CONVERGED: &str = "SecurityGroupsConverged";
+pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
+
+/// A condition's status, as `metav1.Condition` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+
+    /// Reads a condition's status as the API server returned it.
+    pub fn of(condition: &Condition) -> ConditionStatus {
+        match condition.status.as_str() {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `Ready` reason of a refused spec.
+pub const INVALID_SPEC: &str = "InvalidSpec";
 
 /// The status to write after a reconcile.
 pub fn compute_status(
     generation: Option<i64>,
     previous: Option<&GuardDutyPolicyStatus>,
-    outcome: &PassOutcome<'_>,
+    outcome: &Outcome,
     now: Time,
 ) -> GuardDutyPolicyStatus {
     let previous = previous.cloned().unwrap_or_default();
     match outcome {
-        PassOutcome::Invalid { message } => invalid_status(generation, previous, message, now),
-        PassOutcome::SetupFailed { reason, message } => {
-            setup_failed_status(generation, previous, reason, message, now)
+        Outcome::Invalid(invalid) => {
+            let message = invalid
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            invalid_status(generation, previous, &message, now)
         }
-        PassOutcome::Completed(report) => completed_status(generation, previous, report, now),
+        Outcome::SetupFailed(error) => setup_failed_status(generation, previous, error, now),
+        Outcome::Passed { report, alerts } => {
+            passed_status(generation, previous, report, alerts.as_ref(), now)
+        }
     }
 }
 
@@ -107,8 +166,8 @@ fn invalid_status(
     now: Time,
 ) -> GuardDutyPolicyStatus {
     let ready = Decided::falsy(
-        READY,
-        "InvalidSpec",
+        ConditionType::Ready,
+        INVALID_SPEC,
         format!(
             "the spec is invalid, so no pass ran: {message}. Fix the spec; the operator \
              retries when it changes"
@@ -126,14 +185,13 @@ fn invalid_status(
 fn setup_failed_status(
     generation: Option<i64>,
     previous: GuardDutyPolicyStatus,
-    reason: &str,
-    message: &str,
+    error: &AwsSetupError,
     now: Time,
 ) -> GuardDutyPolicyStatus {
     let synced = Decided::falsy(
-        FINDINGS_SYNCED,
-        reason,
-        format!("{message}; the operator retries with backoff"),
+        ConditionType::FindingsSynced,
+        error.reason(),
+        format!("{error}; the operator retries with backoff"),
     );
     let ready = ready(&[&synced]);
     GuardDutyPolicyStatus {
@@ -143,29 +201,34 @@ fn setup_failed_status(
     }
 }
 
-fn completed_status(
+fn passed_status(
     generation: Option<i64>,
     previous: GuardDutyPolicyStatus,
     report: &PassReport,
+    alerts: Option<&NotifyReport>,
     now: Time,
 ) -> GuardDutyPolicyStatus {
-    let read = findings_were_read(report);
+    let read = report.findings_read();
     let tally = report
         .plan
         .as_ref()
         .map(|plan| GroupTally::of(plan, report));
     let synced = findings_synced(report);
     let converged = groups_converged(report, tally.as_ref());
-    let ready = ready(&[&synced, &converged]);
+    let delivered = alerts.map(notifications_delivered);
+    let mut decided = vec![synced, converged];
+    decided.extend(delivered);
+    let ready = ready(&decided.iter().collect::<Vec<_>>());
+    decided.push(ready);
+    let mut conditions = merge_conditions(&previous.conditions, decided, generation, &now);
+    if alerts.is_none() {
+        // Without channels the condition goes, with the record.
+        conditions.retain(|c| c.type_ != NOTIFICATIONS_DELIVERED);
+    }
     let new_actions = actions(report, &now);
     GuardDutyPolicyStatus {
         observed_generation: generation,
-        conditions: merge_conditions(
-            &previous.conditions,
-            vec![synced, converged, ready],
-            generation,
-            &now,
-        ),
+        conditions,
         last_sync_time: if read {
             Some(now.clone())
         } else {
@@ -186,16 +249,12 @@ fn completed_status(
             Some(plan) => pending_plan(plan),
             None => previous.pending_plan,
         },
-        // Moved by their own steps: the change record and the alerts.
-        changes: crate::controller::revert::record_changes(previous.changes.as_ref(), report),
-        alerts: previous.alerts,
+        changes: record_changes(previous.changes.as_ref(), report),
+        alerts: alerts.map(alerts_status),
     }
 }
 
 // ── alerts ───────────────────────────────────────────────────────────────────
-
-/// Every alert was delivered (or none was due).
-pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
 
 /// The alert record the last pass left on the status.
 pub fn alert_record(status: Option<&GuardDutyPolicyStatus>) -> AlertRecord {
@@ -225,22 +284,29 @@ fn response_text(kind: ResponseKind) -> String {
         .unwrap_or_default()
 }
 
-/// The status with this pass's alerting: the record, the failing channels and the
-/// `NotificationsDelivered` condition (which `Ready` takes into account). Without
-/// channels the condition and the record go.
-pub fn with_alerts(
-    mut status: GuardDutyPolicyStatus,
-    notify: Option<&NotifyReport>,
-    generation: Option<i64>,
-    now: &Time,
-) -> GuardDutyPolicyStatus {
-    let Some(notify) = notify else {
-        status.alerts = None;
-        status
-            .conditions
-            .retain(|c| c.type_ != NOTIFICATIONS_DELIVERED);
-        return status;
-    };
+/// The record and the failing channels of a pass's alerting.
+fn alerts_status(notify: &NotifyReport) -> AlertsStatus {
+    AlertsStatus {
+        delivered: notify
+            .record
+            .entries()
+            .map(|d| DeliveredAlert {
+                channel: d.channel.clone(),
+                finding: d.finding.to_string(),
+                finding_type: d.finding_type.clone(),
+                severity: d.severity,
+                response: response_text(d.response),
+            })
+            .collect(),
+        failing_channels: notify
+            .failures()
+            .iter()
+            .map(|f| f.channel.clone())
+            .collect(),
+    }
+}
+
+fn notifications_delivered(notify: &NotifyReport) -> Decided {
     let failures = notify.failures();
     let deferred: usize = notify.deferred.values().sum();
     let held = if deferred > 0 {
@@ -251,9 +317,9 @@ pub fn with_alerts(
     } else {
         String::new()
     };
-    let decided = if failures.is_empty() {
+    if failures.is_empty() {
         Decided::truthy(
-            NOTIFICATIONS_DELIVERED,
+            ConditionType::NotificationsDelivered,
             "Delivered",
             // The same words whether or not this pass had alerts to send, so a quiet
             // pass changes nothing.
@@ -266,7 +332,7 @@ pub fn with_alerts(
             .collect();
         let undelivered: usize = failures.iter().map(|f| f.undelivered).sum();
         Decided::falsy(
-            NOTIFICATIONS_DELIVERED,
+            ConditionType::NotificationsDelivered,
             "DeliveryFailed",
             format!(
                 "{} not delivered, tried again next pass: {}{held}",
@@ -274,44 +340,7 @@ pub fn with_alerts(
                 channels.join("; ")
             ),
         )
-    };
-    status.alerts = Some(AlertsStatus {
-        delivered: notify
-            .record
-            .entries()
-            .map(|d| DeliveredAlert {
-                channel: d.channel.clone(),
-                finding: d.finding.to_string(),
-                finding_type: d.finding_type.clone(),
-                severity: d.severity,
-                response: response_text(d.response),
-            })
-            .collect(),
-        failing_channels: failures.iter().map(|f| f.channel.clone()).collect(),
-    });
-    // Ready again, from every condition this status holds.
-    let parts: Vec<Decided> = [FINDINGS_SYNCED, SECURITY_GROUPS_CONVERGED]
-        .iter()
-        .filter_map(|type_| status.conditions.iter().find(|c| c.type_ == *type_))
-        .map(|c| Decided {
-            type_: if c.type_ == FINDINGS_SYNCED {
-                FINDINGS_SYNCED
-            } else {
-                SECURITY_GROUPS_CONVERGED
-            },
-            status: match c.status.as_str() {
-                "True" => "True",
-                "False" => "False",
-                _ => "Unknown",
-            },
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-        })
-        .chain([decided.clone()])
-        .collect();
-    let ready = ready(&parts.iter().collect::<Vec<_>>());
-    status.conditions = merge_conditions(&status.conditions, vec![decided, ready], generation, now);
-    status
+    }
 }
 
 // ── conditions ───────────────────────────────────────────────────────────────
@@ -319,32 +348,32 @@ pub fn with_alerts(
 /// A condition as this pass decides it, before its times are set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Decided {
-    type_: &'static str,
-    status: &'static str,
+    type_: ConditionType,
+    status: ConditionStatus,
     reason: String,
     message: String,
 }
 
 impl Decided {
-    fn truthy(type_: &'static str, reason: &str, message: String) -> Decided {
+    fn truthy(type_: ConditionType, reason: &str, message: String) -> Decided {
         Decided {
             type_,
-            status: "True",
+            status: ConditionStatus::True,
             reason: reason.to_string(),
             message,
         }
     }
 
-    fn falsy(type_: &'static str, reason: &str, message: String) -> Decided {
+    fn falsy(type_: ConditionType, reason: &str, message: String) -> Decided {
         Decided {
-            status: "False",
+            status: ConditionStatus::False,
             ..Decided::truthy(type_, reason, message)
         }
     }
 
-    fn unknown(type_: &'static str, reason: &str, message: String) -> Decided {
+    fn unknown(type_: ConditionType, reason: &str, message: String) -> Decided {
         Decided {
-            status: "Unknown",
+            status: ConditionStatus::Unknown,
             ..Decided::truthy(type_, reason, message)
         }
     }
@@ -361,17 +390,19 @@ fn merge_conditions(
 ) -> Vec<Condition> {
     let mut conditions: Vec<Condition> = previous
         .iter()
-        .filter(|old| !decided.iter().any(|d| d.type_ == old.type_))
+        .filter(|old| !decided.iter().any(|d| d.type_.as_str() == old.type_))
         .cloned()
         .collect();
     for verdict in decided {
         let last_transition_time = previous
             .iter()
-            .find(|old| old.type_ == verdict.type_ && old.status == verdict.status)
+            .find(|old| {
+                old.type_ == verdict.type_.as_str() && ConditionStatus::of(old) == verdict.status
+            })
             .map_or_else(|| now.clone(), |old| old.last_transition_time.clone());
         conditions.push(Condition {
-            type_: verdict.type_.to_string(),
-            status: verdict.status.to_string(),
+            type_: verdict.type_.as_str().to_string(),
+            status: verdict.status.as_str().to_string(),
             reason: verdict.reason,
             message: verdict.message,
             last_transition_time,
@@ -382,27 +413,15 @@ fn merge_conditions(
     conditions
 }
 
-fn is_guardduty_step(step: &str) -> bool {
-    matches!(step, FIND_DETECTOR_STEP | READ_FINDINGS_STEP | ARCHIVE_STEP)
-}
-
-/// The findings were read: no failure, or one after reading them.
-fn findings_were_read(report: &PassReport) -> bool {
-    report
-        .failure
-        .as_ref()
-        .is_none_or(|failure| report.detector.is_some() && failure.step != READ_FINDINGS_STEP)
-}
-
 fn findings_synced(report: &PassReport) -> Decided {
     match &report.failure {
-        Some(failure) if is_guardduty_step(failure.step) => Decided::falsy(
-            FINDINGS_SYNCED,
+        Some(failure) if failure.step.service() == Service::GuardDuty => Decided::falsy(
+            ConditionType::FindingsSynced,
             &failure_reason(failure),
             failure_message(failure),
         ),
         _ => Decided::truthy(
-            FINDINGS_SYNCED,
+            ConditionType::FindingsSynced,
             "FindingsRead",
             format!(
                 "read {} from GuardDuty detector {}",
@@ -415,18 +434,14 @@ fn findings_synced(report: &PassReport) -> Decided {
 
 /// A PascalCase reason from the failure's category and the service of its step.
 fn failure_reason(failure: &Failure) -> String {
-    let service = if is_guardduty_step(failure.step) {
-        "GuardDuty"
-    } else {
-        "EC2"
-    };
+    let service = failure.step.service();
     match failure.category {
-        "unreachable" => format!("{service}Unreachable"),
-        "access-denied" => "AccessDenied".to_string(),
-        "throttled" => format!("{service}Throttled"),
-        "no-detector" => "NoDetector".to_string(),
-        "not-found" => format!("{service}NotFound"),
-        "quota" => format!("{service}QuotaExceeded"),
+        Category::Unreachable => format!("{service}Unreachable"),
+        Category::AccessDenied => "AccessDenied".to_string(),
+        Category::Throttled => format!("{service}Throttled"),
+        Category::NoDetector => "NoDetector".to_string(),
+        Category::NotFound => format!("{service}NotFound"),
+        Category::Quota => format!("{service}QuotaExceeded"),
         _ => format!("{service}Error"),
     }
 }
@@ -434,16 +449,16 @@ fn failure_reason(failure: &Failure) -> String {
 /// What failed, and what a person can do about it.
 fn failure_message(failure: &Failure) -> String {
     let hint = match failure.category {
-        "access-denied" => {
+        Category::AccessDenied => {
             ". Grant the operator's IAM role the permissions of the IAM policy in the README"
         }
-        "unreachable" => {
+        Category::Unreachable => {
             ". Check the network path to AWS, the region and the credentials; the operator retries"
         }
-        "throttled" => ". AWS is throttling the operator; it retries with backoff",
+        Category::Throttled => ". AWS is throttling the operator; it retries with backoff",
         _ => "",
     };
-    format!("failed to {}: {}{hint}", failure.step, failure.error)
+    format!("{failure}{hint}")
 }
 
 /// How the plan's groups fared this pass.
@@ -471,7 +486,7 @@ impl<'a> GroupTally<'a> {
         for group in &plan.groups {
             match &group.verdict {
                 Verdict::Converged | Verdict::Exempt => tally.converged += 1,
-                Verdict::Change(_) if report.applied => match outcome_of(report, group) {
+                Verdict::Change(_) if report.applied => match report.outcome(&group.group) {
                     Some(outcome) if outcome.succeeded() => {
                         tally.converged += 1;
                         tally.changed += 1;
@@ -496,10 +511,6 @@ impl<'a> GroupTally<'a> {
     }
 }
 
-fn outcome_of<'a>(report: &'a PassReport, group: &GroupPlan) -> Option<&'a GroupOutcome> {
-    report.outcomes.iter().find(|o| o.group == group.group)
-}
-
 fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Decided {
     let Some(tally) = tally else {
         return not_planned(report);
@@ -507,19 +518,19 @@ fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Deci
     let groups = |n| plural(n, "security group");
     if let Some(first) = tally.failed.first() {
         return Decided::falsy(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "ChangesFailed",
             format!(
                 "failed to change {}; first, {}: {}. The next pass retries",
                 groups(tally.failed.len()),
                 first.group,
-                outcome_error(first)
+                first.error()
             ),
         );
     }
     if let Some((group, refusal)) = tally.refused.first() {
         return Decided::falsy(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "Refused",
             format!(
                 "refused to change {}; first, {}: {refusal}",
@@ -536,7 +547,7 @@ fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Deci
             "the pass did not apply them"
         };
         return Decided::falsy(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "ChangesPending",
             format!(
                 "{} {} changes planned; {why}",
@@ -547,7 +558,7 @@ fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Deci
     }
     if let Some(first) = tally.not_found.first() {
         return Decided::falsy(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "GroupsNotFound",
             format!(
                 "{} concerned by findings no longer {} (first, {}); the next pass reads the \
@@ -568,7 +579,7 @@ fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Deci
 fn converged(tally: &GroupTally<'_>) -> Decided {
     if tally.mode == Mode::Off {
         return Decided::truthy(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "RemediationOff",
             "remediation.mode is Off: findings are reported, no security group is checked or \
              changed"
@@ -584,7 +595,7 @@ fn converged(tally: &GroupTally<'_>) -> Decided {
             plural(managed, "security group")
         ),
     };
-    Decided::truthy(SECURITY_GROUPS_CONVERGED, "Converged", message)
+    Decided::truthy(ConditionType::SecurityGroupsConverged, "Converged", message)
 }
 
 /// The pass has no plan: it stopped before planning, or (archive failed) after
@@ -592,7 +603,7 @@ fn converged(tally: &GroupTally<'_>) -> Decided {
 fn not_planned(report: &PassReport) -> Decided {
     let Some(failure) = &report.failure else {
         return Decided::unknown(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "NotPlanned",
             "the pass made no plan".to_string(),
         );
@@ -600,7 +611,7 @@ fn not_planned(report: &PassReport) -> Decided {
     if report.applied {
         let failed = report.outcomes.iter().filter(|o| !o.succeeded()).count();
         return Decided::unknown(
-            SECURITY_GROUPS_CONVERGED,
+            ConditionType::SecurityGroupsConverged,
             "ArchiveFailed",
             format!(
                 "changes were applied to {} ({failed} failed), then the pass stopped: {}",
@@ -610,7 +621,7 @@ fn not_planned(report: &PassReport) -> Decided {
         );
     }
     Decided::falsy(
-        SECURITY_GROUPS_CONVERGED,
+        ConditionType::SecurityGroupsConverged,
         "ObserveFailed",
         format!(
             "the pass stopped before planning, so the security groups were not checked: {}",
@@ -620,14 +631,17 @@ fn not_planned(report: &PassReport) -> Decided {
 }
 
 fn ready(parts: &[&Decided]) -> Decided {
-    match parts.iter().find(|part| part.status != "True") {
+    match parts
+        .iter()
+        .find(|part| part.status != ConditionStatus::True)
+    {
         Some(failing) => Decided::falsy(
-            READY,
+            ConditionType::Ready,
             &failing.reason,
-            format!("{}: {}", failing.type_, failing.message),
+            format!("{}: {}", failing.type_.as_str(), failing.message),
         ),
         None => Decided::truthy(
-            READY,
+            ConditionType::Ready,
             "Ready",
             "the last pass read the findings and every security group they concern is converged"
                 .to_string(),
@@ -679,7 +693,7 @@ fn actions(report: &PassReport, now: &Time) -> Vec<RecentAction> {
         match &group.verdict {
             Verdict::Refused(refusal) => actions.push(refused(group, refusal, now)),
             Verdict::Change(change) if report.applied => {
-                if let Some(outcome) = outcome_of(report, group) {
+                if let Some(outcome) = report.outcome(&group.group) {
                     actions.extend(changed(group, change, outcome, now));
                 }
             }
@@ -820,16 +834,6 @@ fn changed(
     entries
 }
 
-fn outcome_error(outcome: &GroupOutcome) -> &str {
-    [&outcome.authorize, &outcome.revoke]
-        .into_iter()
-        .find_map(|step| match step {
-            StepResult::Failed { error, .. } => Some(error.as_str()),
-            _ => None,
-        })
-        .unwrap_or("a step did not complete")
-}
-
 // ── pending plan ─────────────────────────────────────────────────────────────
 
 /// The changes planned and not made, bounded; `None` when there are none.
@@ -893,13 +897,10 @@ fn without_times(status: &GuardDutyPolicyStatus) -> GuardDutyPolicyStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::InstanceId;
-    use crate::domain::plan::{Observation, plan};
+    use crate::domain::fixtures::{World, failed_at};
+    use crate::domain::outcome::Step;
     use crate::domain::policy::Policy;
-    use crate::domain::security_group::{
-        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
-    };
-    use crate::domain::severity::Severity;
+    use crate::domain::security_group::{PortRange, Traffic};
 
     // ── fixtures ─────────────────────────────────────────────────────────────
 
@@ -907,126 +908,8 @@ mod tests {
         Time(Timestamp::from_second(1_800_000_000 + second).unwrap())
     }
 
-    fn finding(id: &str, severity: f64, instance: &str) -> Finding {
-        Finding {
-            severity: Severity::of_finding(severity).unwrap(),
-            ..Finding::probe(id, instance, &[22])
-        }
-    }
-
-    /// A group whose only rule admits `traffic` from the world.
-    fn open_group(id: &str, traffic: Traffic) -> SecurityGroup {
-        SecurityGroup::world_open(id, traffic)
-    }
-
-    /// An account seen by one pass: instances, each with one group, and findings.
-    #[derive(Default)]
-    struct World {
-        observation: Observation,
-    }
-
-    impl World {
-        /// `n` instances `i-<k>`, each in its own group `sg-<k>` that opens port 22
-        /// to the world, each with one MEDIUM finding `f<k>` (k in hex).
-        fn open_ssh(n: usize) -> World {
-            let mut world = World::default();
-            for k in 1..=n {
-                world = world.with_group(&format!("{k:x}"), Traffic::Tcp(PortRange::single(22)));
-                world = world.with_finding(&format!("f{k:x}"), 5.0, &format!("i-{k:x}"));
-            }
-            world
-        }
-
-        /// Instance `i-<suffix>` in group `sg-<suffix>`, whose one rule opens `traffic`.
-        fn with_group(mut self, suffix: &str, traffic: Traffic) -> World {
-            let group = open_group(&format!("sg-{suffix}"), traffic);
-            let instance = Instance {
-                id: InstanceId::parse(&format!("i-{suffix}")).unwrap(),
-                state: InstanceState::Running,
-                security_groups: vec![group.id.clone()],
-            };
-            self.observation
-                .instances
-                .insert(instance.id.clone(), instance);
-            self.observation.groups.insert(group.id.clone(), group);
-            self
-        }
-
-        fn with_finding(mut self, id: &str, severity: f64, instance: &str) -> World {
-            self.observation
-                .findings
-                .push(finding(id, severity, instance));
-            self
-        }
-
-        /// The report of a DryRun pass.
-        fn dry_run(&self) -> PassReport {
-            self.report(&Policy::test(), |_| None)
-        }
-
-        /// The report of an Enforce pass in which every change succeeded.
-        fn enforced(&self) -> PassReport {
-            self.enforced_failing(&[])
-        }
-
-        /// An Enforce pass in which authorizing fails for these groups.
-        fn enforced_failing(&self, failing: &[&str]) -> PassReport {
-            let failing: Vec<String> = failing.iter().map(|g| g.to_string()).collect();
-            self.report(&Policy::test().enforce(), move |(group, change)| {
-                Some(if failing.contains(&group.group.to_string()) {
-                    GroupOutcome::failed_authorize(group)
-                } else {
-                    GroupOutcome::done(group, change)
-                })
-            })
-        }
-
-        fn report(
-            &self,
-            policy: &Policy,
-            outcome: impl Fn((&GroupPlan, &ChangeSet)) -> Option<GroupOutcome>,
-        ) -> PassReport {
-            let plan = plan(policy, &self.observation);
-            let outcomes: Vec<GroupOutcome> = plan.changes().filter_map(outcome).collect();
-            PassReport {
-                mode: policy.mode,
-                detector: Some("d1".into()),
-                findings: self.observation.findings.clone(),
-                applied: !outcomes.is_empty(),
-                plan: Some(plan),
-                outcomes,
-                archived: Vec::new(),
-                failure: None,
-            }
-        }
-    }
-
-    /// A pass that stopped at `step`, having read the findings of `world` when the
-    /// step comes after reading them.
-    fn failed_at(world: &World, step: &'static str, category: &'static str) -> PassReport {
-        let read = !matches!(step, FIND_DETECTOR_STEP | READ_FINDINGS_STEP);
-        PassReport {
-            mode: Mode::DryRun,
-            detector: (step != FIND_DETECTOR_STEP).then(|| "d1".to_string()),
-            findings: if read {
-                world.observation.findings.clone()
-            } else {
-                Vec::new()
-            },
-            plan: None,
-            applied: false,
-            outcomes: Vec::new(),
-            archived: Vec::new(),
-            failure: Some(Failure {
-                step,
-                category,
-                error: "connection refused".into(),
-            }),
-        }
-    }
-
     fn status_after(report: &PassReport) -> GuardDutyPolicyStatus {
-        compute_status(Some(1), None, &PassOutcome::Completed(report), at(0))
+        compute_status(Some(1), None, &Outcome::passed(report.clone()), at(0))
     }
 
     fn next(
@@ -1037,7 +920,7 @@ mod tests {
         compute_status(
             Some(1),
             Some(previous),
-            &PassOutcome::Completed(report),
+            &Outcome::passed(report.clone()),
             now,
         )
     }
@@ -1061,7 +944,7 @@ mod tests {
     #[test]
     fn observed_generation_is_the_generation_of_the_spec_the_pass_ran_for() {
         let report = World::open_ssh(1).dry_run();
-        let status = compute_status(Some(7), None, &PassOutcome::Completed(&report), at(0));
+        let status = compute_status(Some(7), None, &Outcome::passed(report.clone()), at(0));
         assert_eq!(status.observed_generation, Some(7));
         assert!(
             status
@@ -1086,7 +969,7 @@ mod tests {
         let first = status_after(&world.dry_run());
         let failed = next(
             &first,
-            &failed_at(&world, READ_FINDINGS_STEP, "unreachable"),
+            &failed_at(&world, Step::ReadFindings, Category::Unreachable),
             at(60),
         );
         assert_eq!(failed.last_sync_time, Some(at(0)));
@@ -1124,8 +1007,8 @@ mod tests {
     fn unreachable_guardduty_makes_findings_synced_false_with_the_failed_step() {
         let status = status_after(&failed_at(
             &World::default(),
-            READ_FINDINGS_STEP,
-            "unreachable",
+            Step::ReadFindings,
+            Category::Unreachable,
         ));
         assert_eq!(
             state(&status, FINDINGS_SYNCED),
@@ -1149,8 +1032,8 @@ mod tests {
         let world = World::open_ssh(3);
         let status = status_after(&failed_at(
             &world,
-            step::DESCRIBE_INSTANCES,
-            "access-denied",
+            Step::DescribeInstances,
+            Category::AccessDenied,
         ));
         assert_eq!(state(&status, FINDINGS_SYNCED), ("True", "FindingsRead"));
         assert_eq!(
@@ -1171,8 +1054,8 @@ mod tests {
     fn missing_detector_is_named_as_the_reason() {
         let status = status_after(&failed_at(
             &World::default(),
-            FIND_DETECTOR_STEP,
-            "no-detector",
+            Step::FindDetector,
+            Category::NoDetector,
         ));
         assert_eq!(state(&status, FINDINGS_SYNCED), ("False", "NoDetector"));
     }
@@ -1209,9 +1092,9 @@ mod tests {
     #[test]
     fn refused_groups_are_counted_and_the_first_reason_is_named() {
         let report = World::open_ssh(1)
-            .with_group("a1", Traffic::All)
+            .with_open_group("a1", Traffic::All)
             .with_finding("fa1", 5.0, "i-a1")
-            .with_group("a2", Traffic::All)
+            .with_open_group("a2", Traffic::All)
             .with_finding("fa2", 5.0, "i-a2")
             .enforced();
         let status = status_after(&report);
@@ -1231,8 +1114,8 @@ mod tests {
     fn ready_takes_the_reason_and_message_of_the_first_failing_condition() {
         let mut report = World::open_ssh(1).enforced_failing(&["sg-1"]);
         report.failure = Some(Failure {
-            step: ARCHIVE_STEP,
-            category: "access-denied",
+            step: Step::Archive,
+            category: Category::AccessDenied,
             error: "AccessDeniedException: no".into(),
         });
         let status = status_after(&report);
@@ -1270,12 +1153,12 @@ mod tests {
 
     #[test]
     fn applied_changes_without_a_reported_plan_leave_convergence_unknown() {
-        // The pipeline drops the plan when archiving fails after the changes.
+        // A pass without a plan after applying changes (as an older pass did when archiving failed).
         let mut report = World::open_ssh(2).enforced();
         report.plan = None;
         report.failure = Some(Failure {
-            step: ARCHIVE_STEP,
-            category: "throttled",
+            step: Step::Archive,
+            category: Category::Throttled,
             error: "ThrottlingException: slow down".into(),
         });
         let status = status_after(&report);
@@ -1296,9 +1179,12 @@ mod tests {
         let invalid = compute_status(
             Some(2),
             Some(&first),
-            &PassOutcome::Invalid {
-                message: "spec.interval: \"10s\" is too short: use an interval from 30s to 24h",
-            },
+            &Outcome::Invalid(crate::spec::InvalidSpec {
+                errors: vec![crate::spec::FieldError {
+                    field: "spec.interval".into(),
+                    message: "\"10s\" is too short: use an interval from 30s to 24h".into(),
+                }],
+            }),
             at(60),
         );
         assert_eq!(invalid.observed_generation, Some(2));
@@ -1353,7 +1239,7 @@ mod tests {
     #[test]
     fn remediation_off_reports_the_findings_and_checks_no_group() {
         let world = World::open_ssh(2);
-        let report = world.report(&Policy::test().off(), |_| None);
+        let report = world.report(&Policy::test().off(), |_, _| None);
         let status = status_after(&report);
         assert_eq!(
             state(&status, SECURITY_GROUPS_CONVERGED),
@@ -1392,7 +1278,7 @@ mod tests {
     fn security_groups_are_counted_as_managed_converged_and_pending() {
         // sg-1 changed, sg-2 failed, sg-a1 refused.
         let world = World::open_ssh(2)
-            .with_group("a1", Traffic::All)
+            .with_open_group("a1", Traffic::All)
             .with_finding("fa1", 5.0, "i-a1");
         assert_eq!(
             status_after(&world.enforced_failing(&["sg-2"])).security_groups,
@@ -1456,7 +1342,7 @@ mod tests {
     #[test]
     fn narrowed_rule_keeps_its_other_ports_and_names_every_finding() {
         let report = World::default()
-            .with_group("1", Traffic::Tcp(PortRange::new(0, 1023)))
+            .with_open_group("1", Traffic::Tcp(PortRange::new(0, 1023)))
             .with_finding("f1", 5.0, "i-1")
             .with_finding("f2", 5.0, "i-1")
             .enforced();
@@ -1532,7 +1418,7 @@ mod tests {
     #[test]
     fn a_refusal_seen_on_every_pass_is_recorded_once() {
         let world = World::default()
-            .with_group("a1", Traffic::All)
+            .with_open_group("a1", Traffic::All)
             .with_finding("fa1", 5.0, "i-a1");
         let first = status_after(&world.dry_run());
         assert_eq!(first.recent_actions.len(), 1);
@@ -1570,7 +1456,7 @@ mod tests {
     fn pending_rules_of_a_group_are_bounded_too() {
         let ranges: Vec<String> = (1..=12).map(|k| format!("10.{k}.0.0/16")).collect();
         let ranges: Vec<&str> = ranges.iter().map(String::as_str).collect();
-        let report = World::open_ssh(1).report(&Policy::test().trusting(&ranges), |_| None);
+        let report = World::open_ssh(1).report(&Policy::test().trusting(&ranges), |_, _| None);
         let pending = status_after(&report).pending_plan.unwrap();
         assert_eq!(pending.groups[0].authorize.len(), MAX_PENDING_RULES);
         assert_eq!(pending.groups[0].omitted_rules, 2);
@@ -1581,7 +1467,7 @@ mod tests {
         let first = status_after(&World::open_ssh(20).enforced());
         assert_eq!(first.recent_actions.len(), 40);
         let later = World::default()
-            .with_group("b1", Traffic::Tcp(PortRange::single(22)))
+            .with_open_group("b1", Traffic::Tcp(PortRange::single(22)))
             .with_finding("fb1", 5.0, "i-b1")
             .enforced();
         let second = next(&first, &later, at(60));
@@ -1611,11 +1497,11 @@ mod tests {
         ];
         let policy = Policy::test().trusting(&trusted);
         for report in [
-            world.report(&policy, |_| None),
-            world.report(&policy.clone().enforce(), |(g, c)| {
+            world.report(&policy, |_, _| None),
+            world.report(&policy.clone().enforce(), |g, c| {
                 Some(GroupOutcome::done(g, c))
             }),
-            world.report(&policy.clone().enforce(), |(g, _)| {
+            world.report(&policy.clone().enforce(), |g, _| {
                 Some(GroupOutcome::failed_authorize(g))
             }),
         ] {
@@ -1646,7 +1532,7 @@ mod tests {
     #[test]
     fn an_identical_second_pass_is_not_a_change() {
         let world = World::open_ssh(2)
-            .with_group("a1", Traffic::All)
+            .with_open_group("a1", Traffic::All)
             .with_finding("fa1", 5.0, "i-a1");
         for report in [world.dry_run(), world.enforced_failing(&["sg-2"])] {
             let first = status_after(&report);
@@ -1666,6 +1552,15 @@ mod tests {
     }
 
     // ── alerts ───────────────────────────────────────────────────────────────
+
+    /// The status after a pass whose alerting went as `notify` says.
+    fn with_alerts(report: &PassReport, notify: &NotifyReport) -> GuardDutyPolicyStatus {
+        let outcome = Outcome::Passed {
+            report: report.clone(),
+            alerts: Some(notify.clone()),
+        };
+        compute_status(Some(1), None, &outcome, at(0))
+    }
 
     fn notified(failed: &[(&str, &str)]) -> NotifyReport {
         use crate::domain::alert::AlertEvent;
@@ -1692,7 +1587,7 @@ mod tests {
                 finding: finding.clone(),
                 event: AlertEvent::Opened,
                 result: DeliveryResult::Failed {
-                    category: "server-error",
+                    category: Category::ServerError,
                     error: error.to_string(),
                     attempts: 3,
                 },
@@ -1709,7 +1604,7 @@ mod tests {
     fn delivered_alerts_keep_ready_true_and_their_record_survives_the_status() {
         let report = World::open_ssh(1).enforced();
         let notify = notified(&[]);
-        let status = with_alerts(status_after(&report), Some(&notify), Some(1), &at(0));
+        let status = with_alerts(&report, &notify);
         assert_eq!(
             state(&status, NOTIFICATIONS_DELIVERED),
             ("True", "Delivered")
@@ -1726,7 +1621,7 @@ mod tests {
     fn a_failed_channel_makes_notifications_delivered_and_ready_false_naming_it() {
         let report = World::open_ssh(1).enforced();
         let notify = notified(&[("chat", "Slack answered HTTP 500: rollup_error")]);
-        let status = with_alerts(status_after(&report), Some(&notify), Some(1), &at(0));
+        let status = with_alerts(&report, &notify);
         assert_eq!(
             state(&status, NOTIFICATIONS_DELIVERED),
             ("False", "DeliveryFailed")
@@ -1744,8 +1639,8 @@ mod tests {
     #[test]
     fn without_channels_the_condition_and_the_record_go() {
         let report = World::open_ssh(1).enforced();
-        let with = with_alerts(status_after(&report), Some(&notified(&[])), Some(1), &at(0));
-        let without = with_alerts(next(&with, &report, at(60)), None, Some(1), &at(60));
+        let with = with_alerts(&report, &notified(&[]));
+        let without = next(&with, &report, at(60));
         assert!(without.alerts.is_none());
         assert!(
             without
@@ -1761,17 +1656,15 @@ mod tests {
         let status = compute_status(
             Some(2),
             Some(&before),
-            &PassOutcome::SetupFailed {
-                reason: "NoRegion",
-                message: "failed to find an AWS region: set spec.region",
-            },
+            &Outcome::SetupFailed(AwsSetupError::NoRegion),
             at(60),
         );
         assert_eq!(state(&status, FINDINGS_SYNCED), ("False", "NoRegion"));
         assert_eq!(state(&status, READY), ("False", "NoRegion"));
         assert_eq!(
             condition(&status, FINDINGS_SYNCED).message,
-            "failed to find an AWS region: set spec.region; the operator retries with backoff"
+            "failed to find an AWS region: set spec.region, or AWS_REGION in the operator's \
+             environment; the operator retries with backoff"
         );
         assert_eq!(status.findings, before.findings, "the last counts are kept");
         assert_eq!(status.observed_generation, Some(2));

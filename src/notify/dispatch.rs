@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use futures_util::future::join_all;
 
 use super::email::EmailChannel;
@@ -28,7 +27,8 @@ use crate::domain::alert::{
     Alert, AlertEvent, AlertLimits, AlertRecord, Listing, Route, plan_alerts,
 };
 use crate::domain::ids::FindingId;
-use crate::pipeline::{PassReport, finding_responses, step};
+use crate::domain::outcome::{Category, PassReport};
+use crate::domain::response::finding_responses;
 use crate::spec::notifications::{ChannelSpec, ValidNotification};
 
 /// One channel of the policy, ready to deliver, or why it cannot.
@@ -44,23 +44,6 @@ pub struct Channel {
 pub struct AlertClients {
     pub ses: aws_sdk_sesv2::Client,
     pub sns: aws_sdk_sns::Client,
-}
-
-impl AlertClients {
-    pub fn new(config: &SdkConfig, counter: &crate::aws::ApiCallCounter) -> AlertClients {
-        AlertClients {
-            ses: aws_sdk_sesv2::Client::from_conf(
-                aws_sdk_sesv2::config::Builder::from(config)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            sns: aws_sdk_sns::Client::from_conf(
-                aws_sdk_sns::config::Builder::from(config)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-        }
-    }
 }
 
 /// Builds every channel: secrets are read now; a channel that cannot be built is
@@ -187,7 +170,7 @@ pub enum DeliveryResult {
         attempts: u32,
     },
     Failed {
-        category: &'static str,
+        category: Category,
         error: String,
         attempts: u32,
     },
@@ -237,7 +220,8 @@ pub struct NotifyReport {
 pub struct ChannelFailure {
     pub channel: String,
     pub kind: &'static str,
-    pub category: &'static str,
+    /// `None` when the alerts were skipped after an earlier failure of the channel.
+    pub category: Option<Category>,
     pub error: String,
     /// Alerts not delivered (failed or skipped).
     pub undelivered: usize,
@@ -259,8 +243,8 @@ impl NotifyReport {
             let (category, error) = match &delivery.result {
                 DeliveryResult::Failed {
                     category, error, ..
-                } => (*category, error.clone()),
-                DeliveryResult::Skipped { reason } => ("skipped", reason.clone()),
+                } => (Some(*category), error.clone()),
+                DeliveryResult::Skipped { reason } => (None, reason.clone()),
                 DeliveryResult::Delivered { .. } | DeliveryResult::WouldSend => continue,
             };
             match failures.iter_mut().find(|f| f.channel == delivery.channel) {
@@ -301,10 +285,7 @@ pub async fn notify(
     let routes: Vec<Route> = channels.iter().map(|c| c.route.clone()).collect();
     record.retain_channels(&routes);
     // The findings were all read unless the pass failed reading them.
-    let complete = !matches!(
-        &report.failure,
-        Some(failure) if failure.step == step::FIND_DETECTOR || failure.step == step::READ_FINDINGS
-    );
+    let complete = report.findings_read();
     let listing = Listing {
         complete,
         account_id: options.account_id.clone(),
@@ -397,7 +378,7 @@ fn breaks_channel(error: &NotifyError) -> bool {
     error.is_retryable()
         || matches!(
             error.category(),
-            "access-denied" | "setup" | "unreachable" | "throttled"
+            Category::AccessDenied | Category::Setup | Category::Unreachable | Category::Throttled
         )
 }
 
@@ -421,7 +402,7 @@ async fn deliver_with_retry(
                 tracing::debug!(
                     channel = %alert.channel,
                     attempt,
-                    category = error.category(),
+                    category = %error.category(),
                     wait_ms = pause.as_millis() as u64,
                     "alert not delivered; trying again"
                 );
@@ -558,7 +539,7 @@ mod tests {
         let failures = first.failures();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].channel, "chat");
-        assert_eq!(failures[0].category, "rejected");
+        assert_eq!(failures[0].category, Some(Category::Rejected));
         assert_eq!(failures[0].undelivered, 2);
         // Next pass: the chat channel works again and gets both; oncall gets nothing.
         let second = notify(&channels, &report, first.record, &options()).await;
@@ -605,7 +586,7 @@ mod tests {
         assert!(matches!(
             report.deliveries[0].result,
             DeliveryResult::Failed {
-                category: "server-error",
+                category: Category::ServerError,
                 attempts: 3,
                 ..
             }
@@ -631,7 +612,7 @@ mod tests {
         assert!(matches!(
             report.deliveries[0].result,
             DeliveryResult::Failed {
-                category: "throttled",
+                category: Category::Throttled,
                 attempts: 1,
                 ..
             }
@@ -692,9 +673,9 @@ mod tests {
         )
         .await;
         let mut unread = report(&[]);
-        unread.failure = Some(crate::pipeline::Failure {
-            step: step::READ_FINDINGS,
-            category: "unreachable",
+        unread.failure = Some(crate::domain::outcome::Failure {
+            step: crate::domain::outcome::Step::ReadFindings,
+            category: Category::Unreachable,
             error: "timed out".into(),
         });
         let second = notify(&channels, &unread, first.record.clone(), &options()).await;

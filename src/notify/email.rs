@@ -17,7 +17,6 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Notifier, NotifyError, SecretValue};
-use crate::aws::aws_error;
 use crate::domain::alert::Alert;
 use crate::spec::notifications::{EmailSpec, SmtpSpec, SmtpTls};
 
@@ -167,7 +166,7 @@ impl EmailChannel {
             .map(drop)
             .map_err(|e| NotifyError::Aws {
                 operation: SES_OPERATION,
-                source: aws_error(e),
+                source: crate::ports::AwsError::of_sdk(e),
             })
     }
 

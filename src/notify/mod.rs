@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::domain::alert::Alert;
+use crate::domain::outcome::Category;
 use crate::ports::AwsError;
 
 pub mod dispatch;
@@ -118,22 +119,22 @@ fn detail_suffix(detail: &str) -> String {
 
 impl NotifyError {
     /// A label for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> Category {
         match self {
-            NotifyError::Http { status: 429, .. } => "throttled",
+            NotifyError::Http { status: 429, .. } => Category::Throttled,
             NotifyError::Http {
                 status: 401 | 403, ..
-            } => "access-denied",
-            NotifyError::Http { status, .. } if *status >= 500 => "server-error",
-            NotifyError::Http { .. } => "rejected",
-            NotifyError::Unreachable { .. } => "unreachable",
-            NotifyError::UnexpectedAnswer { .. } => "unexpected-answer",
+            } => Category::AccessDenied,
+            NotifyError::Http { status, .. } if *status >= 500 => Category::ServerError,
+            NotifyError::Http { .. } => Category::Rejected,
+            NotifyError::Unreachable { .. } => Category::Unreachable,
+            NotifyError::UnexpectedAnswer { .. } => Category::UnexpectedAnswer,
             NotifyError::Aws { source, .. } => source.category(),
             NotifyError::Smtp {
                 permanent: true, ..
-            } => "rejected",
-            NotifyError::Smtp { .. } => "smtp-error",
-            NotifyError::Setup(_) => "setup",
+            } => Category::Rejected,
+            NotifyError::Smtp { .. } => Category::SmtpError,
+            NotifyError::Setup(_) => Category::Setup,
         }
     }
 
@@ -143,7 +144,10 @@ impl NotifyError {
             NotifyError::Http { status, .. } => *status == 429 || *status >= 500,
             NotifyError::Unreachable { .. } => true,
             NotifyError::Aws { source, .. } => {
-                matches!(source.category(), "throttled" | "unreachable")
+                matches!(
+                    source.category(),
+                    Category::Throttled | Category::Unreachable
+                )
             }
             NotifyError::Smtp { permanent, .. } => !permanent,
             NotifyError::UnexpectedAnswer { .. } | NotifyError::Setup(_) => false,

@@ -12,7 +12,6 @@ use std::fmt;
 use futures_util::future::BoxFuture;
 
 use super::{Notifier, NotifyError};
-use crate::aws::aws_error;
 use crate::domain::alert::{Alert, AlertEvent};
 use crate::ports::AwsError;
 use crate::spec::notifications::SmsSpec;
@@ -112,7 +111,7 @@ impl SmsChannel {
                 .map(drop)
                 .map_err(|e| NotifyError::Aws {
                     operation: TOPIC_OPERATION,
-                    source: aws_error(e),
+                    source: AwsError::of_sdk(e),
                 }),
             Target::PhoneNumbers(numbers) => {
                 // Sequentially (at most 20), and on to the next number after a
@@ -125,7 +124,7 @@ impl SmsChannel {
                         .send()
                         .await
                     {
-                        failures.push((number, aws_error(e)));
+                        failures.push((number, AwsError::of_sdk(e)));
                     }
                 }
                 match partial_failure(numbers.len(), failures) {
@@ -215,7 +214,13 @@ fn topic_arn(arn: &str) -> Result<String, NotifyError> {
 /// masked, also inside the service's own message.
 fn partial_failure(total: usize, failures: Vec<(&PhoneNumber, AwsError)>) -> Option<AwsError> {
     let count = failures.len();
-    let retryable = |e: &AwsError| matches!(e.category(), "throttled" | "unreachable");
+    let retryable = |e: &AwsError| {
+        matches!(
+            e.category(),
+            crate::domain::outcome::Category::Throttled
+                | crate::domain::outcome::Category::Unreachable
+        )
+    };
     let index = failures.iter().position(|(_, e)| retryable(e)).unwrap_or(0);
     let (number, error) = failures.into_iter().nth(index)?;
     let masked = number.masked();

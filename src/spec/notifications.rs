@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeSet;
 
-use super::{MAX_NOTIFICATION_CHANNELS, Problems, SeverityThreshold};
+use super::validate::Problems;
+use super::{MAX_NOTIFICATION_CHANNELS, SeverityThreshold};
 use crate::domain::alert::{Route, TypePattern};
 use crate::notify::http::{UrlProblem, url_problem};
 

@@ -120,7 +120,7 @@ pub fn assert_http_error(
         other => panic!("{status}: expected an HTTP error from {service}, got {other:?}"),
     }
     assert_eq!(error.retry_after(), retry_after, "{status}");
-    assert_eq!(error.category(), category, "{status}");
+    assert_eq!(error.category().as_str(), category, "{status}");
     assert_eq!(error.is_retryable(), retryable, "{status}");
 }
 
@@ -131,7 +131,7 @@ pub fn assert_unreachable(error: &NotifyError, service: &str) {
         matches!(error, NotifyError::Unreachable { service: got, .. } if *got == service),
         "expected {service} to be unreachable, got {error:?}"
     );
-    assert_eq!(error.category(), "unreachable");
+    assert_eq!(error.category().as_str(), "unreachable");
     assert!(error.is_retryable(), "{error:?}");
 }
 
@@ -143,7 +143,7 @@ pub fn assert_unexpected_answer(error: &NotifyError, service: &str) {
         matches!(error, NotifyError::UnexpectedAnswer { service: got, .. } if *got == service),
         "expected an unexpected answer from {service}, got {error:?}"
     );
-    assert_eq!(error.category(), "unexpected-answer");
+    assert_eq!(error.category().as_str(), "unexpected-answer");
     assert!(!error.is_retryable(), "{error:?}");
 }
 
@@ -160,7 +160,7 @@ pub fn refused_naming<C: Debug>(
         Err(error @ NotifyError::Setup(_)) => error,
         other => panic!("{url:?} was not refused: {other:?}"),
     };
-    assert_eq!(error.category(), "setup");
+    assert_eq!(error.category().as_str(), "setup");
     let message = error.to_string();
     assert!(message.starts_with(field), "{url:?}: {message}");
     assert_none_contains(std::slice::from_ref(&message), secrets);

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use crate::domain::alert::{AlertEvent, ResponseKind};
 use crate::domain::finding::Finding;
+use crate::domain::outcome::{PassReport, StepResult};
 use crate::domain::plan::{FindingDecision, Purpose, Verdict};
 use crate::domain::severity::SeverityBand;
 use crate::notify::dispatch::{Delivery, DeliveryResult, NotifyReport};
-use crate::pipeline::{PassReport, StepResult};
 
 /// The JSON document of `--output json` (its shape is documented in the README).
 #[derive(serde::Serialize)]

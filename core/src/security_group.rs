@@ -165,28 +165,6 @@ pub struct SecurityGroup {
     pub network_interfaces: usize,
 }
 
-impl SecurityGroup {
-    /// A group `sg-…` whose only rule (`sgr-` + the same digits) admits `traffic`
-    /// from 0.0.0.0/0, on one interface, for tests.
-    #[cfg(test)]
-    pub fn world_open(id: &str, traffic: Traffic) -> SecurityGroup {
-        SecurityGroup {
-            id: SecurityGroupId::parse(id).unwrap(),
-            name: id.into(),
-            vpc_id: None,
-            tags: BTreeMap::new(),
-            ingress: vec![IngressRule {
-                id: RuleId::parse(&format!("sgr-{}", &id[3..])).unwrap(),
-                traffic,
-                source: Source::Cidr("0.0.0.0/0".parse().unwrap()),
-                description: None,
-                managed_ports: None,
-            }],
-            network_interfaces: 1,
-        }
-    }
-}
-
 /// The lifecycle state of an instance, as far as remediation cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -111,36 +111,6 @@ impl Finding {
     }
 }
 
-impl Finding {
-    /// A port probe of `ports` on `instance` in account 123456789012, severity 5.0,
-    /// for tests: change fields with struct update syntax.
-    #[cfg(test)]
-    pub fn probe(id: &str, instance: &str, ports: &[u16]) -> Finding {
-        Finding {
-            id: FindingId::parse(id).unwrap(),
-            finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
-            severity: Severity::of_finding(5.0).unwrap(),
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            title: "probe".into(),
-            sample: false,
-            archived: false,
-            count: Some(1),
-            first_seen: None,
-            last_seen: None,
-            updated_at: None,
-            instance: Some(InstanceRef {
-                id: InstanceId::parse(instance).unwrap(),
-                security_groups: Vec::new(),
-            }),
-            action: Action::PortProbe {
-                ports: ports.to_vec(),
-                remote_ips: vec!["198.51.100.7".parse().unwrap()],
-            },
-        }
-    }
-}
-
 /// Why a finding is reported but changes nothing in AWS.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "camelCase")]

@@ -1,10 +1,10 @@
-//! `deletionPolicy: Revert`: the record of what the operator changed in AWS for a
-//! policy (kept in its status), and undoing it when the policy is deleted.
+//! The change record: what the operator changed in AWS for a policy (kept in its
+//! status, or in the command line's `--state` file), and the plan that undoes it
+//! (`deletionPolicy: Revert`), both pure.
 //!
 //! ```text
-//!  pass report ─> record_changes (pure) ─> status.changes
-//!  status.changes ─> revert_plan (pure) ─> revert (I/O): per group, restore the revoked
-//!                                          rules, then remove the added ones
+//!  pass report ─> record_changes ─> ChangeRecord
+//!  ChangeRecord ─> revert_plan ─> per group: restore the revoked rules, then remove the added ones
 //! ```
 //!
 //! The record is kept *net*: it says how to get from the groups as they are back to
@@ -25,21 +25,59 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::{StreamExt, stream};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use crate::aws::CONCURRENCY;
-use crate::domain::cidr::Cidr;
-use crate::domain::ids::{RuleId, SecurityGroupId};
-use crate::domain::security_group::{PortRange, SecurityGroup, Source, Traffic};
-use crate::pipeline::{PassReport, StepResult};
-use crate::ports::{Ec2Error, Restoration, SecurityGroups, error_chain};
-use crate::spec::record::{ChangeRecord, MAX_RECORDED_RULES, RecordedRule};
+use crate::cidr::Cidr;
+use crate::ids::{RuleId, SecurityGroupId};
+use crate::outcome::{Category, PassReport, Step, StepResult};
+use crate::security_group::{PortRange, SecurityGroup, Source, Traffic};
 
-/// The names of a revert's steps, as a failure reports them ("failed to …").
-pub mod step {
-    pub const DESCRIBE_GROUPS: &str = "describe the recorded security groups";
-    pub const RESTORE: &str = "restore the revoked rules";
-    pub const REMOVE: &str = "remove the added rules";
+/// The most rules each list of the record holds.
+pub const MAX_RECORDED_RULES: usize = 500;
+
+/// The operator's changes to security groups, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRecord {
+    /// Ingress rules the operator added (trusted ranges, narrowed remainders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECORDED_RULES))]
+    pub added: Vec<RecordedRule>,
+    /// Ingress rules the operator revoked, as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECORDED_RULES))]
+    pub revoked: Vec<RecordedRule>,
+    /// True when a list reached its bound and older entries were dropped: a Revert
+    /// then restores only what is recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// One TCP ingress rule from a CIDR, in a group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRule {
+    pub group: String,
+    /// The rule's id, when AWS reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    pub from_port: u16,
+    pub to_port: u16,
+    pub cidr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// One ingress rule to put back as it was before the operator revoked it: TCP ports
+/// from a CIDR, with its own description if it had one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restoration {
+    pub source: Cidr,
+    pub ports: PortRange,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The record after a pass: the previous record plus what the pass did (pure).
@@ -233,7 +271,7 @@ fn read(rule: &RecordedRule) -> Option<(SecurityGroupId, Cidr, PortRange)> {
 }
 
 /// The restorations the group does not hold yet, whoever's the rule that holds it (pure).
-fn missing(group: &SecurityGroup, restore: &[Restoration]) -> Vec<Restoration> {
+pub fn missing(group: &SecurityGroup, restore: &[Restoration]) -> Vec<Restoration> {
     restore
         .iter()
         .filter(|r| {
@@ -248,7 +286,7 @@ fn missing(group: &SecurityGroup, restore: &[Restoration]) -> Vec<Restoration> {
 /// The group's rules to remove for these removals (pure): only the operator's rules
 /// (its tag), with the recorded CIDR and ports, and the recorded id when there is one.
 /// A recorded rule already gone matches nothing.
-fn present_removals(group: &SecurityGroup, remove: &[Removal]) -> Vec<RuleId> {
+pub fn present_removals(group: &SecurityGroup, remove: &[Removal]) -> Vec<RuleId> {
     let mut ids: Vec<RuleId> = group
         .ingress
         .iter()
@@ -285,8 +323,8 @@ pub enum GroupRevert {
     /// A step failed; when restoring failed, nothing was removed.
     Failed {
         group: SecurityGroupId,
-        step: &'static str,
-        category: &'static str,
+        step: Step,
+        category: Category,
         error: String,
     },
 }
@@ -350,8 +388,8 @@ impl RevertReport {
             n => format!(" (and {} more groups)", n - 1),
         };
         Err(RevertError {
-            step,
-            category,
+            step: *step,
+            category: *category,
             error: format!("{group}: {error}{more}"),
         })
     }
@@ -376,111 +414,16 @@ impl RevertReport {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("failed to {step}: {error}")]
 pub struct RevertError {
-    pub step: &'static str,
-    pub category: &'static str,
+    pub step: Step,
+    pub category: Category,
     pub error: String,
 }
 
 impl RevertError {
     /// A label for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> Category {
         self.category
     }
-}
-
-/// Undoes the record in AWS (I/O, no decisions: [`revert_plan`] decides): describes
-/// the recorded groups, then per group, groups concurrently (bounded), restores the
-/// revoked rules that are missing and, only if that worked, removes the operator's
-/// added rules that are still there. A group that no longer exists is reported and
-/// skipped; rules already reverted are left alone, so running it again changes
-/// nothing.
-pub async fn revert<S: SecurityGroups>(ec2: &S, record: &ChangeRecord) -> RevertReport {
-    let mut report = RevertReport {
-        unreadable: unreadable_entries(record).len(),
-        truncated: record.truncated,
-        ..RevertReport::default()
-    };
-    let plan = revert_plan(record);
-    if plan.is_empty() {
-        return report;
-    }
-    let ids: Vec<SecurityGroupId> = plan.iter().map(|(group, _)| group.clone()).collect();
-    let described = match ec2.groups(&ids).await {
-        Ok(groups) => groups,
-        Err(error) => {
-            report.failure = Some(RevertError {
-                step: step::DESCRIBE_GROUPS,
-                category: error.category(),
-                error: error_chain(&error),
-            });
-            return report;
-        }
-    };
-    let mut now: BTreeMap<SecurityGroupId, SecurityGroup> =
-        described.into_iter().map(|g| (g.id.clone(), g)).collect();
-    // Futures built before the stream, by a named async fn (see `pipeline::execute`).
-    let reverts: Vec<_> = plan
-        .into_iter()
-        .map(|(group, steps)| {
-            let current = now.remove(&group);
-            revert_group(ec2, group, steps, current)
-        })
-        .collect();
-    report.groups = stream::iter(reverts)
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    report.groups.sort_by(|a, b| a.group().cmp(b.group()));
-    report
-}
-
-async fn revert_group<S: SecurityGroups>(
-    ec2: &S,
-    group: SecurityGroupId,
-    steps: RevertSteps,
-    current: Option<SecurityGroup>,
-) -> GroupRevert {
-    let Some(current) = current else {
-        return GroupRevert::GroupGone { group };
-    };
-    let restore = missing(&current, &steps.restore);
-    let remove = present_removals(&current, &steps.remove);
-    let failed = |step, error: Ec2Error| {
-        if group_gone(&error) {
-            GroupRevert::GroupGone {
-                group: group.clone(),
-            }
-        } else {
-            GroupRevert::Failed {
-                group: group.clone(),
-                step,
-                category: error.category(),
-                error: error_chain(&error),
-            }
-        }
-    };
-    if !restore.is_empty()
-        && let Err(error) = ec2.restore(&group, &restore).await
-    {
-        return failed(step::RESTORE, error);
-    }
-    if !remove.is_empty()
-        && let Err(error) = ec2.revoke(&group, &remove).await
-    {
-        return failed(step::REMOVE, error);
-    }
-    GroupRevert::Reverted {
-        already_reverted: (steps.restore.len() + steps.remove.len())
-            .saturating_sub(restore.len() + remove.len()),
-        restored: restore.len(),
-        removed: remove.len(),
-        group,
-    }
-}
-
-/// The group was deleted between the describe and the change.
-fn group_gone(error: &Ec2Error) -> bool {
-    error.aws().code.as_deref() == Some("InvalidGroup.NotFound")
 }
 
 #[cfg(test)]
@@ -488,13 +431,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::plan::{
-        Authorization, ChangeSet, GroupPlan, Plan, Purpose, Revocation, Verdict,
-    };
-    use crate::domain::policy::Mode;
-    use crate::domain::security_group::IngressRule;
-    use crate::memory_account::MemoryAccount;
-    use crate::pipeline::GroupOutcome;
+    use crate::outcome::GroupOutcome;
+    use crate::plan::{Authorization, ChangeSet, GroupPlan, Plan, Purpose, Revocation, Verdict};
+    use crate::policy::Mode;
+    use crate::security_group::IngressRule;
 
     fn cidr(text: &str) -> Cidr {
         text.parse().unwrap()
@@ -677,7 +617,7 @@ mod tests {
         let previous = record_changes(None, &narrowing_pass()).unwrap();
         let mut failed = narrowing_pass();
         failed.outcomes[0].authorize = StepResult::Failed {
-            category: "access-denied",
+            category: Category::AccessDenied,
             error: "no".into(),
         };
         failed.outcomes[0].revoke = StepResult::NotRun {
@@ -700,7 +640,7 @@ mod tests {
     fn a_done_authorize_is_recorded_even_when_the_revoke_failed() {
         let mut pass = narrowing_pass();
         pass.outcomes[0].revoke = StepResult::Failed {
-            category: "throttled",
+            category: Category::Throttled,
             error: "slow down".into(),
         };
         let record = record_changes(None, &pass).unwrap();
@@ -931,107 +871,5 @@ mod tests {
             present_removals(&now, &remove),
             [rule_id("sgr-a"), rule_id("sgr-d")]
         );
-    }
-
-    #[test]
-    fn a_revert_with_the_sdk_adapter_can_run_on_the_controllers_runtime() {
-        fn send<T: Send>(_: &T) {}
-        let ec2 = crate::aws::ec2::Ec2::new(aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::Config::builder()
-                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-                .build(),
-        ));
-        let record = ChangeRecord::default();
-        send(&revert(&ec2, &record));
-    }
-
-    /// `sg-1` and `sg-2`, each narrowed by the operator around 22 with 10.0.0.0/8
-    /// trusted; restoring fails in the groups `fail_restore`.
-    fn narrowed_groups(fail_restore: &[&str]) -> MemoryAccount {
-        let fixed = |id: &str| {
-            group(
-                id,
-                vec![
-                    ingress("sgr-a1", ports(22, 22), "10.0.0.0/8", true),
-                    ingress("sgr-a2", ports(0, 21), "0.0.0.0/0", true),
-                    ingress("sgr-a3", ports(23, 65535), "0.0.0.0/0", true),
-                ],
-            )
-        };
-        fail_restore.iter().fold(
-            MemoryAccount::with_groups([fixed("sg-1"), fixed("sg-2")]),
-            |account, g| account.failing("restore", g),
-        )
-    }
-
-    fn narrowed_record() -> ChangeRecord {
-        let mut record = ChangeRecord::default();
-        for g in ["sg-1", "sg-2", "sg-3"] {
-            record.added.extend([
-                recorded(g, None, ports(22, 22), "10.0.0.0/8"),
-                recorded(g, None, ports(0, 21), "0.0.0.0/0"),
-                recorded(g, Some("sgr-a3"), ports(23, 65535), "0.0.0.0/0"),
-            ]);
-            record
-                .revoked
-                .push(recorded(g, Some("sgr-1"), PortRange::ALL, "0.0.0.0/0"));
-        }
-        record
-    }
-
-    /// A revert only restores (untagged) and removes: it never authorizes tagged rules.
-    fn assert_never_authorized(calls: &[String]) {
-        assert!(
-            !calls.iter().any(|c| c.starts_with("authorize ")),
-            "a revert never authorizes tagged rules: {calls:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_revert_puts_groups_back_skips_gone_ones_and_changes_nothing_the_second_time() {
-        let account = narrowed_groups(&[]);
-        let report = revert(&account, &narrowed_record()).await;
-        assert!(report.completed(), "{report:#?}");
-        assert_eq!(report.counts(), (2, 6, 1));
-        assert_eq!(
-            report.groups[2],
-            GroupRevert::GroupGone { group: sg("sg-3") }
-        );
-        for g in ["sg-1", "sg-2"] {
-            let groups = account.groups.lock().unwrap();
-            assert_eq!(
-                groups[&sg(g)].ingress,
-                [ingress("sgr-e0", PortRange::ALL, "0.0.0.0/0", false)]
-            );
-        }
-        let calls = account.calls.lock().unwrap().clone();
-        assert_never_authorized(&calls);
-        for g in ["sg-1", "sg-2"] {
-            let of_group: Vec<&String> = calls.iter().filter(|c| c.ends_with(g)).collect();
-            assert_eq!(of_group, [&format!("restore {g}"), &format!("revoke {g}")]);
-        }
-
-        account.calls.lock().unwrap().clear();
-        let again = revert(&account, &narrowed_record()).await;
-        assert!(again.completed());
-        assert_eq!(again.counts(), (0, 0, 1));
-        assert!(account.calls.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_failed_restore_removes_nothing_in_that_group_and_fails_the_revert() {
-        let account = narrowed_groups(&["sg-1"]);
-        let report = revert(&account, &narrowed_record()).await;
-        assert_never_authorized(&account.calls.lock().unwrap());
-        let error = report.check().unwrap_err();
-        assert_eq!(error.category(), "access-denied");
-        assert_eq!(
-            error.to_string(),
-            "failed to restore the revoked rules: sg-1: failed to restore ingress rules in sg-1: \
-             UnauthorizedOperation: injected"
-        );
-        let groups = account.groups.lock().unwrap();
-        assert_eq!(groups[&sg("sg-1")].ingress.len(), 3, "sg-1 untouched");
-        assert_eq!(groups[&sg("sg-2")].ingress.len(), 1, "sg-2 still reverted");
     }
 }

@@ -142,11 +142,29 @@ impl Cidr {
             && other.network & mask(self.family, self.prefix) == self.network
     }
 
+    /// The first address, as a number (IPv4 in the low 32 bits).
+    pub fn first(&self) -> u128 {
+        self.network
+    }
+
+    /// The last address, as a number (IPv4 in the low 32 bits).
+    pub fn last(&self) -> u128 {
+        self.network | !mask(self.family, self.prefix) & family_mask(self.family)
+    }
+
     pub fn network_address(&self) -> IpAddr {
         match self.family {
             Family::V4 => IpAddr::V4(Ipv4Addr::from(self.network as u32)),
             Family::V6 => IpAddr::V6(Ipv6Addr::from(self.network)),
         }
+    }
+}
+
+/// Every bit of an address of the family.
+fn family_mask(family: Family) -> u128 {
+    match family {
+        Family::V4 => u128::from(u32::MAX),
+        Family::V6 => u128::MAX,
     }
 }
 

@@ -98,45 +98,6 @@ impl Policy {
             && finding.severity >= self.min_severity
             && (self.finding_types.is_empty() || self.finding_types.contains(&finding.finding_type))
     }
-
-    /// A DryRun policy trusting 10.0.0.0/8, for tests: chain the builders below.
-    #[cfg(test)]
-    pub fn test() -> Policy {
-        Policy {
-            trusted: TrustedRanges::new(["10.0.0.0/8".parse().unwrap()]).unwrap(),
-            min_severity: Severity::MIN,
-            finding_types: Vec::new(),
-            mode: Mode::DryRun,
-            exempt_tag: DEFAULT_EXEMPT_TAG.to_string(),
-            archive_remediated: false,
-            max_rules_per_group: DEFAULT_MAX_RULES_PER_GROUP,
-        }
-    }
-
-    #[cfg(test)]
-    pub fn enforce(mut self) -> Policy {
-        self.mode = Mode::Enforce;
-        self
-    }
-
-    #[cfg(test)]
-    pub fn off(mut self) -> Policy {
-        self.mode = Mode::Off;
-        self
-    }
-
-    /// Replaces the trusted ranges with these.
-    #[cfg(test)]
-    pub fn trusting(mut self, ranges: &[&str]) -> Policy {
-        self.trusted = TrustedRanges::new(ranges.iter().map(|r| r.parse().unwrap())).unwrap();
-        self
-    }
-
-    #[cfg(test)]
-    pub fn quota(mut self, rules: usize) -> Policy {
-        self.max_rules_per_group = rules;
-        self
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,24 @@
-//! The narrow interfaces the pipeline needs from AWS, in domain terms, with one
-//! error enum per service. The AWS SDK implementations live in [`crate::aws`].
+//! The narrow interfaces a pass needs from AWS, in domain terms, with one error enum
+//! per service. The AWS SDK implementations live in [`crate::aws`]; the stateful
+//! in-memory account ([`memory`]) and the failure-injecting wrapper ([`failing`])
+//! behind the `testing` feature.
 
 use std::fmt;
 use std::future::Future;
 
-use crate::domain::cidr::Cidr;
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+use crate::domain::outcome::Category;
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::Policy;
-use crate::domain::security_group::{Instance, PortRange, SecurityGroup};
+pub use crate::domain::record::Restoration;
+use crate::domain::security_group::{Instance, SecurityGroup};
+use crate::notify::dispatch::AlertClients;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod failing;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
 
 /// An error AWS (or the way to it) returned, reduced to what people and metrics need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +41,34 @@ impl fmt::Display for AwsError {
 impl std::error::Error for AwsError {}
 
 impl AwsError {
+    /// An SDK error reduced to its code and message; without a code (no answer from
+    /// AWS), the chain of causes says why: refused, timed out, …
+    pub fn of_sdk<E>(error: E) -> AwsError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match error.code() {
+            Some(code) => AwsError {
+                code: Some(code.to_string()),
+                message: error.message().unwrap_or("no message").to_string(),
+            },
+            None => AwsError {
+                code: None,
+                message: error_chain(&error),
+            },
+        }
+    }
+
     /// A label for metrics and event reasons: never the whole error text.
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> Category {
         match self.code.as_deref() {
-            None => "unreachable",
+            None => Category::Unreachable,
             Some(c)
                 if c.contains("Throttl")
                     || c == "RequestLimitExceeded"
                     || c == "TooManyRequestsException" =>
             {
-                "throttled"
+                Category::Throttled
             }
             Some(c)
                 if c.contains("AccessDenied")
@@ -50,12 +77,71 @@ impl AwsError {
                     || c.contains("InvalidClientTokenId")
                     || c.contains("ExpiredToken") =>
             {
-                "access-denied"
+                Category::AccessDenied
             }
-            Some(c) if c.contains("NotFound") => "not-found",
-            Some(c) if c.contains("LimitExceeded") => "quota",
-            Some(_) => "aws-error",
+            Some(c) if c.contains("NotFound") => Category::NotFound,
+            Some(c) if c.contains("LimitExceeded") => Category::Quota,
+            Some(_) => Category::AwsError,
         }
+    }
+}
+
+/// The adapters one pass works with, and the account they act in.
+#[derive(Debug, Clone)]
+pub struct AwsClients<F, S> {
+    pub guardduty: F,
+    pub ec2: S,
+    /// The account of the credentials; findings of other accounts are reported only.
+    pub account_id: Option<String>,
+    /// The region the clients work in.
+    pub region: String,
+    /// SES and SNS, for the Email and SMS channels.
+    pub alerts: AlertClients,
+}
+
+/// Why the adapters for a region could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsSetupError {
+    #[error(
+        "failed to find an AWS region: set spec.region, or AWS_REGION in the operator's environment"
+    )]
+    NoRegion,
+    #[error("failed to identify the AWS account in {region} (sts:GetCallerIdentity): {error}")]
+    IdentifyAccount { region: String, error: String },
+}
+
+impl AwsSetupError {
+    /// A short label for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            AwsSetupError::NoRegion => "no-region",
+            AwsSetupError::IdentifyAccount { .. } => "identify-account",
+        }
+    }
+
+    /// The `Ready` reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AwsSetupError::NoRegion => "NoRegion",
+            AwsSetupError::IdentifyAccount { .. } => "AccountUnknown",
+        }
+    }
+}
+
+/// Builds the adapters for a region (`None`: the SDK's own region): the SDK ones in
+/// production ([`crate::aws::clients::SdkAwsFactory`]), the in-memory account in tests.
+pub trait AwsFactory: Send + Sync + 'static {
+    type Findings: FindingsSource + Send + Sync;
+    type Ec2: SecurityGroups + Send + Sync;
+
+    fn clients(
+        &self,
+        region: Option<&str>,
+    ) -> impl Future<Output = Result<AwsClients<Self::Findings, Self::Ec2>, AwsSetupError>> + Send;
+
+    /// The AWS calls the clients made so far, by operation and outcome (for metrics).
+    fn call_outcomes(&self) -> std::collections::BTreeMap<(String, &'static str), u64> {
+        std::collections::BTreeMap::new()
     }
 }
 
@@ -113,9 +199,9 @@ pub enum FindingsError {
 }
 
 impl FindingsError {
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> Category {
         match self {
-            FindingsError::NoDetector => "no-detector",
+            FindingsError::NoDetector => Category::NoDetector,
             FindingsError::ListDetectors(source)
             | FindingsError::ListFindings { source, .. }
             | FindingsError::GetFindings { source, .. }
@@ -167,17 +253,6 @@ pub trait SecurityGroups {
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
 }
 
-/// One ingress rule to put back as it was before the operator revoked it: TCP ports
-/// from a CIDR, with its own description if it had one.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Restoration {
-    pub source: Cidr,
-    pub ports: PortRange,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Ec2Error {
     #[error("failed to describe instances")]
@@ -209,7 +284,7 @@ pub enum Ec2Error {
 }
 
 impl Ec2Error {
-    pub fn category(&self) -> &'static str {
+    pub fn category(&self) -> Category {
         self.aws().category()
     }
 
@@ -223,6 +298,70 @@ impl Ec2Error {
             | Ec2Error::Revoke { source, .. }
             | Ec2Error::Restore { source, .. } => source,
         }
+    }
+}
+
+impl<T: FindingsSource + Send + Sync> FindingsSource for std::sync::Arc<T> {
+    fn detector(
+        &self,
+        configured: Option<&str>,
+    ) -> impl Future<Output = Result<String, FindingsError>> + Send {
+        self.as_ref().detector(configured)
+    }
+    fn findings(
+        &self,
+        detector: &str,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<Vec<Finding>, FindingsError>> + Send {
+        self.as_ref().findings(detector, policy)
+    }
+    fn archive(
+        &self,
+        detector: &str,
+        ids: &[FindingId],
+    ) -> impl Future<Output = Result<(), FindingsError>> + Send {
+        self.as_ref().archive(detector, ids)
+    }
+}
+
+impl<T: SecurityGroups + Send + Sync> SecurityGroups for std::sync::Arc<T> {
+    fn instances(
+        &self,
+        ids: &[InstanceId],
+    ) -> impl Future<Output = Result<Vec<Instance>, Ec2Error>> + Send {
+        self.as_ref().instances(ids)
+    }
+    fn groups(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>> + Send {
+        self.as_ref().groups(ids)
+    }
+    fn managed_groups(
+        &self,
+    ) -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send {
+        self.as_ref().managed_groups()
+    }
+    fn authorize(
+        &self,
+        group: &SecurityGroupId,
+        change: &ChangeSet,
+    ) -> impl Future<Output = Result<Vec<RuleId>, Ec2Error>> + Send {
+        self.as_ref().authorize(group, change)
+    }
+    fn revoke(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[RuleId],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send {
+        self.as_ref().revoke(group, rules)
+    }
+    fn restore(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[Restoration],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send {
+        self.as_ref().restore(group, rules)
     }
 }
 

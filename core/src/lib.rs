@@ -1,0 +1,30 @@
+//! The pure core of guardduty-operator: domain types and every decision of a pass.
+//!
+//! Nothing here does I/O, reads a clock or knows about the AWS SDK, Kubernetes or
+//! tokio: this crate does not depend on them, so the compiler keeps it that way. The
+//! adapters translate to and from these types at the edge.
+//!
+//! ```text
+//!  finding, policy, security_group ─> plan (every decision) ─> Plan
+//!  Plan + executor results ─────────> outcome (PassReport) ─> response (per finding)
+//!                                                            ─> record (change record, revert plan)
+//!  responses + alert record ────────> alert (which alerts, to whom)
+//! ```
+
+pub mod alert;
+pub mod cidr;
+pub mod finding;
+pub mod ids;
+pub mod outcome;
+pub mod plan;
+pub mod policy;
+pub mod record;
+pub mod response;
+pub mod security_group;
+pub mod severity;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures;
+
+#[cfg(test)]
+mod plan_tests;

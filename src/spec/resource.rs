@@ -1,0 +1,389 @@
+//! The spec of a `GuardDutyPolicy` and the CRD it derives (`CustomResource` +
+//! `KubeSchema`): field names are the public API (rename none), doc comments are the
+//! user documentation `kubectl explain gdp.spec` shows, and every check of
+//! [`GuardDutyPolicySpec::validate`] that CEL can express is a validation rule.
+
+use std::fmt;
+
+use kube::{CustomResource, CustomResourceExt as _, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use super::notifications::NotificationSpec;
+use super::status::GuardDutyPolicyStatus;
+use super::{DEFAULT_INTERVAL, MAX_FINDING_TYPES, MAX_TRUSTED_CIDRS, record};
+use crate::domain::policy::{DEFAULT_EXEMPT_TAG, DEFAULT_MAX_RULES_PER_GROUP, Mode};
+use crate::domain::severity::{Severity, SeverityError};
+
+/// What a GuardDutyPolicy asks for: which Amazon GuardDuty findings to act on, which
+/// networks keep access to the EC2 instances they concern, and how far the operator
+/// may go in closing what a finding exposed. Only `trustedCidrs` is required.
+// clippy reads the printer columns' repeated `type_ = …` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "guardduty.security.dev",
+    version = "v1alpha1",
+    kind = "GuardDutyPolicy",
+    plural = "guarddutypolicies",
+    shortname = "gdp",
+    namespaced,
+    status = "GuardDutyPolicyStatus",
+    derive = "PartialEq",
+    doc = "A GuardDutyPolicy: which Amazon GuardDuty findings the operator acts on, the \
+           networks that keep access, and how far it may go in closing what a finding exposed.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the last pass completed and every security group converged"
+    ),
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.remediation.mode",
+        description = "DryRun, Enforce or Off"
+    ),
+    printcolumn(
+        name = "Findings",
+        type_ = "integer",
+        json_path = ".status.findings.total",
+        description = "Findings the policy selects"
+    ),
+    printcolumn(
+        name = "Open",
+        type_ = "integer",
+        json_path = ".status.securityGroups.pending",
+        description = "Security groups not yet converged"
+    ),
+    printcolumn(
+        name = "Last sync",
+        type_ = "date",
+        json_path = ".status.lastSyncTime",
+        description = "When findings were last read"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardDutyPolicySpec {
+    /// The AWS region whose GuardDuty findings and EC2 security groups are managed,
+    /// such as `us-east-1`. When absent or empty, the operator uses the region of its
+    /// AWS configuration (`AWS_REGION`, the AWS profile, or the instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(r"self == '' || self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')")
+        .message("region must be an AWS region code such as us-east-1 or eu-west-2, or empty to use the AWS SDK's region"))]
+    pub region: Option<String>,
+
+    /// The GuardDuty detector to read findings from: 1 to 300 letters and digits, as
+    /// `aws guardduty list-detectors` prints it. When absent or empty, the operator
+    /// finds the region's detector itself (ListDetectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 300))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z0-9]*$')")
+        .message("detectorId must be letters and digits only, as `aws guardduty list-detectors` prints it, or empty to have the operator find the detector"))]
+    pub detector_id: Option<String>,
+
+    /// The networks that keep access when the operator closes a port a finding
+    /// exposed: 1 to 50 IPv4 or IPv6 CIDR blocks written with their network address,
+    /// such as `10.0.0.0/8` or `2001:db8::/32`. A world range (`0.0.0.0/0`, `::/0`)
+    /// is refused; a range inside another listed range adds nothing.
+    #[schemars(schema_with = "trusted_cidrs_schema")]
+    pub trusted_cidrs: Vec<String>,
+
+    /// Which findings the operator acts on. Default: every finding.
+    #[serde(default)]
+    pub findings: FindingsSpec,
+
+    /// What the operator may change in AWS, and what it leaves alone.
+    /// Default: plan and report only (`mode: DryRun`).
+    #[serde(default)]
+    pub remediation: RemediationSpec,
+
+    /// Where alerts about findings and what the operator did go: at most 32
+    /// channels, each with a unique `name`, a `minSeverity`, optional `findingTypes`
+    /// and exactly one of `email`, `sms`, `slack`, `jira`, `pagerDuty` or `serviceNow`.
+    /// A finding is alerted once per channel, again when its severity rises or the
+    /// operator's response changes, and resolved when it is no longer listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y.name == x.name))")
+        .message("notification channel names must be unique"))]
+    pub notifications: Vec<NotificationSpec>,
+
+    /// How often the operator checks GuardDuty for findings, as a duration such as
+    /// `30s`, `5m` or `1h30m`: from 30s to 24h. Default `5m`.
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{INTERVAL_PATTERN}')"))
+            .message("interval must be a duration such as 30s, 5m or 1h30m"),
+        validation = Rule::new(format!(
+            "!self.matches('{INTERVAL_PATTERN}') || \
+             (duration(self) >= duration('30s') && duration(self) <= duration('24h'))"
+        ))
+        .message("interval must be from 30s to 24h")
+    )]
+    pub interval: String,
+
+    /// What happens in AWS when this policy is deleted: `Retain` (the default) leaves
+    /// the security groups as they are; `Revert` removes the rules the operator added
+    /// and restores the rules it revoked, from its record in the status.
+    #[serde(default)]
+    pub deletion_policy: record::DeletionPolicy,
+}
+
+/// A Go duration, as CEL's `duration()` reads it: numbers, each with a unit.
+const INTERVAL_PATTERN: &str = "^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// `spec.trustedCidrs`: every item a CIDR with its network address, none a world
+/// range, 1 to [`MAX_TRUSTED_CIDRS`] of them. Each item rule guards against
+/// a value that is not a CIDR, so a bad value gets one message, not an evaluation error.
+fn trusted_cidrs_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_TRUSTED_CIDRS,
+        "items": {
+            "type": "string",
+            // The longest IPv6 CIDR: 39 characters of address, then `/128`.
+            "maxLength": 43,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isCIDR(self)",
+                    "message": "each trusted range must be an IPv4 or IPv6 CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+                },
+                {
+                    "rule": "!isCIDR(self) || cidr(self).prefixLength() != 0",
+                    "message": "a world range (0.0.0.0/0, ::/0) cannot be trusted: it would leave the port open to everyone"
+                },
+                {
+                    "rule": "!isCIDR(self) || cidr(self) == cidr(self).masked()",
+                    "message": "a trusted range must be written with its network address, such as 10.0.0.0/8 rather than 10.1.2.3/8"
+                }
+            ]
+        }
+    })
+}
+
+/// `spec.findings.types`: at most [`MAX_FINDING_TYPES`] GuardDuty finding types.
+fn finding_types_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": MAX_FINDING_TYPES,
+        "items": {
+            "type": "string",
+            "maxLength": 256,
+            "x-kubernetes-validations": [{
+                "rule": "self.matches('^[A-Za-z]+:[A-Za-z0-9]+/[A-Za-z0-9._!&-]+$')",
+                "message": "each finding type must be written as ThreatPurpose:ResourceType/ThreatFamilyName, such as Recon:EC2/PortProbeUnprotectedPort"
+            }]
+        }
+    })
+}
+
+/// Which GuardDuty findings the operator acts on.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, KubeSchema)]
+// Defaults per field rather than `#[serde(default)]` on the struct: the schema
+// derive needs them there.
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FindingsSpec {
+    /// The lowest severity acted on: a GuardDuty severity level (`LOW`, `MEDIUM`,
+    /// `HIGH` or `CRITICAL`, which start at 1.0, 4.0, 7.0 and 9.0) or a number from
+    /// 1.0 to 10.0. Default `LOW`: every finding. In a cluster, write a number with a
+    /// fraction in quotes (`"5.5"`): the field is an int-or-string there.
+    #[serde(default)]
+    pub min_severity: SeverityThreshold,
+
+    /// The finding types acted on, such as `Recon:EC2/PortProbeUnprotectedPort` or
+    /// `UnauthorizedAccess:EC2/SSHBruteForce` (at most 50). Empty or absent means
+    /// every type: the ones the operator can fix are fixed, the others are reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "finding_types_schema")]
+    pub types: Vec<String>,
+}
+
+/// A severity threshold as written in a manifest: a level name or a number.
+///
+/// In the CRD it is an int-or-string (the only number-or-string shape a structural
+/// schema allows): a whole number, a level name or a number in quotes; a number with
+/// a fraction is written in quotes there (`"5.5"`). One CEL rule checks the range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SeverityThreshold {
+    /// A number from 1.0 to 10.0, such as `7` or `5.5`.
+    Number(f64),
+    /// `LOW`, `MEDIUM`, `HIGH`, `CRITICAL`, or a number in quotes such as `"5.5"`.
+    Text(String),
+}
+
+impl Default for SeverityThreshold {
+    fn default() -> Self {
+        SeverityThreshold::Text("LOW".to_string())
+    }
+}
+
+/// Written out rather than derived as untagged, so that a value of the wrong type is
+/// reported at `spec.findings.minSeverity` itself, with what is expected there.
+impl<'de> Deserialize<'de> for SeverityThreshold {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ThresholdVisitor;
+
+        impl serde::de::Visitor<'_> for ThresholdVisitor {
+            type Value = SeverityThreshold;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a severity: LOW, MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0")
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Number(value))
+            }
+
+            // Whole numbers far outside 1..=10 lose precision here, and are refused anyway.
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Number(value as f64))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Number(value as f64))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(SeverityThreshold::Text(value.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ThresholdVisitor)
+    }
+}
+
+impl JsonSchema for SeverityThreshold {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SeverityThreshold".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            // A default stands for an absent value; `null` is not a threshold.
+            "nullable": false,
+            "maxLength": 16,
+            "x-kubernetes-validations": [{
+                "rule": SEVERITY_RULE,
+                "message": "minSeverity must be LOW, MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0"
+            }]
+        })
+    }
+}
+
+/// A level name, or a number from 1.0 to 10.0 (written as a number or in quotes).
+/// `string(self)` reads both sides of the int-or-string alike, without `type()`.
+const SEVERITY_RULE: &str = "string(self) in ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'] || \
+    (string(self).matches('^[0-9]+([.][0-9]+)?$') && \
+    double(string(self)) >= 1.0 && double(string(self)) <= 10.0)";
+
+impl SeverityThreshold {
+    /// The lowest severity this threshold lets through.
+    pub fn to_severity(&self) -> Result<Severity, SeverityError> {
+        match self {
+            SeverityThreshold::Number(value) => Severity::threshold(*value),
+            SeverityThreshold::Text(text) => Severity::parse_threshold(text),
+        }
+    }
+}
+
+/// What the operator may change in AWS, and what it leaves alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemediationSpec {
+    /// `DryRun` (the default): plan the fixes and report them, change nothing in AWS.
+    /// `Enforce`: apply the fixes to the security groups. `Off`: report findings only.
+    #[serde(default)]
+    pub mode: RemediationMode,
+
+    /// Archive a finding in GuardDuty once the exposure it reported is closed, so it
+    /// leaves the list of current findings. Default `false`.
+    #[serde(default)]
+    pub archive_remediated: bool,
+
+    /// Security groups that carry a tag with this key (whatever its value) are never
+    /// changed. An AWS tag key: 1 to 128 characters, not starting with `aws:`.
+    /// Default `guardduty-operator/exempt`.
+    #[serde(default = "default_exempt_tag")]
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new("!self.lowerAscii().startsWith('aws:')")
+        .message("exemptTag must not start with aws:, which AWS reserves for its own tags"))]
+    pub exempt_tag: String,
+
+    /// The most inbound rules a security group may hold per address family (IPv4 and
+    /// IPv6 count apart): the account's "Inbound or outbound rules per security group"
+    /// quota in Service Quotas, from 1 to 1000. Default 60, the AWS default. A group
+    /// that cannot be fixed within it is reported, not changed half-way.
+    #[serde(default = "default_max_rules_per_group")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
+        .message("maxRulesPerGroup must be from 1 to 1000: the account's inbound rules per security group quota (AWS default 60)"))]
+    pub max_rules_per_group: u32,
+}
+
+/// What the operator may change in AWS: the manifest's `remediation.mode`, mapped
+/// to the planner's [`Mode`] by [`GuardDutyPolicySpec::validate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum RemediationMode {
+    /// Plan and report, change nothing (the default).
+    #[default]
+    DryRun,
+    /// Apply the plan.
+    Enforce,
+    /// Report findings only; plan nothing.
+    Off,
+}
+
+impl From<RemediationMode> for Mode {
+    fn from(mode: RemediationMode) -> Mode {
+        match mode {
+            RemediationMode::DryRun => Mode::DryRun,
+            RemediationMode::Enforce => Mode::Enforce,
+            RemediationMode::Off => Mode::Off,
+        }
+    }
+}
+
+impl Default for RemediationSpec {
+    fn default() -> Self {
+        RemediationSpec {
+            mode: RemediationMode::default(),
+            archive_remediated: false,
+            exempt_tag: default_exempt_tag(),
+            max_rules_per_group: default_max_rules_per_group(),
+        }
+    }
+}
+
+fn default_exempt_tag() -> String {
+    DEFAULT_EXEMPT_TAG.to_string()
+}
+
+fn default_max_rules_per_group() -> u32 {
+    // The domain's default is a small constant: it fits any integer type.
+    DEFAULT_MAX_RULES_PER_GROUP as u32
+}
+
+/// The `GuardDutyPolicy` CustomResourceDefinition as YAML: what `guardduty-operator crd`
+/// prints and `crds/` holds.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    let yaml = serde_yaml::to_string(&GuardDutyPolicy::crd())?;
+    Ok(format!("{CRD_HEADER}{yaml}"))
+}
+
+/// The first lines of the generated CRD file.
+pub const CRD_HEADER: &str =
+    "# Generated by `guardduty-operator crd` from src/spec/resource.rs: do not edit.\n";
+
+fn default_interval() -> String {
+    DEFAULT_INTERVAL.to_string()
+}
