@@ -279,8 +279,16 @@ async fn each_channel_hears_its_findings_once_and_again_when_the_operator_acts()
     // And the record says so: one entry left, PagerDuty's, closed.
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(&scene.state).unwrap()).unwrap();
+    let mut alerts = state["alerts"].clone();
+    assert!(
+        alerts[0]["since"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{alerts}"
+    );
+    alerts[0].as_object_mut().unwrap().remove("since");
     assert_eq!(
-        state["alerts"],
+        alerts,
         json!([{
             "channel": "oncall",
             "finding": HIGH_PROBE,
@@ -288,6 +296,13 @@ async fn each_channel_hears_its_findings_once_and_again_when_the_operator_acts()
             "severity": 8.0,
             "response": "closed"
         }])
+    );
+    assert_eq!(state["version"], 2);
+    assert!(
+        state["changes"]["revoked"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "the record of changes is kept too: {state:#}"
     );
 }
 

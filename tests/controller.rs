@@ -69,6 +69,21 @@ fn status_patch(check_body: impl FnOnce(&Value) + Send + 'static, reply: Value) 
         .reply(reply)
 }
 
+/// The write-ahead patch of a pass that changes AWS: the status so far with the
+/// pass's intent pending in its change record, before the first change.
+fn intent_patch(reply: Value) -> Exchange {
+    status_patch(
+        |body| {
+            let pending = &body["status"]["changes"]["pending"];
+            assert!(
+                pending["added"].is_array() || pending["revoked"].is_array(),
+                "an intent is pending: {body:#}"
+            );
+        },
+        reply,
+    )
+}
+
 /// A JSON patch of the policy's metadata (its finalizers).
 fn policy_patch(check_body: impl FnOnce(&Value) + Send + 'static, reply: Value) -> Exchange {
     Exchange::with_body(Method::PATCH, POLICY_PATH, JSON_PATCH, check_body).reply(reply)
@@ -283,6 +298,7 @@ async fn an_enforced_policy_converges_the_group_and_applies_a_ready_status() {
     let server = serve(
         handle,
         vec![
+            intent_patch(reply.clone()),
             status_patch(check_ready_status, reply),
             event("RuleRevoked", "Normal"),
         ],
@@ -363,6 +379,7 @@ async fn a_quiet_pass_sends_nothing_to_the_api_server() {
     let server = serve(
         handle,
         vec![
+            intent_patch(policy.to_json()),
             status_patch(check_ready_status, policy.to_json()),
             event("RuleRevoked", "Normal"),
         ],
@@ -372,10 +389,21 @@ async fn a_quiet_pass_sends_nothing_to_the_api_server() {
     let converged = world.ingress(&group).await;
     assert_eq!(converged, ["tcp 22-22 10.0.0.0/8 [managed]"]);
 
-    // A quiet pass, with that status on the object: not a single request.
-    let observed = policy.with_status(bodies[0]["status"].clone());
-    let action = reconcile_expecting_no_request(observed, &ctx, &mut handle).await;
+    // The status patch itself triggers a reconcile: same generation, pass not due,
+    // so nothing is done (the backoff and the interval hold).
+    let observed = policy.with_status(bodies[1]["status"].clone());
+    let action = reconcile_expecting_no_request(observed.clone(), &ctx, &mut handle).await;
+    // Requeued for what is left of the interval (`Action` shows its delay only to
+    // equality): neither a wait for a change nor a fresh full interval.
+    assert_ne!(action, Action::await_change());
+    assert_ne!(action, Action::requeue(Duration::from_secs(5 * 60)));
+    drop(ctx);
+    assert_no_request(&mut handle).await;
 
+    // A quiet pass when it is due (here: a fresh controller), with that status on the
+    // object: not a single request.
+    let (ctx, mut handle) = mock_context(WorldAws::of(&world));
+    let action = reconcile_expecting_no_request(observed, &ctx, &mut handle).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
     drop(ctx);
     assert_no_request(&mut handle).await;
@@ -431,6 +459,7 @@ async fn deleting_a_reverted_policy_restores_the_group_before_the_finalizer_goes
     let server = serve(
         handle,
         vec![
+            intent_patch(policy.to_json()),
             status_patch(
                 |body| {
                     let changes = &body["status"]["changes"];
@@ -450,7 +479,7 @@ async fn deleting_a_reverted_policy_restores_the_group_before_the_finalizer_goes
     );
 
     // Deleted: the group is as it was before, then the finalizer goes.
-    let mut deleted = policy.with_status(bodies[0]["status"].clone());
+    let mut deleted = policy.with_status(bodies[1]["status"].clone());
     deleted.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             "2026-11-29T04:00:00Z".parse().unwrap(),
@@ -517,7 +546,11 @@ async fn in_a_cluster_a_policy_gets_the_finalizer_and_deletion_completes() {
     let controller = tokio::spawn(guardduty_operator::controller::reconcile::run(
         client,
         UnconfiguredAws,
-        "127.0.0.1:0".parse().unwrap(),
+        guardduty_operator::controller::reconcile::ControllerOptions {
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            policy_namespaces: vec!["default".into()],
+            ..Default::default()
+        },
     ));
     let mut new = policy(json!({"trustedCidrs": ["10.0.0.0/8"]}));
     new.metadata.name = Some("controller-test".to_string());
@@ -608,6 +641,7 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
     let server = serve(
         handle,
         vec![
+            intent_patch(policy.to_json()),
             slack_secret(&slack),
             status_patch(
                 |body| {
@@ -624,6 +658,7 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
                             "type": "Recon:EC2/PortProbeUnprotectedPort",
                             "severity": 5.0,
                             "response": "closed",
+                            "since": status["alerts"]["delivered"][0]["since"],
                         }])
                     );
                     assert!(!status.to_string().contains("CONTROLLERSECRET"));
@@ -645,9 +680,11 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
             .contains("remediated")
     );
 
-    // The next pass reads the secret again (it may have been rotated) and sends
-    // nothing else: no alert, no patch, no event.
-    let observed = policy.with_status(bodies[1]["status"].clone());
+    // The next pass (when due: a fresh controller) reads the secret again (it may have
+    // been rotated) and sends nothing else: no alert, no patch, no event.
+    drop(handle);
+    let observed = policy.with_status(bodies[2]["status"].clone());
+    let (ctx, handle) = mock_context(WorldAws::of(&world));
     let server = serve(handle, vec![slack_secret(&slack)]);
     let action = reconciled(observed, &ctx).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
@@ -665,6 +702,7 @@ async fn a_failing_channel_shows_on_the_status_and_in_one_event_and_remediation_
     let server = serve(
         handle,
         vec![
+            intent_patch(policy.to_json()),
             slack_secret(&slack),
             status_patch(
                 |body| {
@@ -746,11 +784,7 @@ mod in_memory {
             .ingress
             .iter()
             .map(|r| {
-                let managed = if r.managed_ports.is_some() {
-                    " [managed]"
-                } else {
-                    ""
-                };
+                let managed = if r.owner.is_some() { " [managed]" } else { "" };
                 format!("{} {}{managed}", r.source, r.traffic)
             })
             .collect();
@@ -778,6 +812,7 @@ mod in_memory {
         let server = serve(
             handle,
             vec![
+                intent_patch(policy.to_json()),
                 status_patch(check_ready_status, policy.to_json()),
                 event("RuleRevoked", "Normal"),
             ],
@@ -825,14 +860,19 @@ mod in_memory {
         let server = serve(
             handle,
             vec![
+                intent_patch(policy.to_json()),
                 status_patch(check_ready_status, policy.to_json()),
                 event("RuleRevoked", "Normal"),
             ],
         );
         reconciled(policy.clone(), &ctx).await.unwrap();
-        let (mut handle, bodies) = served(server).await;
+        let (handle, bodies) = served(server).await;
 
-        let observed = policy.with_status(bodies[0]["status"].clone());
+        // When due (a fresh controller: the status write itself makes no pass).
+        drop(handle);
+        drop(ctx);
+        let (ctx, mut handle) = mock_context(aws.clone());
+        let observed = policy.with_status(bodies[1]["status"].clone());
         let reconciling = reconcile(Arc::new(observed), ctx.clone());
         let action = tokio::select! {
             action = reconciling => action.unwrap(),
@@ -855,6 +895,7 @@ mod in_memory {
         let server = serve(
             handle,
             vec![
+                intent_patch(policy.to_json()),
                 status_patch(|_| {}, policy.to_json()),
                 event("RuleRevoked", "Normal"),
             ],
@@ -863,7 +904,7 @@ mod in_memory {
         let (handle, bodies) = served(server).await;
         assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
 
-        let mut deleted = policy.with_status(bodies[0]["status"].clone());
+        let mut deleted = policy.with_status(bodies[1]["status"].clone());
         deleted.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 "2026-11-29T04:00:00Z".parse().unwrap(),

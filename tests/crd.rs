@@ -195,7 +195,7 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
         }
     });
     assert_eq!(problems, Vec::<String>::new());
-    assert_eq!(rules, 33, "every rule of src/spec/, and no other");
+    assert_eq!(rules, 36, "every rule of src/spec/, and no other");
     let mut errors = Vec::new();
     collect_compilation_errors(&compiled, &mut errors);
     assert_eq!(errors, Vec::<String>::new());
@@ -244,9 +244,13 @@ fn the_examples_and_fixtures_pass_every_rule() {
     ] {
         let yaml = std::fs::read_to_string(root.join(file)).unwrap();
         let manifest = parse(&yaml);
+        let owner = spec::PolicyOwner::new(
+            manifest.metadata.namespace.as_deref(),
+            &manifest.metadata.name,
+        );
         manifest
             .spec
-            .validate()
+            .validate(&owner)
             .unwrap_or_else(|err| panic!("{file}: {err}"));
         let object = serde_json::to_value(&manifest).unwrap();
         assert_eq!(refusals(&object), Vec::<String>::new(), "{file}");
@@ -260,7 +264,10 @@ fn a_spec_reads_the_same_as_the_custom_resource() {
     assert_eq!(resource.spec, manifest.spec);
     assert_eq!(resource.status, None);
     let spec: GuardDutyPolicySpec = serde_json::from_value(complete()["spec"].clone()).unwrap();
-    assert!(spec.validate().is_ok());
+    assert!(
+        spec.validate(&spec::PolicyOwner::new(None, "complete"))
+            .is_ok()
+    );
 }
 
 // One test per rule: a bad value refused with the rule's message, good values pass.
@@ -300,7 +307,53 @@ fn world_ranges_are_refused_in_both_families() {
             message,
         );
     }
-    assert_accepted("/trustedCidrs/0", json!("0.0.0.0/1"));
+    assert_accepted("/trustedCidrs/0", json!("10.0.0.0/8"));
+}
+
+#[test]
+fn a_trusted_range_too_wide_for_the_public_bound_is_refused() {
+    let message = "a trusted range this wide (an IPv4 /3 or wider, an IPv6 /6 or wider) holds \
+                   more public space than a /8 (IPv4) or a /16 (IPv6): list only the networks \
+                   that need access";
+    for wide in ["0.0.0.0/1", "128.0.0.0/1", "32.0.0.0/3", "2000::/3", "::/6"] {
+        assert_refused(
+            "/trustedCidrs/0",
+            json!(wide),
+            "spec.trustedCidrs[0]",
+            message,
+        );
+    }
+    // As wide as CEL can tell apart; the operator checks the union's public space.
+    for fine in ["240.0.0.0/4", "fc00::/7", "11.0.0.0/8"] {
+        assert_accepted("/trustedCidrs/0", json!(fine));
+    }
+}
+
+#[test]
+fn a_port_both_remediated_and_public_is_refused() {
+    assert_refused(
+        "/remediation/ports",
+        json!([22, 443]),
+        "spec.remediation",
+        "a port is in both ports and publicPorts: publicPorts are never remediated, so remove \
+         it from one of the two",
+    );
+    assert_accepted("/remediation/ports", json!([22, 3389, 5432]));
+}
+
+#[test]
+fn network_interfaces_outside_one_to_a_hundred_thousand_are_refused() {
+    for bad in [0, 100_001] {
+        assert_refused(
+            "/remediation/maxNetworkInterfaces",
+            json!(bad),
+            "spec.remediation.maxNetworkInterfaces",
+            "maxNetworkInterfaces must be from 1 to 100000",
+        );
+    }
+    for good in [1, 50, 100_000] {
+        assert_accepted("/remediation/maxNetworkInterfaces", json!(good));
+    }
 }
 
 #[test]

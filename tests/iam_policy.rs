@@ -69,7 +69,7 @@ fn policy_actions() -> BTreeSet<String> {
 const ADAPTERS: [(&str, &str, &str); 5] = [
     ("src/aws/ec2.rs", "ec2", "client"),
     ("src/aws/guardduty.rs", "guardduty", "client"),
-    ("src/main.rs", "sts", "sts"),
+    ("src/aws/clients.rs", "sts", "sts"),
     ("src/notify/email.rs", "ses", "client"),
     ("src/notify/sms.rs", "sns", "client"),
 ];

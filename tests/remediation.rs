@@ -283,7 +283,7 @@ async fn rules_from_trusted_sources_other_groups_and_other_ports_are_untouched()
                 ("tcp", 22, 22, "10.1.0.0/16"),
                 ("udp", 22, 22, "0.0.0.0/0"),
                 ("tcp", 80, 80, "0.0.0.0/0"),
-                ("tcp", 22, 22, "198.51.100.0/24"),
+                ("tcp", 22, 22, "93.184.216.0/24"),
             ],
         )
         .await;

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use super::finding::{Finding, ReportOnly};
 use super::ids::FindingId;
 use super::severity::{Severity, SeverityBand};
+use super::time::Timestamp;
 
 /// What an alert is about, with everything a person needs to act on it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -197,6 +198,10 @@ pub struct Alert {
     pub event: AlertEvent,
     pub finding: FindingSummary,
     pub response: Response,
+    /// The record was full: once this alert is delivered, the channel's entry of this
+    /// (lower-severity) finding goes to make room.
+    #[serde(skip)]
+    pub evicts: Option<FindingId>,
 }
 
 impl Alert {
@@ -389,6 +394,10 @@ pub struct Delivered {
     /// The highest severity alerted.
     pub severity: f64,
     pub response: ResponseKind,
+    /// When the channel was first told (RFC 3339); the oldest low-severity entries
+    /// make room first when the record is full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 /// What every channel was told, keyed by channel and finding: the memory that makes
@@ -426,16 +435,24 @@ impl AlertRecord {
         self.entries.get(&(channel.to_string(), finding.clone()))
     }
 
-    /// Takes note of a delivered alert: a resolved finding is forgotten.
-    pub fn delivered(&mut self, alert: &Alert) {
+    /// Takes note of an alert delivered `now`: a resolved finding is forgotten, and
+    /// the entry an alert made room for goes.
+    pub fn delivered(&mut self, alert: &Alert, now: Timestamp) {
+        if let Some(evicted) = &alert.evicts {
+            self.entries
+                .remove(&(alert.channel.clone(), evicted.clone()));
+        }
         let key = (alert.channel.clone(), alert.finding.id.clone());
         if alert.event == AlertEvent::Resolved {
             self.entries.remove(&key);
             return;
         }
-        let severity = match self.entries.get(&key) {
-            Some(before) => before.severity.max(alert.finding.severity.value()),
-            None => alert.finding.severity.value(),
+        let (severity, since) = match self.entries.get(&key) {
+            Some(before) => (
+                before.severity.max(alert.finding.severity.value()),
+                before.since.clone(),
+            ),
+            None => (alert.finding.severity.value(), Some(now.to_string())),
         };
         self.entries.insert(
             key,
@@ -445,6 +462,7 @@ impl AlertRecord {
                 finding_type: alert.finding.finding_type.clone(),
                 severity,
                 response: alert.response.kind(),
+                since,
             },
         );
     }
@@ -477,9 +495,12 @@ pub struct Listing {
 pub struct AlertPlan {
     /// Per channel in route order, the highest severity first.
     pub alerts: Vec<Alert>,
-    /// Alerts held back for a later pass: over the per-pass limit of a channel, or
-    /// the record is full. Per channel name.
+    /// Alerts held back for a later pass because of the per-pass limit of a channel
+    /// (they go out on the next passes, highest severity first). Per channel name.
     pub deferred: BTreeMap<String, usize>,
+    /// New findings not alerted because the record is full of findings at least as
+    /// severe: due alerts withheld, which NotificationsDelivered reports. Per channel.
+    pub withheld: BTreeMap<String, usize>,
 }
 
 /// The limits of one pass's alerting.
@@ -488,7 +509,8 @@ pub struct AlertLimits {
     /// At most this many alerts per channel in one pass (chat and pagers rate-limit;
     /// the rest go out on the next passes, highest severity first).
     pub per_channel: usize,
-    /// The most entries the record may hold; a new finding past it waits.
+    /// The most entries the record may hold: past it, a new finding takes the place
+    /// of the channel's oldest entry of lower severity, or is withheld.
     pub record_capacity: usize,
 }
 
@@ -503,8 +525,30 @@ pub fn plan_alerts(
     limits: AlertLimits,
 ) -> AlertPlan {
     let mut plan = AlertPlan::default();
-    let mut free = limits.record_capacity.saturating_sub(record.len());
     let listed: BTreeMap<&FindingId, &Seen> = seen.iter().map(|s| (&s.finding.id, s)).collect();
+    // Entries of findings no longer listed go with their resolve: they make room.
+    let resolving = if listing.complete {
+        record
+            .entries()
+            .filter(|d| !listed.contains_key(&d.finding))
+            .count()
+    } else {
+        0
+    };
+    let mut free = (limits.record_capacity + resolving).saturating_sub(record.len());
+    // Listed entries that may make room for a more severe new finding: lowest
+    // severity first, then the oldest.
+    let mut evictable: Vec<&Delivered> = record
+        .entries()
+        .filter(|d| listed.contains_key(&d.finding))
+        .collect();
+    evictable.sort_by(|a, b| {
+        a.severity
+            .total_cmp(&b.severity)
+            .then_with(|| a.since.cmp(&b.since))
+            .then_with(|| (&a.channel, &a.finding).cmp(&(&b.channel, &b.finding)))
+    });
+    let mut evicted: Vec<(String, FindingId)> = Vec::new();
     for route in routes {
         let mut due: Vec<Alert> = Vec::new();
         let mut deferred = 0;
@@ -526,6 +570,7 @@ pub fn plan_alerts(
                 event,
                 finding: s.finding.clone(),
                 response: s.response.clone(),
+                evicts: None,
             });
         }
         if listing.complete {
@@ -553,6 +598,7 @@ pub fn plan_alerts(
                         sample: false,
                     },
                     response: Response::NoLongerListed,
+                    evicts: None,
                 });
             }
         }
@@ -564,13 +610,34 @@ pub fn plan_alerts(
                 .then_with(|| a.finding.id.cmp(&b.finding.id))
         });
         let mut sent = 0;
-        for alert in due {
+        let mut withheld = 0;
+        for mut alert in due {
             let needs_entry = alert.event == AlertEvent::Opened;
-            if sent >= limits.per_channel || (needs_entry && free == 0) {
+            if sent >= limits.per_channel {
                 deferred += 1;
                 continue;
             }
-            if needs_entry {
+            if needs_entry && free == 0 {
+                // The channel's oldest entry of lower severity makes room; none: the
+                // alert is withheld, which the status says.
+                let severity = alert.finding.severity.value();
+                let victim = evictable.iter().position(|d| {
+                    d.channel == route.channel
+                        && d.severity < severity
+                        && !evicted.contains(&(d.channel.clone(), d.finding.clone()))
+                });
+                match victim {
+                    Some(at) => {
+                        let victim = evictable.remove(at);
+                        evicted.push((victim.channel.clone(), victim.finding.clone()));
+                        alert.evicts = Some(victim.finding.clone());
+                    }
+                    None => {
+                        withheld += 1;
+                        continue;
+                    }
+                }
+            } else if needs_entry {
                 free -= 1;
             }
             sent += 1;
@@ -578,6 +645,9 @@ pub fn plan_alerts(
         }
         if deferred > 0 {
             plan.deferred.insert(route.channel.clone(), deferred);
+        }
+        if withheld > 0 {
+            plan.withheld.insert(route.channel.clone(), withheld);
         }
     }
     plan
@@ -647,7 +717,7 @@ mod tests {
     fn pass(routes: &[Route], seen: &[Seen], record: &mut AlertRecord) -> Vec<Alert> {
         let plan = plan_alerts(routes, seen, record, &listing(), LIMITS);
         for alert in &plan.alerts {
-            record.delivered(alert);
+            record.delivered(alert, Timestamp(1_800_000_000));
         }
         plan.alerts
     }
@@ -805,7 +875,7 @@ mod tests {
         let plan = plan_alerts(&routes, &findings, &record, &listing(), LIMITS);
         // Only the chat channel's delivery succeeded.
         for alert in plan.alerts.iter().filter(|a| a.channel == "chat") {
-            record.delivered(alert);
+            record.delivered(alert, Timestamp(1_800_000_000));
         }
         let again = pass(&routes, &findings, &mut record);
         assert_eq!(
@@ -837,17 +907,17 @@ mod tests {
     }
 
     #[test]
-    fn a_full_record_holds_new_findings_back_but_still_updates_known_ones() {
+    fn a_full_record_withholds_a_finding_no_more_severe_than_any_entry_and_says_so() {
         let routes = [route("oncall", 1.0, &[])];
         let mut record = AlertRecord::default();
-        pass(&routes, &[seen(1, 5.0, planned())], &mut record);
+        pass(&routes, &[seen(1, 9.0, planned())], &mut record);
         let limits = AlertLimits {
             record_capacity: 1,
             ..LIMITS
         };
         let plan = plan_alerts(
             &routes,
-            &[seen(1, 5.0, closed()), seen(2, 9.0, planned())],
+            &[seen(1, 9.0, closed()), seen(2, 5.0, planned())],
             &record,
             &listing(),
             limits,
@@ -862,7 +932,55 @@ mod tests {
                 }
             )]
         );
-        assert_eq!(plan.deferred.get("oncall"), Some(&1));
+        assert_eq!(plan.withheld.get("oncall"), Some(&1));
+        assert!(plan.deferred.is_empty(), "withheld, not deferred");
+    }
+
+    #[test]
+    fn a_full_record_never_withholds_a_more_severe_finding_the_oldest_low_one_makes_room() {
+        let routes = [route("oncall", 1.0, &[])];
+        let mut record = AlertRecord::default();
+        pass(
+            &routes,
+            &[seen(1, 3.0, planned()), seen(2, 3.0, planned())],
+            &mut record,
+        );
+        let limits = AlertLimits {
+            record_capacity: 2,
+            ..LIMITS
+        };
+        let listed = [
+            seen(1, 3.0, planned()),
+            seen(2, 3.0, planned()),
+            seen(3, 9.5, planned()),
+        ];
+        let plan = plan_alerts(&routes, &listed, &record, &listing(), limits);
+        assert_eq!(
+            events(&plan.alerts),
+            [("oncall".to_string(), id(3), AlertEvent::Opened)]
+        );
+        assert_eq!(
+            plan.alerts[0].evicts,
+            Some(id(1)),
+            "same severity: the first in order"
+        );
+        assert!(plan.withheld.is_empty());
+        for alert in &plan.alerts {
+            record.delivered(alert, Timestamp(1_800_000_100));
+        }
+        assert_eq!(record.len(), 2);
+        assert!(record.get("oncall", &id(3)).is_some());
+        assert!(record.get("oncall", &id(1)).is_none());
+        // A resolve due makes room as well.
+        let plan = plan_alerts(
+            &routes,
+            &[seen(3, 9.5, planned()), seen(4, 4.0, planned())],
+            &record,
+            &listing(),
+            limits,
+        );
+        assert!(plan.withheld.is_empty(), "{plan:?}");
+        assert_eq!(plan.alerts.len(), 2);
     }
 
     #[test]
@@ -890,6 +1008,7 @@ mod tests {
             event: AlertEvent::Opened,
             finding: FindingSummary::of(&finding),
             response: Response::reported(&ReportOnly::Sample),
+            evicts: None,
         };
         let text = alert.text();
         for fact in [
@@ -919,6 +1038,7 @@ mod tests {
             event,
             finding: summary(1, 8.0, "Recon:EC2/PortProbeUnprotectedPort"),
             response,
+            evicts: None,
         };
         let updated = alert(
             AlertEvent::Updated {

@@ -160,6 +160,30 @@ impl Cidr {
     }
 }
 
+/// Is every address of `target` inside the union of `ranges`?
+pub fn covered_by<'a>(ranges: impl IntoIterator<Item = &'a Cidr>, target: &Cidr) -> bool {
+    let mut spans: Vec<(u128, u128)> = ranges
+        .into_iter()
+        .filter(|r| r.family == target.family)
+        .map(|r| (r.first(), r.last()))
+        .collect();
+    spans.sort_unstable();
+    let mut next = target.first();
+    for (first, last) in spans {
+        if last < next {
+            continue;
+        }
+        if first > next {
+            return false;
+        }
+        if last >= target.last() {
+            return true;
+        }
+        next = last + 1;
+    }
+    false
+}
+
 /// Every bit of an address of the family.
 fn family_mask(family: Family) -> u128 {
     match family {

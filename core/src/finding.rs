@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::ids::{FindingId, InstanceId};
+use super::security_group::{Exposure, Protocol};
 use super::severity::Severity;
 
 /// The finding types whose exposure the operator knows how to close: an inbound
@@ -96,6 +97,23 @@ impl Finding {
         ports
     }
 
+    /// The ports the finding concerns, each with its protocol: a port probe is TCP
+    /// (GuardDuty probes TCP ports); a connection has the protocol it names (an RDP
+    /// brute force over UDP is closed on UDP rules), TCP when it names none.
+    pub fn exposures(&self) -> Vec<Exposure> {
+        let protocol = match &self.action {
+            Action::NetworkConnection {
+                protocol: Some(protocol),
+                ..
+            } if protocol.eq_ignore_ascii_case("UDP") => Protocol::Udp,
+            _ => Protocol::Tcp,
+        };
+        self.ports()
+            .into_iter()
+            .map(|port| Exposure { protocol, port })
+            .collect()
+    }
+
     pub fn remote_ips(&self) -> Vec<IpAddr> {
         let mut ips = match &self.action {
             Action::PortProbe { remote_ips, .. } => remote_ips.clone(),
@@ -142,6 +160,13 @@ pub enum ReportOnly {
     OtherAccount { account: String },
     /// Remediation mode is Off.
     RemediationOff,
+    /// Every port the finding names serves everyone by design
+    /// (`remediation.publicPorts`).
+    #[serde(rename_all = "camelCase")]
+    PublicPorts { ports: Vec<u16> },
+    /// None of the finding's ports is among `remediation.ports`.
+    #[serde(rename_all = "camelCase")]
+    PortsNotRemediated { ports: Vec<u16> },
 }
 
 impl fmt::Display for ReportOnly {
@@ -168,18 +193,34 @@ impl fmt::Display for ReportOnly {
                 "belongs to account {account}, not the one of these credentials: not remediated"
             ),
             ReportOnly::RemediationOff => f.write_str("remediation mode is Off"),
+            ReportOnly::PublicPorts { ports } => write!(
+                f,
+                "port {} serves everyone by design (remediation.publicPorts): reported, never \
+                 closed",
+                ports_list(ports)
+            ),
+            ReportOnly::PortsNotRemediated { ports } => write!(
+                f,
+                "port {} is not among remediation.ports: reported only",
+                ports_list(ports)
+            ),
         }
     }
+}
+
+fn ports_list(ports: &[u16]) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(",")
 }
 
 /// What the operator will try to do about one finding, decided from the finding
 /// alone (the instance's current state is checked later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Triage {
-    /// Close these TCP ports of this instance to everyone but the trusted ranges.
+    /// Close these ports of this instance to everyone but the trusted ranges.
     Close {
         instance: InstanceId,
-        ports: Vec<u16>,
+        exposures: Vec<Exposure>,
     },
     Report(ReportOnly),
 }
@@ -208,12 +249,12 @@ pub fn triage(finding: &Finding) -> Triage {
     let Some(instance) = &finding.instance else {
         return Triage::Report(ReportOnly::NoInstance);
     };
-    let ports = finding.ports();
-    if ports.is_empty() {
+    let exposures = finding.exposures();
+    if exposures.is_empty() {
         return Triage::Report(ReportOnly::NoPort);
     }
     Triage::Close {
         instance: instance.id.clone(),
-        ports,
+        exposures,
     }
 }

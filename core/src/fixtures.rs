@@ -13,16 +13,24 @@ use crate::finding::{Action, Finding, InstanceRef};
 use crate::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
 use crate::outcome::{Category, Failure, GroupOutcome, PassReport, Step, StepResult};
 use crate::plan::{ChangeSet, GroupPlan, Observation, apply_change, plan};
-use crate::policy::{DEFAULT_EXEMPT_TAG, DEFAULT_MAX_RULES_PER_GROUP, Mode, Policy, TrustedRanges};
+use crate::policy::{
+    AllTrafficRules, DEFAULT_EXEMPT_TAG, DEFAULT_MAX_NETWORK_INTERFACES,
+    DEFAULT_MAX_RULES_PER_GROUP, DEFAULT_PUBLIC_PORTS, Mode, Policy, RevokeScope, TrustedRanges,
+};
 use crate::security_group::{
-    IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+    Exposure, IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
 };
 use crate::severity::Severity;
 
+/// The owner of [`Policy::test`].
+pub const TEST_OWNER: &str = "default/test";
+
 impl Policy {
-    /// A DryRun policy trusting 10.0.0.0/8, for tests: chain the builders below.
+    /// A DryRun policy `default/test` trusting 10.0.0.0/8, with every other setting
+    /// at its default, for tests: chain the builders below.
     pub fn test() -> Policy {
         Policy {
+            owner: TEST_OWNER.to_string(),
             trusted: TrustedRanges::new(["10.0.0.0/8".parse().unwrap()]).unwrap(),
             min_severity: Severity::MIN,
             finding_types: Vec::new(),
@@ -30,7 +38,42 @@ impl Policy {
             exempt_tag: DEFAULT_EXEMPT_TAG.to_string(),
             archive_remediated: false,
             max_rules_per_group: DEFAULT_MAX_RULES_PER_GROUP,
+            revoke: RevokeScope::Public,
+            public_ports: DEFAULT_PUBLIC_PORTS.into(),
+            ports: Default::default(),
+            max_network_interfaces: DEFAULT_MAX_NETWORK_INTERFACES,
+            all_traffic_rules: AllTrafficRules::Refuse,
         }
+    }
+
+    /// The same policy, owned by `owner` (`namespace/name`).
+    pub fn owned_by(mut self, owner: &str) -> Policy {
+        self.owner = owner.to_string();
+        self
+    }
+
+    /// Revokes every untrusted source, not only public ones.
+    pub fn revoking_untrusted(mut self) -> Policy {
+        self.revoke = RevokeScope::Untrusted;
+        self
+    }
+
+    /// Splits all-traffic rules rather than refusing them.
+    pub fn splitting(mut self) -> Policy {
+        self.all_traffic_rules = AllTrafficRules::Split;
+        self
+    }
+
+    /// These ports serve everyone by design.
+    pub fn public_ports(mut self, ports: &[u16]) -> Policy {
+        self.public_ports = ports.iter().copied().collect();
+        self
+    }
+
+    /// At most this many network interfaces per changed group.
+    pub fn max_interfaces(mut self, max: usize) -> Policy {
+        self.max_network_interfaces = max;
+        self
     }
 
     pub fn enforce(mut self) -> Policy {
@@ -98,9 +141,10 @@ impl SecurityGroup {
                 traffic,
                 source: Source::Cidr("0.0.0.0/0".parse().unwrap()),
                 description: None,
-                managed_ports: None,
+                owner: None,
             }],
             network_interfaces: 1,
+            watches: Default::default(),
         }
     }
 }
@@ -127,6 +171,14 @@ impl GroupOutcome {
         };
         GroupOutcome {
             group: group.group.clone(),
+            remember: if change.watch.is_some() {
+                StepResult::Done {
+                    rules: 0,
+                    rule_ids: Vec::new(),
+                }
+            } else {
+                StepResult::NotNeeded
+            },
             authorize: step(authorized),
             revoke: step(revoked),
         }
@@ -137,6 +189,7 @@ impl GroupOutcome {
     pub fn failed_authorize(group: &GroupPlan) -> GroupOutcome {
         GroupOutcome {
             group: group.group.clone(),
+            remember: StepResult::NotNeeded,
             authorize: StepResult::Failed {
                 category: Category::AccessDenied,
                 error: "UnauthorizedOperation: not allowed".into(),
@@ -197,9 +250,9 @@ impl World {
         self
     }
 
-    /// A group converged by the operator earlier (its trusted rule carries the
-    /// protected-ports tag) whose port 22 someone opened to the world again; no
-    /// finding names it.
+    /// A group converged by [`Policy::test`] earlier (it watches tcp/22 there, and
+    /// its trusted rule carries its tag) whose port 22 someone opened to the world
+    /// again; no finding names it.
     pub fn drifted(group: &str) -> World {
         let mut sg = SecurityGroup::world_open(group, Traffic::Tcp(PortRange::single(22)));
         sg.ingress.push(IngressRule {
@@ -207,8 +260,10 @@ impl World {
             traffic: Traffic::Tcp(PortRange::single(22)),
             source: Source::Cidr("10.0.0.0/8".parse().unwrap()),
             description: Some("guardduty-operator: trusted access to tcp/22".into()),
-            managed_ports: Some(vec![22]),
+            owner: Some(TEST_OWNER.to_string()),
         });
+        sg.watches
+            .insert(TEST_OWNER.to_string(), [Exposure::tcp(22)].into());
         let mut world = World::default();
         world.observation.groups.insert(sg.id.clone(), sg);
         world
@@ -235,6 +290,7 @@ impl World {
             outcomes,
             archived: Vec::new(),
             failure: None,
+            record: Default::default(),
         }
     }
 
@@ -295,5 +351,6 @@ pub fn failed_at(world: &World, step: Step, category: Category) -> PassReport {
             category,
             error: "connection refused".into(),
         }),
+        record: Default::default(),
     }
 }

@@ -11,6 +11,7 @@
 //!  responses + alert record ────────> alert (which alerts, to whom)
 //! ```
 
+pub mod address_space;
 pub mod alert;
 pub mod cidr;
 pub mod finding;
@@ -22,6 +23,8 @@ pub mod record;
 pub mod response;
 pub mod security_group;
 pub mod severity;
+pub mod time;
+pub mod watch;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod fixtures;

@@ -12,6 +12,7 @@ use crate::finding::Finding;
 use crate::ids::{FindingId, RuleId, SecurityGroupId};
 use crate::plan::Plan;
 use crate::policy::Mode;
+use crate::record::ChangeRecord;
 
 /// The AWS service a step talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,10 @@ pub enum Step {
     FindDetector,
     ReadFindings,
     DescribeInstances,
-    FindManagedGroups,
+    FindWatchedGroups,
     DescribeGroups,
+    /// Writing the intent of the changes before making them (the change record).
+    RecordIntent,
     Archive,
     /// A revert: reading the groups its record names.
     DescribeRecordedGroups,
@@ -44,6 +47,8 @@ pub enum Step {
     Restore,
     /// A revert: removing the rules the operator added.
     Remove,
+    /// A revert: removing the policy's watch tags from the groups.
+    Forget,
 }
 
 impl Step {
@@ -53,12 +58,14 @@ impl Step {
             Step::FindDetector => "find the GuardDuty detector",
             Step::ReadFindings => "read findings",
             Step::DescribeInstances => "describe instances",
-            Step::FindManagedGroups => "find the groups the operator manages",
+            Step::FindWatchedGroups => "find the groups the operator watches",
             Step::DescribeGroups => "describe security groups",
+            Step::RecordIntent => "record the changes before making them",
             Step::Archive => "archive remediated findings",
             Step::DescribeRecordedGroups => "describe the recorded security groups",
             Step::Restore => "restore the revoked rules",
             Step::Remove => "remove the added rules",
+            Step::Forget => "remove the watch tags",
         }
     }
 
@@ -66,11 +73,13 @@ impl Step {
         match self {
             Step::FindDetector | Step::ReadFindings | Step::Archive => Service::GuardDuty,
             Step::DescribeInstances
-            | Step::FindManagedGroups
+            | Step::FindWatchedGroups
             | Step::DescribeGroups
+            | Step::RecordIntent
             | Step::DescribeRecordedGroups
             | Step::Restore
-            | Step::Remove => Service::Ec2,
+            | Step::Remove
+            | Step::Forget => Service::Ec2,
         }
     }
 
@@ -119,6 +128,8 @@ pub enum Category {
     SmtpError,
     /// A channel cannot be used as configured (a secret missing).
     Setup,
+    /// The change record could not be written (the status, the state file).
+    Record,
 }
 
 impl Category {
@@ -136,6 +147,7 @@ impl Category {
             Category::UnexpectedAnswer => "unexpected-answer",
             Category::SmtpError => "smtp-error",
             Category::Setup => "setup",
+            Category::Record => "record",
         }
     }
 }
@@ -198,26 +210,29 @@ impl StepResult {
 #[serde(rename_all = "camelCase")]
 pub struct GroupOutcome {
     pub group: SecurityGroupId,
+    /// Writing the group's watch tag, before its rules change.
+    pub remember: StepResult,
     pub authorize: StepResult,
     pub revoke: StepResult,
 }
 
 impl GroupOutcome {
     pub fn succeeded(&self) -> bool {
-        self.authorize.is_ok() && self.revoke.is_ok()
+        self.remember.is_ok() && self.authorize.is_ok() && self.revoke.is_ok()
     }
 
     /// The first failed step's error, or a generic sentence.
     pub fn error(&self) -> &str {
-        self.authorize
+        self.remember
             .error()
+            .or(self.authorize.error())
             .or(self.revoke.error())
             .unwrap_or("a step did not complete")
     }
 
     /// The category of the first failed step.
     pub fn category(&self) -> Option<Category> {
-        [&self.authorize, &self.revoke]
+        [&self.remember, &self.authorize, &self.revoke]
             .into_iter()
             .find_map(|step| match step {
                 StepResult::Failed { category, .. } => Some(*category),
@@ -255,6 +270,10 @@ pub struct PassReport {
     pub outcomes: Vec<GroupOutcome>,
     pub archived: Vec<FindingId>,
     pub failure: Option<Failure>,
+    /// The change record after this pass: the previous one, settled, with what this
+    /// pass changed (unchanged when the pass stopped before reading the groups).
+    #[serde(skip)]
+    pub record: ChangeRecord,
 }
 
 impl PassReport {
@@ -269,6 +288,7 @@ impl PassReport {
             outcomes: Vec::new(),
             archived: Vec::new(),
             failure: None,
+            record: ChangeRecord::default(),
         }
     }
 

@@ -1,8 +1,10 @@
 //! The validated policy the planner works from (built once from the manifest's spec).
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use super::cidr::Cidr;
+use super::address_space::{is_public, overlaps_ipv4_mapped, public_addresses, public_bound};
+use super::cidr::{Cidr, Family, covered_by};
 use super::finding::Finding;
 use super::severity::Severity;
 
@@ -28,8 +30,9 @@ impl fmt::Display for Mode {
     }
 }
 
-/// The trusted source ranges: never a world range, never empty, reduced to the
-/// widest ranges (a range inside another trusted range adds nothing).
+/// The trusted source ranges: never a world range nor more public space than a /8
+/// (IPv4) or a /16 (IPv6) over their union, never IPv4-mapped IPv6 addresses, never
+/// empty; reduced to the widest ranges (a range inside another adds nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedRanges(Vec<Cidr>);
 
@@ -39,6 +42,22 @@ pub enum TrustedRangesError {
     WorldRange(Cidr),
     #[error("at least one trusted range is required: the operator never closes a port to everyone")]
     Empty,
+    #[error(
+        "{0} holds IPv4-mapped IPv6 addresses (::ffff:0:0/96), which security groups never \
+         match: write the IPv4 range itself"
+    )]
+    Ipv4Mapped(Cidr),
+    #[error(
+        "together the trusted {family} ranges hold {addresses} globally reachable addresses, \
+         more than a {bound} ({limit}): a set that wide leaves the port open to much of the \
+         Internet"
+    )]
+    TooMuchPublicSpace {
+        family: Family,
+        addresses: u128,
+        bound: &'static str,
+        limit: u128,
+    },
 }
 
 impl TrustedRanges {
@@ -48,6 +67,21 @@ impl TrustedRanges {
         let mut ranges: Vec<Cidr> = ranges.into_iter().collect();
         if let Some(world) = ranges.iter().find(|c| c.is_world()) {
             return Err(TrustedRangesError::WorldRange(*world));
+        }
+        if let Some(mapped) = ranges.iter().find(|c| overlaps_ipv4_mapped(c)) {
+            return Err(TrustedRangesError::Ipv4Mapped(*mapped));
+        }
+        for (family, bound) in [(Family::V4, "/8"), (Family::V6, "/16")] {
+            let addresses = public_addresses(&ranges, family);
+            let limit = public_bound(family);
+            if addresses > limit {
+                return Err(TrustedRangesError::TooMuchPublicSpace {
+                    family,
+                    addresses,
+                    bound,
+                    limit,
+                });
+            }
         }
         ranges.sort();
         ranges.dedup();
@@ -62,9 +96,10 @@ impl TrustedRanges {
         Ok(TrustedRanges(widest))
     }
 
-    /// Is every address of `source` trusted?
+    /// Is every address of `source` trusted? Over the union of the ranges, so two
+    /// adjacent /9s cover the /8 they make up.
     pub fn covers(&self, source: &Cidr) -> bool {
-        self.0.iter().any(|t| t.contains(source))
+        covered_by(self.0.iter(), source)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Cidr> {
@@ -72,10 +107,35 @@ impl TrustedRanges {
     }
 }
 
+/// Which sources of a rule on a port in scope are revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum RevokeScope {
+    /// Sources that hold a globally reachable address (the default): private ranges
+    /// (a peered VPC, a CGNAT health checker) stay.
+    #[default]
+    Public,
+    /// Every source outside the trusted ranges.
+    Untrusted,
+}
+
+/// What happens to an all-traffic rule (protocol `-1`) that exposes a port in scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum AllTrafficRules {
+    /// The group is refused: a person splits the rule (the default).
+    #[default]
+    Refuse,
+    /// The rule is replaced by tcp, udp and icmp rules that keep every other port's
+    /// access; other IP protocols from that source are dropped, and the plan says so.
+    Split,
+}
+
 /// A policy whose every field has been checked: the planner's only input besides
 /// what was observed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
+    /// The policy itself (`namespace/name`): the owner written on the rules it adds and
+    /// the groups it watches; another owner's rules and ports are never touched.
+    pub owner: String,
     pub trusted: TrustedRanges,
     pub min_severity: Severity,
     /// Finding types to act on; empty means every type.
@@ -86,12 +146,38 @@ pub struct Policy {
     pub archive_remediated: bool,
     /// Inbound rules a group may hold per address family (the account's quota).
     pub max_rules_per_group: usize,
+    /// Which sources are revoked.
+    pub revoke: RevokeScope,
+    /// Ports that serve everyone by design: reported and alerted, never remediated.
+    pub public_ports: BTreeSet<u16>,
+    /// When not empty, the only ports remediated.
+    pub ports: BTreeSet<u16>,
+    /// A group used by more network interfaces is refused.
+    pub max_network_interfaces: usize,
+    pub all_traffic_rules: AllTrafficRules,
 }
 
 pub const DEFAULT_EXEMPT_TAG: &str = "guardduty-operator/exempt";
 pub const DEFAULT_MAX_RULES_PER_GROUP: usize = 60;
+pub const DEFAULT_PUBLIC_PORTS: [u16; 2] = [80, 443];
+pub const DEFAULT_MAX_NETWORK_INTERFACES: usize = 50;
 
 impl Policy {
+    /// May the operator close this port?
+    pub fn remediates_port(&self, port: u16) -> bool {
+        !self.public_ports.contains(&port) && (self.ports.is_empty() || self.ports.contains(&port))
+    }
+
+    /// Is `source`, on a port in scope, revoked (unless the operator added the rule
+    /// itself, whose every untrusted source goes)?
+    pub fn revokes(&self, source: &Cidr) -> bool {
+        !self.trusted.covers(source)
+            && match self.revoke {
+                RevokeScope::Public => is_public(source),
+                RevokeScope::Untrusted => true,
+            }
+    }
+
     /// Does the policy concern this finding?
     pub fn selects(&self, finding: &Finding) -> bool {
         !finding.archived
@@ -119,5 +205,48 @@ mod tests {
             Err(TrustedRangesError::WorldRange("::/0".parse().unwrap()))
         );
         assert_eq!(TrustedRanges::new([]), Err(TrustedRangesError::Empty));
+    }
+
+    fn ranges(texts: &[&str]) -> Result<TrustedRanges, TrustedRangesError> {
+        TrustedRanges::new(texts.iter().map(|r| r.parse().unwrap()))
+    }
+
+    #[test]
+    fn a_world_equivalent_trusted_set_is_refused() {
+        assert!(matches!(
+            ranges(&["0.0.0.0/1", "128.0.0.0/1"]),
+            Err(TrustedRangesError::TooMuchPublicSpace {
+                family: Family::V4,
+                ..
+            })
+        ));
+        assert!(matches!(
+            ranges(&["2000::/4"]),
+            Err(TrustedRangesError::TooMuchPublicSpace {
+                family: Family::V6,
+                ..
+            })
+        ));
+        // Exactly a /8 of public space is allowed, private space does not count.
+        assert!(ranges(&["11.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "fc00::/7"]).is_ok());
+        assert!(ranges(&["11.0.0.0/8", "12.0.0.0/31"]).is_err());
+        assert_eq!(
+            ranges(&["::ffff:10.0.0.0/104"]),
+            Err(TrustedRangesError::Ipv4Mapped(
+                "::ffff:10.0.0.0/104".parse().unwrap()
+            ))
+        );
+    }
+
+    #[test]
+    fn trusted_ranges_cover_a_source_over_their_union() {
+        let trusted = ranges(&["10.0.0.0/9", "10.128.0.0/9", "192.168.0.0/24"]).unwrap();
+        let covers = |s: &str| trusted.covers(&s.parse().unwrap());
+        assert!(covers("10.0.0.0/8"), "two adjacent /9s make the /8");
+        assert!(covers("10.64.0.0/10"));
+        assert!(covers("192.168.0.0/25"));
+        assert!(!covers("192.168.0.0/23"));
+        assert!(!covers("0.0.0.0/0"));
+        assert!(!covers("2001:db8::/32"));
     }
 }

@@ -1,11 +1,20 @@
 //! The change record: what the operator changed in AWS for a policy (kept in its
 //! status, or in the command line's `--state` file), and the plan that undoes it
-//! (`deletionPolicy: Revert`), both pure.
+//! (`deletionPolicy: Revert`), all pure.
 //!
 //! ```text
-//!  pass report ─> record_changes ─> ChangeRecord
-//!  ChangeRecord ─> revert_plan ─> per group: restore the revoked rules, then remove the added ones
+//!  previous record ─ settle (against the groups as observed) ─┐
+//!  plan ─ intent ─> record with the intent pending ─ written before any AWS call
+//!  outcomes ─> record after the pass (done steps recorded; failed ones still pending)
+//!  record ─> revert_plan ─> per group: restore the revoked rules, then remove the added ones
 //! ```
+//!
+//! Crash safety: before the first mutating call of a pass, the whole intent (every
+//! rule it will add and revoke) is written as `pending`. A pass killed between any two
+//! calls leaves that intent behind; the next pass settles it against what AWS holds
+//! (an intended rule that exists with the operator's tag was added; an intended
+//! revocation whose rule is gone was made), so the record is complete and nothing the
+//! operator did is ever lost to a Revert.
 //!
 //! The record is kept *net*: it says how to get from the groups as they are back to
 //! the groups as they were before the operator touched them, so one rule never
@@ -20,8 +29,8 @@
 //! - The same rule recorded twice in one list (re-added or re-revoked after drift)
 //!   keeps the newest entry only.
 //!
-//! Rules are identified by group, CIDR and TCP port range: AWS holds at most one
-//! such rule per group, and the operator only records TCP rules from CIDRs.
+//! Rules are identified by group, protocol, CIDR and port range: AWS holds at most one
+//! such rule per group, and the operator only records rules from CIDRs.
 
 use std::collections::BTreeMap;
 
@@ -30,8 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cidr::Cidr;
 use crate::ids::{RuleId, SecurityGroupId};
-use crate::outcome::{Category, PassReport, Step, StepResult};
-use crate::security_group::{PortRange, SecurityGroup, Source, Traffic};
+use crate::outcome::{Category, GroupOutcome, Step, StepResult};
+use crate::plan::{ChangeSet, GroupPlan, IpProtocol, Plan};
+use crate::security_group::{PortRange, SecurityGroup, Source};
+use crate::time::Timestamp;
 
 /// The most rules each list of the record holds.
 pub const MAX_RECORDED_RULES: usize = 500;
@@ -52,9 +63,41 @@ pub struct ChangeRecord {
     /// then restores only what is recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Changes asked of AWS whose outcome is not known yet (a pass in flight, killed
+    /// or failed part-way): settled against AWS by the next pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Intent>,
 }
 
-/// One TCP ingress rule from a CIDR, in a group.
+/// The changes a pass asks of AWS, written before it asks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
+    /// Rules to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECORDED_RULES))]
+    pub added: Vec<RecordedRule>,
+    /// Rules to revoke, as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECORDED_RULES))]
+    pub revoked: Vec<RecordedRule>,
+}
+
+impl Intent {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.revoked.is_empty()
+    }
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
+}
+
+fn is_tcp(protocol: &str) -> bool {
+    protocol == "tcp"
+}
+
+/// One ingress rule from a CIDR, in a group.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedRule {
@@ -62,101 +105,241 @@ pub struct RecordedRule {
     /// The rule's id, when AWS reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
+    /// `tcp` (the default), `udp`, `icmp`, `icmpv6` or `-1` (all traffic).
+    #[serde(default = "tcp", skip_serializing_if = "is_tcp")]
+    pub protocol: String,
     pub from_port: u16,
     pub to_port: u16,
     pub cidr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The GuardDuty finding that brought the change in (the first one; none for a
+    /// drift fix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
+    /// When the change was made (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
-/// One ingress rule to put back as it was before the operator revoked it: TCP ports
-/// from a CIDR, with its own description if it had one.
+/// One ingress rule to put back as it was before the operator revoked it, with its
+/// own description if it had one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Restoration {
     pub source: Cidr,
+    pub protocol: IpProtocol,
     pub ports: PortRange,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
-/// The record after a pass: the previous record plus what the pass did (pure).
-///
-/// Only steps that were carried out count (`StepResult::Done`): the rules of a
-/// group's authorizations when its authorize step is done, and its revocations when
-/// its revoke step is done. Nothing done: the previous record, unchanged. A record
-/// that nets out to nothing is `None`. Each list keeps its newest
-/// [`MAX_RECORDED_RULES`] entries; dropping older ones sets `truncated` for good.
-///
-/// What is recorded:
-/// - An added rule's id only when the group's change authorized one rule and AWS
-///   reported one id: AWS may report fewer ids than rules (moto reports only the last
-///   permission's) and in no particular order, so ids are not paired with rules
-///   otherwise. [`revert`] then finds the rule by the operator's tag, CIDR and ports.
-/// - A revoked rule's description, so a revert puts the rule back as it was.
-pub fn record_changes(
-    previous: Option<&ChangeRecord>,
-    report: &PassReport,
-) -> Option<ChangeRecord> {
-    let Some(plan) = report.plan.as_ref().filter(|_| report.applied) else {
-        return previous.cloned();
-    };
-    let mut added = Vec::new();
-    let mut revoked = Vec::new();
-    for outcome in &report.outcomes {
-        let Some((_, change)) = plan.changes().find(|(g, _)| g.group == outcome.group) else {
-            continue;
+impl ChangeRecord {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.revoked.is_empty()
+            && !self.truncated
+            && self.pending.is_none()
+    }
+
+    /// The groups whose current rules settling the pending intent needs.
+    pub fn pending_groups(&self) -> Vec<SecurityGroupId> {
+        let mut groups: Vec<SecurityGroupId> = self
+            .pending
+            .iter()
+            .flat_map(|p| p.added.iter().chain(&p.revoked))
+            .filter_map(|r| SecurityGroupId::parse(&r.group).ok())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// The record with its pending intent settled against the groups as they are
+    /// now (`owner`'s tag on the rules it added): an intended rule present is
+    /// recorded as added, with its id; an intended revocation whose rule is gone is
+    /// recorded as revoked; the rest did not happen. Intents of groups not in `groups`
+    /// (deleted since) are dropped.
+    pub fn settled(
+        &self,
+        groups: &BTreeMap<SecurityGroupId, SecurityGroup>,
+        owner: &str,
+    ) -> ChangeRecord {
+        let mut record = ChangeRecord {
+            pending: None,
+            ..self.clone()
         };
-        let group = outcome.group.to_string();
-        if let StepResult::Done { rule_ids, .. } = &outcome.authorize {
-            let rule_id = match (change.authorize.as_slice(), rule_ids.as_slice()) {
-                ([_], [id]) => Some(id.to_string()),
-                _ => None,
+        let Some(intent) = &self.pending else {
+            return record;
+        };
+        for rule in &intent.added {
+            let Some((group, source, protocol, ports)) = read(rule) else {
+                continue;
             };
-            added.extend(change.authorize.iter().map(|auth| RecordedRule {
-                group: group.clone(),
-                rule_id: rule_id.clone(),
-                from_port: auth.ports.from,
-                to_port: auth.ports.to,
-                cidr: auth.source.to_string(),
-                description: Some(auth.description()),
-            }));
+            let Some(found) = groups.get(&group).and_then(|g| {
+                g.ingress.iter().find(|r| {
+                    r.owned_by(owner)
+                        && r.source == Source::Cidr(source)
+                        && r.traffic == protocol.traffic(ports)
+                })
+            }) else {
+                continue;
+            };
+            record_added(
+                &mut record,
+                RecordedRule {
+                    rule_id: Some(found.id.to_string()),
+                    ..rule.clone()
+                },
+            );
         }
-        if let StepResult::Done { .. } = &outcome.revoke {
-            revoked.extend(change.revoke.iter().map(|revocation| RecordedRule {
-                group: group.clone(),
-                rule_id: Some(revocation.rule.to_string()),
-                from_port: revocation.ports.from,
-                to_port: revocation.ports.to,
-                cidr: revocation.source.to_string(),
-                description: revocation.description.clone(),
-            }));
+        for rule in &intent.revoked {
+            let Some(group) = SecurityGroupId::parse(&rule.group)
+                .ok()
+                .and_then(|g| groups.get(&g))
+            else {
+                continue;
+            };
+            let gone = rule
+                .rule_id
+                .as_deref()
+                .is_some_and(|id| !group.ingress.iter().any(|r| r.id.as_str() == id));
+            if gone {
+                record_revoked(&mut record, rule.clone());
+            }
+        }
+        bound(&mut record);
+        record
+    }
+
+    /// The record with `intent` pending: what is written before the pass's calls.
+    pub fn with_intent(&self, intent: Intent) -> ChangeRecord {
+        ChangeRecord {
+            pending: (!intent.is_empty()).then_some(intent),
+            ..self.clone()
         }
     }
-    if added.is_empty() && revoked.is_empty() {
-        return previous.cloned();
+
+    /// The record after a pass's changes (`self` settled, without an intent): the
+    /// steps done are recorded; a failed step (one that may have done part of its
+    /// work, as a one-by-one fallback stopped half-way) stays pending, settled by the
+    /// next pass.
+    pub fn after(&self, plan: &Plan, outcomes: &[GroupOutcome], now: Timestamp) -> ChangeRecord {
+        let mut record = ChangeRecord {
+            pending: None,
+            ..self.clone()
+        };
+        let mut pending = Intent::default();
+        for outcome in outcomes {
+            let Some((group_plan, change)) = plan.changes().find(|(g, _)| g.group == outcome.group)
+            else {
+                continue;
+            };
+            let (added, revoked) = rules_of(group_plan, change, now);
+            match &outcome.authorize {
+                StepResult::Done { rule_ids, .. } => {
+                    // Ids are paired with rules only when AWS reported one per rule
+                    // of a one-rule change: AWS may report fewer, in any order.
+                    let one_id = match (added.as_slice(), rule_ids.as_slice()) {
+                        ([_], [id]) => Some(id.to_string()),
+                        _ => None,
+                    };
+                    for rule in added {
+                        record_added(
+                            &mut record,
+                            RecordedRule {
+                                rule_id: one_id.clone(),
+                                ..rule
+                            },
+                        );
+                    }
+                }
+                StepResult::Failed { .. } => pending.added.extend(added),
+                StepResult::NotNeeded | StepResult::NotRun { .. } => {}
+            }
+            match &outcome.revoke {
+                StepResult::Done { .. } => {
+                    for rule in revoked {
+                        record_revoked(&mut record, rule);
+                    }
+                }
+                StepResult::Failed { .. } => pending.revoked.extend(revoked),
+                StepResult::NotNeeded | StepResult::NotRun { .. } => {}
+            }
+        }
+        bound(&mut record);
+        record.pending = (!pending.is_empty()).then_some(pending);
+        record
     }
-    let mut record = previous.cloned().unwrap_or_default();
-    // The executor authorizes before it revokes.
-    for rule in added {
-        record_added(&mut record, rule);
+}
+
+/// Everything a plan will ask of AWS, as records (pure): its intent.
+pub fn intent_of(plan: &Plan, now: Timestamp) -> Intent {
+    let mut intent = Intent::default();
+    for (group, change) in plan.changes() {
+        let (added, revoked) = rules_of(group, change, now);
+        intent.added.extend(added);
+        intent.revoked.extend(revoked);
     }
-    for rule in revoked {
-        record_revoked(&mut record, rule);
-    }
+    intent
+}
+
+/// A change set's rules as records: what it adds and what it revokes.
+fn rules_of(
+    group: &GroupPlan,
+    change: &ChangeSet,
+    now: Timestamp,
+) -> (Vec<RecordedRule>, Vec<RecordedRule>) {
+    let at = Some(now.to_string());
+    let finding = group.findings.first().map(ToString::to_string);
+    let added = change
+        .authorize
+        .iter()
+        .map(|auth| RecordedRule {
+            group: group.group.to_string(),
+            rule_id: None,
+            protocol: auth.protocol.as_str().to_string(),
+            from_port: auth.ports.from,
+            to_port: auth.ports.to,
+            cidr: auth.source.to_string(),
+            description: Some(auth.description()),
+            finding: finding.clone(),
+            at: at.clone(),
+        })
+        .collect();
+    let revoked = change
+        .revoke
+        .iter()
+        .map(|revocation| RecordedRule {
+            group: group.group.to_string(),
+            rule_id: Some(revocation.rule.to_string()),
+            protocol: revocation.protocol.as_str().to_string(),
+            from_port: revocation.ports.from,
+            to_port: revocation.ports.to,
+            cidr: revocation.source.to_string(),
+            description: revocation.description.clone(),
+            finding: finding.clone(),
+            at: at.clone(),
+        })
+        .collect();
+    (added, revoked)
+}
+
+/// Each list keeps its newest [`MAX_RECORDED_RULES`] entries; dropping older ones
+/// sets `truncated` for good.
+fn bound(record: &mut ChangeRecord) {
     for list in [&mut record.added, &mut record.revoked] {
         if list.len() > MAX_RECORDED_RULES {
             list.drain(..list.len() - MAX_RECORDED_RULES);
             record.truncated = true;
         }
     }
-    let empty = record.added.is_empty() && record.revoked.is_empty() && !record.truncated;
-    (!empty).then_some(record)
 }
 
 /// What identifies a rule in a group.
 fn same_rule(a: &RecordedRule, b: &RecordedRule) -> bool {
-    (&a.group, &a.cidr, a.from_port, a.to_port) == (&b.group, &b.cidr, b.from_port, b.to_port)
+    (&a.group, &a.protocol, &a.cidr, a.from_port, a.to_port)
+        == (&b.group, &b.protocol, &b.cidr, b.from_port, b.to_port)
 }
 
 fn record_added(record: &mut ChangeRecord, rule: RecordedRule) {
@@ -195,17 +378,18 @@ fn record_revoked(record: &mut ChangeRecord, rule: RecordedRule) {
 #[serde(rename_all = "camelCase")]
 pub struct Removal {
     /// The rule's id when AWS reported it; otherwise the rule is found by the
-    /// operator's tag, its CIDR and its ports.
+    /// operator's tag, its protocol, CIDR and ports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleId>,
     pub source: Cidr,
+    pub protocol: IpProtocol,
     pub ports: PortRange,
 }
 
 /// What reverting one group takes, in this order: restore (authorize, untagged) the
 /// rules the operator revoked, then remove the rules it added, so that what the
 /// group admitted before the operator is never missing in between (the executor's
-/// authorize-before-revoke, reversed).
+/// authorize-before-revoke, reversed); then forget the group's watch.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevertSteps {
@@ -219,16 +403,17 @@ pub struct RevertSteps {
 pub fn revert_plan(record: &ChangeRecord) -> Vec<(SecurityGroupId, RevertSteps)> {
     let mut groups: BTreeMap<SecurityGroupId, RevertSteps> = BTreeMap::new();
     for rule in &record.revoked {
-        if let Some((group, source, ports)) = read(rule) {
+        if let Some((group, source, protocol, ports)) = read(rule) {
             groups.entry(group).or_default().restore.push(Restoration {
                 source,
+                protocol,
                 ports,
                 description: rule.description.clone(),
             });
         }
     }
     for rule in &record.added {
-        if let Some((group, source, ports)) = read(rule) {
+        if let Some((group, source, protocol, ports)) = read(rule) {
             let rule = rule
                 .rule_id
                 .as_deref()
@@ -236,6 +421,7 @@ pub fn revert_plan(record: &ChangeRecord) -> Vec<(SecurityGroupId, RevertSteps)>
             groups.entry(group).or_default().remove.push(Removal {
                 rule,
                 source,
+                protocol,
                 ports,
             });
         }
@@ -252,8 +438,9 @@ pub fn revert_plan(record: &ChangeRecord) -> Vec<(SecurityGroupId, RevertSteps)>
         .collect()
 }
 
-/// Entries of the record whose group, CIDR or ports do not parse (the operator writes
-/// only readable ones; a hand-edited status may not be): a revert skips them.
+/// Entries of the record whose group, protocol, CIDR or ports do not parse (the
+/// operator writes only readable ones; a hand-edited status may not be): a revert
+/// skips them.
 pub fn unreadable_entries(record: &ChangeRecord) -> Vec<&RecordedRule> {
     record
         .added
@@ -263,11 +450,18 @@ pub fn unreadable_entries(record: &ChangeRecord) -> Vec<&RecordedRule> {
         .collect()
 }
 
-fn read(rule: &RecordedRule) -> Option<(SecurityGroupId, Cidr, PortRange)> {
+fn read(rule: &RecordedRule) -> Option<(SecurityGroupId, Cidr, IpProtocol, PortRange)> {
     let group = SecurityGroupId::parse(&rule.group).ok()?;
     let source = Cidr::parse_normalising(&rule.cidr).ok()?;
-    (rule.from_port <= rule.to_port)
-        .then(|| (group, source, PortRange::new(rule.from_port, rule.to_port)))
+    let protocol = IpProtocol::parse(&rule.protocol)?;
+    (rule.from_port <= rule.to_port).then(|| {
+        (
+            group,
+            source,
+            protocol,
+            PortRange::new(rule.from_port, rule.to_port),
+        )
+    })
 }
 
 /// The restorations the group does not hold yet, whoever's the rule that holds it (pure).
@@ -276,24 +470,24 @@ pub fn missing(group: &SecurityGroup, restore: &[Restoration]) -> Vec<Restoratio
         .iter()
         .filter(|r| {
             !group.ingress.iter().any(|rule| {
-                rule.traffic == Traffic::Tcp(r.ports) && rule.source == Source::Cidr(r.source)
+                rule.traffic == r.protocol.traffic(r.ports) && rule.source == Source::Cidr(r.source)
             })
         })
         .cloned()
         .collect()
 }
 
-/// The group's rules to remove for these removals (pure): only the operator's rules
-/// (its tag), with the recorded CIDR and ports, and the recorded id when there is one.
-/// A recorded rule already gone matches nothing.
-pub fn present_removals(group: &SecurityGroup, remove: &[Removal]) -> Vec<RuleId> {
+/// The group's rules to remove for these removals (pure): only `owner`'s rules (its
+/// tag), with the recorded protocol, CIDR and ports, and the recorded id when there
+/// is one. A recorded rule already gone matches nothing.
+pub fn present_removals(group: &SecurityGroup, remove: &[Removal], owner: &str) -> Vec<RuleId> {
     let mut ids: Vec<RuleId> = group
         .ingress
         .iter()
         .filter(|rule| {
-            rule.managed_ports.is_some()
+            rule.owned_by(owner)
                 && remove.iter().any(|r| {
-                    rule.traffic == Traffic::Tcp(r.ports)
+                    rule.traffic == r.protocol.traffic(r.ports)
                         && rule.source == Source::Cidr(r.source)
                         && r.rule.as_ref().is_none_or(|id| *id == rule.id)
                 })
@@ -431,10 +625,28 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::outcome::GroupOutcome;
+    use crate::fixtures::TEST_OWNER;
+    use crate::outcome::{GroupOutcome, PassReport};
     use crate::plan::{Authorization, ChangeSet, GroupPlan, Plan, Purpose, Revocation, Verdict};
     use crate::policy::Mode;
-    use crate::security_group::IngressRule;
+    use crate::security_group::{Exposure, IngressRule, Traffic};
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    /// The record a pass leaves after `previous` (`None` when it records nothing).
+    fn record_changes(
+        previous: Option<&ChangeRecord>,
+        report: &PassReport,
+    ) -> Option<ChangeRecord> {
+        let Some(plan) = report.plan.as_ref().filter(|_| report.applied) else {
+            return previous.cloned();
+        };
+        let record = previous
+            .cloned()
+            .unwrap_or_default()
+            .after(plan, &report.outcomes, NOW);
+        (!record.is_empty()).then_some(record)
+    }
 
     fn cidr(text: &str) -> Cidr {
         text.parse().unwrap()
@@ -455,6 +667,7 @@ mod tests {
     fn trusted(source: &str, port: u16) -> Authorization {
         Authorization {
             source: cidr(source),
+            protocol: IpProtocol::Tcp,
             ports: PortRange::single(port),
             purpose: Purpose::Trusted,
         }
@@ -463,6 +676,7 @@ mod tests {
     fn narrowed(source: &str, range: PortRange, replaces: &str) -> Authorization {
         Authorization {
             source: cidr(source),
+            protocol: IpProtocol::Tcp,
             ports: range,
             purpose: Purpose::Narrowed {
                 replaces: rule_id(replaces),
@@ -474,8 +688,9 @@ mod tests {
         Revocation {
             rule: rule_id(rule),
             source: cidr(source),
+            protocol: IpProtocol::Tcp,
             ports: range,
-            exposed_ports: vec![22],
+            exposed: vec![Exposure::tcp(22)],
             description: None,
         }
     }
@@ -499,8 +714,9 @@ mod tests {
                     name: (*group).into(),
                     vpc_id: None,
                     network_interfaces: 1,
-                    ports: vec![22],
+                    ports: vec![Exposure::tcp(22)],
                     findings: Vec::new(),
+                    kept: Vec::new(),
                     verdict: Verdict::Change(change.clone()),
                 })
                 .collect(),
@@ -515,20 +731,25 @@ mod tests {
                 .into_iter()
                 .map(|(group, _, authorize, revoke)| GroupOutcome {
                     group: sg(group),
+                    remember: StepResult::NotNeeded,
                     authorize,
                     revoke,
                 })
                 .collect(),
             archived: Vec::new(),
             failure: None,
+            record: ChangeRecord::default(),
         }
     }
 
     fn change(authorize: Vec<Authorization>, revoke: Vec<Revocation>) -> ChangeSet {
         ChangeSet {
+            owner: TEST_OWNER.into(),
             authorize,
             revoke,
-            protected_ports: vec![22],
+            protected: vec![Exposure::tcp(22)],
+            watch: None,
+            dropped: Vec::new(),
         }
     }
 
@@ -557,10 +778,13 @@ mod tests {
         RecordedRule {
             group: group.into(),
             rule_id: id.map(str::to_string),
+            protocol: "tcp".into(),
             from_port: range.from,
             to_port: range.to,
             cidr: source.into(),
             description: None,
+            finding: None,
+            at: Some(NOW.to_string()),
         }
     }
 
@@ -613,7 +837,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_done_leaves_the_previous_record_as_it_was() {
+    fn a_failed_step_stays_pending_and_a_step_not_run_records_nothing() {
         let previous = record_changes(None, &narrowing_pass()).unwrap();
         let mut failed = narrowing_pass();
         failed.outcomes[0].authorize = StepResult::Failed {
@@ -623,11 +847,19 @@ mod tests {
         failed.outcomes[0].revoke = StepResult::NotRun {
             reason: "authorize failed".into(),
         };
+        // A failed authorize may have added part of its rules (a one-by-one fallback
+        // stopped half-way): it stays pending, settled against AWS by the next pass.
+        let after = record_changes(Some(&previous), &failed).unwrap();
         assert_eq!(
-            record_changes(Some(&previous), &failed),
-            Some(previous.clone())
+            ChangeRecord {
+                pending: None,
+                ..after.clone()
+            },
+            previous
         );
-        assert_eq!(record_changes(None, &failed), None);
+        let pending = after.pending.unwrap();
+        assert_eq!(keys(&pending.added).len(), 3);
+        assert!(pending.revoked.is_empty(), "the revoke never ran");
 
         let mut dry_run = narrowing_pass();
         dry_run.applied = false;
@@ -768,6 +1000,7 @@ mod tests {
                 },
             ],
             truncated: false,
+            pending: None,
         };
         let plan = revert_plan(&record);
         assert_eq!(
@@ -779,11 +1012,13 @@ mod tests {
                         restore: vec![
                             Restoration {
                                 source: cidr("0.0.0.0/0"),
+                                protocol: IpProtocol::Tcp,
                                 ports: ports(22, 22),
                                 description: None
                             },
                             Restoration {
                                 source: cidr("::/0"),
+                                protocol: IpProtocol::Tcp,
                                 ports: ports(22, 22),
                                 description: None
                             },
@@ -791,6 +1026,7 @@ mod tests {
                         remove: vec![Removal {
                             rule: None,
                             source: cidr("10.0.0.0/8"),
+                            protocol: IpProtocol::Tcp,
                             ports: ports(22, 22)
                         }],
                     }
@@ -802,6 +1038,7 @@ mod tests {
                         remove: vec![Removal {
                             rule: Some(rule_id("sgr-5")),
                             source: cidr("10.0.0.0/8"),
+                            protocol: IpProtocol::Tcp,
                             ports: ports(22, 22)
                         }],
                     }
@@ -817,7 +1054,7 @@ mod tests {
             traffic: Traffic::Tcp(range),
             source: Source::Cidr(cidr(source)),
             description: None,
-            managed_ports: managed.then(|| vec![22]),
+            owner: managed.then(|| TEST_OWNER.to_string()),
         }
     }
 
@@ -829,6 +1066,7 @@ mod tests {
             tags: BTreeMap::new(),
             ingress,
             network_interfaces: 1,
+            watches: BTreeMap::new(),
         }
     }
 
@@ -847,29 +1085,76 @@ mod tests {
             Removal {
                 rule: None,
                 source: cidr("10.0.0.0/8"),
+                protocol: IpProtocol::Tcp,
                 ports: ports(22, 22),
             },
             // Someone else's rule with the recorded CIDR and ports: not the operator's.
             Removal {
                 rule: None,
                 source: cidr("192.0.2.0/24"),
+                protocol: IpProtocol::Tcp,
                 ports: ports(22, 22),
             },
             // The recorded id is gone; another rule of the operator has these ports.
             Removal {
                 rule: Some(rule_id("sgr-99")),
                 source: cidr("0.0.0.0/0"),
+                protocol: IpProtocol::Tcp,
                 ports: ports(0, 21),
             },
             Removal {
                 rule: Some(rule_id("sgr-d")),
                 source: cidr("0.0.0.0/0"),
+                protocol: IpProtocol::Tcp,
                 ports: ports(23, 65535),
             },
         ];
         assert_eq!(
-            present_removals(&now, &remove),
+            present_removals(&now, &remove, TEST_OWNER),
             [rule_id("sgr-a"), rule_id("sgr-d")]
         );
+    }
+
+    /// A pass killed after its intent was written: the next pass settles it from what
+    /// AWS holds, whichever of the calls had been made.
+    #[test]
+    fn a_killed_pass_is_settled_from_what_aws_holds() {
+        let previous = ChangeRecord::default();
+        let intent = Intent {
+            added: vec![recorded("sg-1", None, ports(22, 22), "10.0.0.0/8")],
+            revoked: vec![
+                recorded("sg-1", Some("sgr-1"), ports(22, 22), "0.0.0.0/0"),
+                recorded("sg-2", Some("sgr-2"), ports(22, 22), "0.0.0.0/0"),
+            ],
+        };
+        let written = previous.with_intent(intent);
+        assert_eq!(written.pending_groups(), [sg("sg-1"), sg("sg-2")]);
+        let settle = |ingress: Vec<IngressRule>| {
+            written.settled(
+                &BTreeMap::from([(sg("sg-1"), group("sg-1", ingress))]),
+                TEST_OWNER,
+            )
+        };
+        // Killed before any call: nothing happened, nothing is recorded.
+        let untouched = settle(vec![ingress("sgr-1", ports(22, 22), "0.0.0.0/0", false)]);
+        assert!(untouched.is_empty(), "{untouched:#?}");
+        // Killed between the authorize and the revoke.
+        let half = settle(vec![
+            ingress("sgr-1", ports(22, 22), "0.0.0.0/0", false),
+            ingress("sgr-a1", ports(22, 22), "10.0.0.0/8", true),
+        ]);
+        assert_eq!(keys(&half.added), ["sg-1 10.0.0.0/8 22-22"]);
+        assert_eq!(half.added[0].rule_id.as_deref(), Some("sgr-a1"));
+        assert!(half.revoked.is_empty());
+        // Killed after the revoke: both recorded; sg-2 (gone) is dropped.
+        let whole = settle(vec![ingress("sgr-a1", ports(22, 22), "10.0.0.0/8", true)]);
+        assert_eq!(keys(&whole.revoked), ["sg-1 0.0.0.0/0 22-22"]);
+        assert!(whole.pending.is_none());
+        // Someone else's rule with the same CIDR and ports is not taken as ours.
+        let theirs = settle(vec![
+            ingress("sgr-1", ports(22, 22), "0.0.0.0/0", false),
+            ingress("sgr-b1", ports(22, 22), "10.0.0.0/8", false),
+        ]);
+        assert!(theirs.added.is_empty());
     }
 }

@@ -7,15 +7,20 @@ use crate::finding::{Finding, Triage, triage};
 use crate::ids::{FindingId, SecurityGroupId};
 use crate::outcome::{GroupOutcome, PassReport};
 use crate::plan::{ChangeSet, FindingDecision, Plan, Verdict};
+use crate::security_group::exposures_text;
 
-/// Findings whose every group is now converged: safe to archive.
+/// Findings whose every group is now converged: safe to archive. A finding that also
+/// names a public port (left open by design) is not archived: a public path to a
+/// port it reports remains.
 pub fn remediated_findings(plan: &Plan, outcomes: &[GroupOutcome]) -> Vec<FindingId> {
     plan.findings
         .iter()
         .filter_map(|(id, decision)| match decision {
             FindingDecision::Remediate {
-                security_groups, ..
-            } => {
+                security_groups,
+                public_ports,
+                ..
+            } if public_ports.is_empty() => {
                 let all_done = security_groups.iter().all(|group| {
                     match plan
                         .groups
@@ -32,7 +37,7 @@ pub fn remediated_findings(plan: &Plan, outcomes: &[GroupOutcome]) -> Vec<Findin
                 });
                 all_done.then(|| id.clone())
             }
-            FindingDecision::Report(_) => None,
+            FindingDecision::Remediate { .. } | FindingDecision::Report(_) => None,
         })
         .collect()
 }
@@ -67,10 +72,12 @@ fn finding_response(report: &PassReport, finding: &Finding) -> Response {
             },
         };
     };
-    let security_groups = match plan.findings.get(&finding.id) {
+    let (security_groups, public_ports) = match plan.findings.get(&finding.id) {
         Some(FindingDecision::Remediate {
-            security_groups, ..
-        }) => security_groups,
+            security_groups,
+            public_ports,
+            ..
+        }) => (security_groups, public_ports),
         Some(FindingDecision::Report(reason)) => return Response::reported(reason),
         None => {
             return Response::Reported {
@@ -96,9 +103,12 @@ fn finding_response(report: &PassReport, finding: &Finding) -> Response {
                 None => failed.push(format!("{group}: the change was not carried out")),
             },
             Verdict::Change(change) => planned.push(describe_change(group, change, false)),
+            Verdict::Converged if group_plan.ports.is_empty() => {
+                closed.push(format!("{group} does not open the finding's ports"))
+            }
             Verdict::Converged => closed.push(format!(
-                "{group} already admits tcp/{} from trusted ranges only",
-                ports_text(&group_plan.ports)
+                "{group} already admits {} from trusted ranges only",
+                exposures_text(&group_plan.ports)
             )),
             Verdict::Refused(refusal) => refused.push(format!("{group}: {refusal}")),
             Verdict::Exempt => reported.push(format!("{group} is exempt: left as it is")),
@@ -118,6 +128,13 @@ fn finding_response(report: &PassReport, finding: &Finding) -> Response {
             summary: planned.join("; "),
         }
     } else if !closed.is_empty() {
+        if !public_ports.is_empty() {
+            let ports: Vec<String> = public_ports.iter().map(u16::to_string).collect();
+            closed.push(format!(
+                "port {} left open: it serves everyone by design (remediation.publicPorts)",
+                ports.join(",")
+            ));
+        }
         Response::Closed {
             summary: closed.join("; "),
         }
@@ -144,7 +161,7 @@ fn describe_change(group: &SecurityGroupId, change: &ChangeSet, done: bool) -> S
         let rules: Vec<String> = change
             .revoke
             .iter()
-            .map(|r| format!("tcp/{} from {}", r.ports, r.source))
+            .map(|r| format!("{} from {}", r.what(), r.source))
             .collect();
         parts.push(format!("{revoke} {}", rules.join(", ")));
     }
@@ -152,14 +169,9 @@ fn describe_change(group: &SecurityGroupId, change: &ChangeSet, done: bool) -> S
         let rules: Vec<String> = change
             .authorize
             .iter()
-            .map(|a| format!("tcp/{} from {}", a.ports, a.source))
+            .map(|a| format!("{} from {}", a.what(), a.source))
             .collect();
         parts.push(format!("{authorize} {}", rules.join(", ")));
     }
     format!("{} in {group}", parts.join(", "))
-}
-
-fn ports_text(ports: &[u16]) -> String {
-    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    ports.join(",")
 }

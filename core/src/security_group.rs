@@ -1,7 +1,8 @@
 //! Security groups and their ingress rules as the planner sees them: what traffic a
-//! rule admits, from where, and whether the operator created it.
+//! rule admits, from where, which policy created it, and which ports each policy
+//! watches in the group.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::cidr::{Cidr, Family};
@@ -67,6 +68,94 @@ impl fmt::Display for PortRange {
     }
 }
 
+/// The transport protocols a finding can name a port of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One port of one protocol: what a finding says is exposed, and what the operator
+/// closes and watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Exposure {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl Exposure {
+    pub fn tcp(port: u16) -> Exposure {
+        Exposure {
+            protocol: Protocol::Tcp,
+            port,
+        }
+    }
+
+    pub fn udp(port: u16) -> Exposure {
+        Exposure {
+            protocol: Protocol::Udp,
+            port,
+        }
+    }
+
+    /// Reads `tcp/22` (or `tcp:22`, as the watch tag writes it).
+    pub fn parse(text: &str) -> Option<Exposure> {
+        let (protocol, port) = text.split_once(['/', ':'])?;
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return None,
+        };
+        Some(Exposure {
+            protocol,
+            port: port.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for Exposure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.protocol, self.port)
+    }
+}
+
+impl serde::Serialize for Exposure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// `tcp/22,3389, udp/53`: exposures grouped by protocol, for people.
+pub fn exposures_text(exposures: &[Exposure]) -> String {
+    let mut parts = Vec::new();
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        let ports: Vec<String> = exposures
+            .iter()
+            .filter(|e| e.protocol == protocol)
+            .map(|e| e.port.to_string())
+            .collect();
+        if !ports.is_empty() {
+            parts.push(format!("{protocol}/{}", ports.join(",")));
+        }
+    }
+    parts.join(", ")
+}
+
 /// What a rule lets through.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Traffic {
@@ -74,7 +163,9 @@ pub enum Traffic {
     All,
     Tcp(PortRange),
     Udp(PortRange),
-    /// ICMP and any other IP protocol: never concerned by a port finding.
+    /// ICMP and any other IP protocol: never concerned by a port finding. The
+    /// operator itself only ever adds `icmp` and `icmpv6` with every type and code
+    /// (splitting an all-traffic rule).
     Other {
         protocol: String,
     },
@@ -83,10 +174,43 @@ pub enum Traffic {
 impl Traffic {
     /// Does this rule let TCP traffic to `port` through?
     pub fn admits_tcp(&self, port: u16) -> bool {
+        self.admits(Exposure::tcp(port))
+    }
+
+    /// Does this rule let traffic of the exposure's protocol to its port through?
+    pub fn admits(&self, exposure: Exposure) -> bool {
+        match (self, exposure.protocol) {
+            (Traffic::All, _) => true,
+            (Traffic::Tcp(range), Protocol::Tcp) | (Traffic::Udp(range), Protocol::Udp) => {
+                range.contains(exposure.port)
+            }
+            _ => false,
+        }
+    }
+
+    /// The same protocol over other ports.
+    pub fn with_ports(&self, ports: PortRange) -> Traffic {
         match self {
-            Traffic::All => true,
-            Traffic::Tcp(range) => range.contains(port),
-            Traffic::Udp(_) | Traffic::Other { .. } => false,
+            Traffic::Udp(_) => Traffic::Udp(ports),
+            _ => Traffic::Tcp(ports),
+        }
+    }
+
+    /// The port range of a TCP or UDP rule.
+    pub fn ports(&self) -> Option<PortRange> {
+        match self {
+            Traffic::Tcp(range) | Traffic::Udp(range) => Some(*range),
+            _ => None,
+        }
+    }
+
+    /// The protocol as EC2 names it: `tcp`, `udp`, `-1`, `icmp`, …
+    pub fn protocol_name(&self) -> &str {
+        match self {
+            Traffic::All => "-1",
+            Traffic::Tcp(_) => "tcp",
+            Traffic::Udp(_) => "udp",
+            Traffic::Other { protocol } => protocol,
         }
     }
 }
@@ -129,12 +253,17 @@ pub struct IngressRule {
     pub traffic: Traffic,
     pub source: Source,
     pub description: Option<String>,
-    /// The ports the operator protects with this rule, when the operator created
-    /// it (read from the rule's tag); `None` for every rule someone else made.
-    pub managed_ports: Option<Vec<u16>>,
+    /// The policy (`namespace/name`) that created the rule, read from the rule's
+    /// `guardduty-operator/managed-by` tag; `None` for every rule someone else made.
+    pub owner: Option<String>,
 }
 
 impl IngressRule {
+    /// Did this policy create the rule?
+    pub fn owned_by(&self, owner: &str) -> bool {
+        self.owner.as_deref() == Some(owner)
+    }
+
     pub fn cidr(&self) -> Option<&Cidr> {
         match &self.source {
             Source::Cidr(cidr) => Some(cidr),
@@ -163,6 +292,9 @@ pub struct SecurityGroup {
     pub ingress: Vec<IngressRule>,
     /// How many network interfaces use this group (a change reaches all of them).
     pub network_interfaces: usize,
+    /// Per policy (`namespace/name`), the exposures it converged here and keeps
+    /// closed, read from the group's `guardduty-operator/watch/…` tags.
+    pub watches: BTreeMap<String, BTreeSet<Exposure>>,
 }
 
 /// The lifecycle state of an instance, as far as remediation cares.

@@ -15,17 +15,18 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use super::{CONCURRENCY, aws_error};
 use crate::domain::cidr::{Cidr, Family};
 use crate::domain::ids::{InstanceId, RuleId, SecurityGroupId};
-use crate::domain::plan::{Authorization, ChangeSet};
+use crate::domain::plan::{Authorization, ChangeSet, IpProtocol, PrefixListEntries};
 use crate::domain::security_group::{
-    IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
+    Exposure, IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
 };
+use crate::domain::watch::{parse_watch_value, watch_key, watch_owner};
 use crate::ports::{AwsError, Ec2Error, Restoration, SecurityGroups};
 
-/// The tag on every rule the operator creates.
-pub const MANAGED_TAG: &str = "guardduty-operator/managed-by";
-pub const MANAGED_TAG_VALUE: &str = "guardduty-operator";
-/// The TCP ports the operator protects in the group, comma-separated.
-pub const PORTS_TAG: &str = "guardduty-operator/protected-ports";
+pub use crate::domain::watch::{MANAGED_BY_TAG, WATCH_TAG_PREFIX};
+
+/// CreateTags and DeleteTags take this many resources per call here (AWS allows
+/// more; smaller calls fail less at once).
+const TAG_BATCH: usize = 200;
 
 /// EC2 accepts at most 200 values per filter.
 const FILTER_VALUES: usize = 200;
@@ -127,6 +128,7 @@ impl Ec2 {
                 network_interfaces: interfaces.get(id.as_str()).copied().unwrap_or(0),
                 name: group.group_name().unwrap_or_default().to_string(),
                 vpc_id: group.vpc_id().map(str::to_string),
+                watches: watches(group.tags()),
                 tags: tags(group.tags()),
                 ingress,
                 id,
@@ -180,7 +182,7 @@ impl Ec2 {
         let mut ids = Vec::new();
         for auth in &change.authorize {
             match self
-                .send_authorize(group, std::slice::from_ref(auth), &change.protected_ports)
+                .send_authorize(group, std::slice::from_ref(auth), &change.owner)
                 .await
             {
                 Ok(created) => ids.extend(created),
@@ -200,7 +202,7 @@ impl Ec2 {
         &self,
         group: &SecurityGroupId,
         rules: &[Authorization],
-        protected_ports: &[u16],
+        owner: &str,
     ) -> Result<Vec<RuleId>, AwsError> {
         let output = self
             .client
@@ -210,18 +212,7 @@ impl Ec2 {
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::SecurityGroupRule)
-                    .tags(
-                        Tag::builder()
-                            .key(MANAGED_TAG)
-                            .value(MANAGED_TAG_VALUE)
-                            .build(),
-                    )
-                    .tags(
-                        Tag::builder()
-                            .key(PORTS_TAG)
-                            .value(ports_tag(protected_ports))
-                            .build(),
-                    )
+                    .tags(Tag::builder().key(MANAGED_BY_TAG).value(owner).build())
                     .build(),
             )
             .send()
@@ -235,6 +226,28 @@ impl Ec2 {
                     .and_then(|id| RuleId::parse(id).ok())
             })
             .collect())
+    }
+
+    /// The entries of one managed prefix list, every page.
+    async fn prefix_list(&self, id: &str) -> Result<Vec<Cidr>, AwsError> {
+        let mut entries = Vec::new();
+        let mut pages = self
+            .client
+            .get_managed_prefix_list_entries()
+            .prefix_list_id(id)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws_error)?;
+            entries.extend(
+                page.entries()
+                    .iter()
+                    .filter_map(|e| e.cidr())
+                    .filter_map(|c| Cidr::parse_normalising(c).ok()),
+            );
+        }
+        Ok(entries)
     }
 
     /// Authorizes rules without the operator's tags (rules put back as they were).
@@ -280,20 +293,77 @@ impl SecurityGroups for Ec2 {
         Ok(groups)
     }
 
-    async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
-        // `tag:KEY` is the tag filter DescribeSecurityGroupRules documents.
-        let rules = self
-            .rules(filter(
-                &format!("tag:{MANAGED_TAG}"),
-                vec![MANAGED_TAG_VALUE.to_string()],
-            ))
-            .await?;
-        let ids: BTreeSet<SecurityGroupId> = rules
-            .iter()
-            .filter(|r| r.is_egress() != Some(true))
-            .filter_map(|r| r.group_id().and_then(|id| SecurityGroupId::parse(id).ok()))
-            .collect();
+    async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
+        // `tag-key` is the filter DescribeSecurityGroups documents for a tag's key.
+        let mut ids = BTreeSet::new();
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .filters(filter("tag-key", vec![watch_key(owner)]))
+            .max_results(PAGE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Ec2Error::DescribeWatched(aws_error(e)))?;
+            ids.extend(
+                page.security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().and_then(|id| SecurityGroupId::parse(id).ok())),
+            );
+        }
         Ok(ids.into_iter().collect())
+    }
+
+    async fn prefix_lists(&self, ids: &[String]) -> BTreeMap<String, PrefixListEntries> {
+        stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let entries = match self.prefix_list(&id).await {
+                    Ok(entries) => PrefixListEntries::Read(entries),
+                    Err(error) => PrefixListEntries::Unreadable(error.to_string()),
+                };
+                (id, entries)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    async fn remember(
+        &self,
+        owner: &str,
+        value: &str,
+        groups: &[SecurityGroupId],
+    ) -> Result<(), Ec2Error> {
+        for batch in groups.chunks(TAG_BATCH) {
+            self.client
+                .create_tags()
+                .set_resources(Some(batch.iter().map(ToString::to_string).collect()))
+                .tags(Tag::builder().key(watch_key(owner)).value(value).build())
+                .send()
+                .await
+                .map_err(|e| Ec2Error::Remember {
+                    groups: batch.len(),
+                    source: aws_error(e),
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, owner: &str, groups: &[SecurityGroupId]) -> Result<(), Ec2Error> {
+        for batch in groups.chunks(TAG_BATCH) {
+            self.client
+                .delete_tags()
+                .set_resources(Some(batch.iter().map(ToString::to_string).collect()))
+                // A key without a value deletes the tag whatever its value.
+                .tags(Tag::builder().key(watch_key(owner)).build())
+                .send()
+                .await
+                .map_err(|e| Ec2Error::Forget {
+                    groups: batch.len(),
+                    source: aws_error(e),
+                })?;
+        }
+        Ok(())
     }
 
     async fn authorize(
@@ -305,7 +375,7 @@ impl SecurityGroups for Ec2 {
             return Ok(Vec::new());
         }
         match self
-            .send_authorize(group, &change.authorize, &change.protected_ports)
+            .send_authorize(group, &change.authorize, &change.owner)
             .await
         {
             Ok(ids) => Ok(ids),
@@ -428,21 +498,17 @@ fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn ports_tag(ports: &[u16]) -> String {
-    let mut value = String::new();
-    for port in ports {
-        let next = if value.is_empty() {
-            port.to_string()
-        } else {
-            format!(",{port}")
-        };
-        // A tag value holds at most 256 characters; the watch is best effort beyond.
-        if value.len() + next.len() > 256 {
-            break;
-        }
-        value.push_str(&next);
-    }
-    value
+/// The watches of a group: its `guardduty-operator/watch/<owner>` tags.
+fn watches(tags: &[Tag]) -> BTreeMap<String, BTreeSet<Exposure>> {
+    tags.iter()
+        .filter_map(|t| {
+            let owner = watch_owner(t.key()?)?;
+            Some((
+                owner.to_string(),
+                parse_watch_value(t.value().unwrap_or_default()),
+            ))
+        })
+        .collect()
 }
 
 fn instance_state(name: Option<&aws_sdk_ec2::types::InstanceStateName>) -> InstanceState {
@@ -458,42 +524,55 @@ fn instance_state(name: Option<&aws_sdk_ec2::types::InstanceStateName>) -> Insta
     }
 }
 
-/// One IpPermission per port range, carrying every source of that range.
+/// One IpPermission per protocol and port range, carrying every source of it.
 fn permissions(rules: &[Authorization]) -> Vec<IpPermission> {
-    tcp_permissions(
-        rules
-            .iter()
-            .map(|rule| (rule.ports, rule.source, Some(rule.description()))),
-    )
+    ip_permissions(rules.iter().map(|rule| {
+        (
+            rule.protocol,
+            rule.ports,
+            rule.source,
+            Some(rule.description()),
+        )
+    }))
 }
 
-/// The restored rules as IpPermissions, one per port range, with their own
-/// descriptions (or none).
+/// The restored rules as IpPermissions, with their own descriptions (or none).
 fn restore_permissions(rules: &[Restoration]) -> Vec<IpPermission> {
-    tcp_permissions(
-        rules
-            .iter()
-            .map(|rule| (rule.ports, rule.source, rule.description.clone())),
-    )
+    ip_permissions(rules.iter().map(|rule| {
+        (
+            rule.protocol,
+            rule.ports,
+            rule.source,
+            rule.description.clone(),
+        )
+    }))
 }
 
-fn tcp_permissions(
-    rules: impl Iterator<Item = (PortRange, Cidr, Option<String>)>,
+/// A source and its rule's description.
+type Described = (Cidr, Option<String>);
+
+fn ip_permissions(
+    rules: impl Iterator<Item = (IpProtocol, PortRange, Cidr, Option<String>)>,
 ) -> Vec<IpPermission> {
-    let mut by_range: BTreeMap<PortRange, Vec<(Cidr, Option<String>)>> = BTreeMap::new();
-    for (range, source, description) in rules {
-        by_range
-            .entry(range)
+    let mut by_kind: BTreeMap<(IpProtocol, PortRange), Vec<Described>> = BTreeMap::new();
+    for (protocol, range, source, description) in rules {
+        by_kind
+            .entry((protocol, range))
             .or_default()
             .push((source, description));
     }
-    by_range
+    by_kind
         .into_iter()
-        .map(|(range, sources)| {
-            let mut permission = IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(i32::from(range.from))
-                .to_port(i32::from(range.to));
+        .map(|((protocol, range), sources)| {
+            let mut permission = IpPermission::builder().ip_protocol(protocol.as_str());
+            permission = match protocol {
+                IpProtocol::Tcp | IpProtocol::Udp => permission
+                    .from_port(i32::from(range.from))
+                    .to_port(i32::from(range.to)),
+                // Every ICMP type and code.
+                IpProtocol::Icmp | IpProtocol::Icmpv6 => permission.from_port(-1).to_port(-1),
+                IpProtocol::All => permission,
+            };
             for (source, description) in sources {
                 permission = match source.family() {
                     Family::V4 => permission.ip_ranges(
@@ -544,17 +623,12 @@ fn ingress_rule(rule: &SecurityGroupRule) -> Option<IngressRule> {
     } else {
         Source::PrefixList(rule.prefix_list_id().unwrap_or("unknown").to_string())
     };
-    let tags = tags(rule.tags());
-    let managed_ports = tags.contains_key(MANAGED_TAG).then(|| {
-        tags.get(PORTS_TAG)
-            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-            .unwrap_or_default()
-    });
+    let owner = tags(rule.tags()).remove(MANAGED_BY_TAG);
     Some(IngressRule {
         id,
         traffic,
         source,
         description: rule.description().map(str::to_string),
-        managed_ports,
+        owner,
     })
 }

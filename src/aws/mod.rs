@@ -44,6 +44,34 @@ fn attempt_timeout(value: Option<&str>) -> Duration {
     }
 }
 
+/// Attempts of one AWS request, the first included (default 5, from 1 to 10).
+pub const MAX_ATTEMPTS_ENV: &str = "GDO_AWS_MAX_ATTEMPTS";
+/// The first retry's backoff ceiling in milliseconds (default 1000); each retry
+/// doubles it, with full jitter, up to 20 s.
+pub const RETRY_BACKOFF_ENV: &str = "GDO_AWS_RETRY_BACKOFF_MS";
+
+/// How throttling (RequestLimitExceeded, Throttling), 5xx and dropped connections
+/// are retried: the SDK's standard strategy (exponential backoff with full jitter,
+/// so many clients do not retry in lock-step), at least 5 attempts by default, each
+/// wait at most 20 s: bounded, then the error is reported.
+fn retry_config(
+    attempts: Option<&str>,
+    backoff_ms: Option<&str>,
+) -> aws_config::retry::RetryConfig {
+    let attempts = attempts
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|a| (1..=10).contains(a))
+        .unwrap_or(5);
+    let backoff = backoff_ms
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| (1..=60_000).contains(ms))
+        .unwrap_or(1000);
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(attempts)
+        .with_initial_backoff(Duration::from_millis(backoff))
+        .with_max_backoff(Duration::from_secs(20))
+}
+
 /// Loads the standard AWS configuration (environment, profiles, IRSA, IMDS),
 /// with `region` taking precedence when given. Per-service endpoints such as
 /// `AWS_ENDPOINT_URL_EC2` are honoured by the SDK itself.
@@ -54,9 +82,16 @@ pub async fn load_config(region: Option<&str>) -> SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_attempt_timeout(attempt)
-        .operation_timeout(attempt * 3)
+        // Every attempt, and the waits between them.
+        .operation_timeout(attempt * 3 + Duration::from_secs(60))
         .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    let retries = retry_config(
+        std::env::var(MAX_ATTEMPTS_ENV).ok().as_deref(),
+        std::env::var(RETRY_BACKOFF_ENV).ok().as_deref(),
+    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(retries);
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
     }
@@ -152,6 +187,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_is_retried_five_times_with_a_bounded_jittered_backoff_by_default() {
+        let default = retry_config(None, None);
+        assert_eq!(default.max_attempts(), 5);
+        assert_eq!(default.initial_backoff(), Duration::from_secs(1));
+        assert_eq!(default.max_backoff(), Duration::from_secs(20));
+        let quick = retry_config(Some("7"), Some("20"));
+        assert_eq!(quick.max_attempts(), 7);
+        assert_eq!(quick.initial_backoff(), Duration::from_millis(20));
+        assert_eq!(retry_config(Some("0"), Some("nope")).max_attempts(), 5);
+    }
 
     #[test]
     fn the_attempt_timeout_is_sixty_seconds_unless_a_sane_value_is_given() {

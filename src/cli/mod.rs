@@ -7,23 +7,28 @@
 //! 1 when AWS could not be reached, a step failed or an alert was not delivered.
 
 pub mod report;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::aws::ApiCallCounter;
 use crate::aws::clients::{self, SdkAwsFactory};
-use crate::controller::reconcile;
-use crate::domain::alert::{AlertLimits, AlertRecord};
+use crate::controller::leader::{LEASE_NAME, LeaseTimings};
+use crate::controller::reconcile::{self, ControllerOptions};
+use crate::domain::alert::AlertLimits;
+use crate::domain::time::Timestamp;
+use crate::notify;
 use crate::notify::dispatch::{NotifyOptions, RetryPolicy, build_channels, notify};
 use crate::notify::secrets::{DirSecrets, NoSecrets, SecretStore};
-use crate::notify::{self, state};
 use crate::pass::{PassOptions, run_pass};
-use crate::ports::AwsSetupError;
+use crate::ports::{AwsSetupError, NoJournal};
 use crate::spec;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use state::{State, StateJournal};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -38,9 +43,12 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    /// More log output (-v: debug, -vv: trace). --log-level and RUST_LOG override.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// The operator's log level: error, warn, info, debug or trace. RUST_LOG overrides.
+    #[arg(long, global = true, value_enum)]
+    log_level: Option<LogLevel>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,11 +62,39 @@ enum Command {
     Crd,
     /// Run the controller: reconcile every GuardDutyPolicy of the cluster (the kube
     /// config is inferred: in-cluster service account, or KUBECONFIG) until SIGTERM.
-    Controller {
-        /// Where to serve /healthz, /readyz and Prometheus /metrics.
-        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
-        metrics_addr: SocketAddr,
-    },
+    Controller(ControllerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ControllerArgs {
+    /// Where to serve /healthz, /readyz and Prometheus /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Honour policies in this namespace (repeat for more; '*' for every namespace).
+    /// A policy acts on the whole AWS account: elsewhere, policies get
+    /// Ready=False NamespaceNotAllowed and nothing is done. Default: the operator's
+    /// own namespace (POD_NAMESPACE).
+    #[arg(long = "policy-namespace", value_name = "NS")]
+    policy_namespaces: Vec<String>,
+    /// The Lease the replicas elect a leader on, in the operator's namespace: one
+    /// per release, so two releases over disjoint namespaces both run.
+    #[arg(long, value_name = "NAME", default_value = LEASE_NAME)]
+    lease_name: String,
+    /// How long a lease stays valid after its last renewal (Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// How long the leader keeps leading without a renewal before it steps down.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    renew_deadline: Duration,
+    /// How often the leader renews and a follower retries.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    retry_period: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::spec::duration::parse_go_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a duration such as 15s or 1m30s"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,10 +109,15 @@ struct PassArgs {
     /// due, apply nothing, send nothing, leave --state as it is.
     #[arg(long)]
     dry_run: bool,
-    /// The alert record (created if missing): a finding is alerted once per channel
-    /// and change across runs. Without it, every run alerts every finding again.
+    /// The state file (created if missing): the alert record, so a finding is alerted
+    /// once per channel and change across runs, and the record of every change made
+    /// in AWS. Without it, every run alerts every finding again and keeps no record.
+    /// One run at a time: a second run waits for the first (--lock-timeout).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// How long to wait for another run holding --state to finish, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    lock_timeout: u64,
     /// Where the policy's *SecretRef references are read from, laid out like a mounted
     /// Secret: DIR/NAME/KEY (e.g. DIR/slack/webhookUrl).
     #[arg(long, value_name = "DIR")]
@@ -87,6 +128,15 @@ struct PassArgs {
 enum Output {
     Table,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,11 +154,16 @@ const STATE_CAPACITY: usize = 100_000;
 const INVALID: u8 = 2;
 const FAILED: u8 = 1;
 
-fn init_logging(format: LogFormat, verbose: u8) {
-    let default = match verbose {
-        0 => "warn,guardduty_operator=info",
-        1 => "info,guardduty_operator=debug",
-        _ => "debug,guardduty_operator=trace",
+fn init_logging(format: LogFormat, verbose: u8, level: Option<LogLevel>) {
+    let default = match (level, verbose) {
+        (Some(LogLevel::Error), _) => "error",
+        (Some(LogLevel::Warn), _) => "warn",
+        (Some(LogLevel::Info), _) => "warn,guardduty_operator=info",
+        (Some(LogLevel::Debug), _) => "info,guardduty_operator=debug",
+        (Some(LogLevel::Trace), _) => "debug,guardduty_operator=trace",
+        (None, 0) => "warn,guardduty_operator=info",
+        (None, 1) => "info,guardduty_operator=debug",
+        (None, _) => "debug,guardduty_operator=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -123,12 +178,12 @@ fn init_logging(format: LogFormat, verbose: u8) {
 
 /// Runs the command the arguments name; what `main` returns.
 pub async fn run(cli: Cli) -> ExitCode {
-    init_logging(cli.log_format, cli.verbose);
+    init_logging(cli.log_format, cli.verbose, cli.log_level);
     let (args, apply) = match &cli.command {
         Command::Audit(args) => (args, false),
         Command::Remediate(args) => (args, !args.dry_run),
         Command::Crd => return print_crd(),
-        Command::Controller { metrics_addr } => return controller(*metrics_addr).await,
+        Command::Controller(args) => return controller(args).await,
     };
     match pass(args, apply).await {
         Ok(code) => code,
@@ -158,12 +213,30 @@ fn print_crd() -> ExitCode {
     }
 }
 
-async fn controller(metrics_addr: SocketAddr) -> ExitCode {
+async fn controller(args: &ControllerArgs) -> ExitCode {
     let result = async {
+        let timings = LeaseTimings {
+            lease_duration: args.lease_duration,
+            renew_every: args.retry_period,
+            renew_deadline: args.renew_deadline,
+            retry_every: args.retry_period,
+        };
+        if !(args.retry_period < args.renew_deadline && args.renew_deadline < args.lease_duration) {
+            anyhow::bail!(
+                "the lease timings must satisfy --retry-period < --renew-deadline < \
+                 --lease-duration (a leader steps down before another may take over)"
+            );
+        }
+        let options = ControllerOptions {
+            metrics_addr: args.metrics_addr,
+            lease_name: args.lease_name.clone(),
+            lease_timings: timings,
+            policy_namespaces: args.policy_namespaces.clone(),
+        };
         let client = kube::Client::try_default()
             .await
             .context("failed to infer the Kubernetes configuration")?;
-        reconcile::run(client, SdkAwsFactory::default(), metrics_addr)
+        reconcile::run(client, SdkAwsFactory::default(), options)
             .await
             .map_err(|error| anyhow::anyhow!(crate::ports::error_chain(&error)))
     }
@@ -195,7 +268,11 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(INVALID));
         }
     };
-    let valid = match manifest.spec.validate() {
+    let owner = spec::PolicyOwner::new(
+        manifest.metadata.namespace.as_deref(),
+        &manifest.metadata.name,
+    );
+    let valid = match manifest.spec.validate(&owner) {
         Ok(valid) => valid,
         Err(invalid) => {
             eprintln!(
@@ -205,22 +282,33 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(INVALID));
         }
     };
-    // The alert record first: a damaged one stops the run before anything is done.
-    let record = match &args.state {
-        Some(path) => match state::load(path) {
-            Ok(record) => record,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Ok(ExitCode::from(INVALID));
+    // The state first, under its lock for the whole run (read state, pass, alerts,
+    // write): a second run waits, and a damaged file stops the run before anything
+    // is done.
+    let (_lock, state) = match &args.state {
+        Some(path) => {
+            let lock = match state::lock(path, Duration::from_secs(args.lock_timeout)) {
+                Ok(lock) => lock,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::from(INVALID));
+                }
+            };
+            match state::load(path) {
+                Ok(state) => (Some(lock), state),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return Ok(ExitCode::from(INVALID));
+                }
             }
-        },
+        }
         None => {
             if !valid.notifications.is_empty() && !args.dry_run {
                 tracing::warn!(
                     "no --state FILE: every finding is alerted again on each run; pass --state to alert once per finding and change"
                 );
             }
-            AlertRecord::default()
+            (None, State::default())
         }
     };
     let counter = ApiCallCounter::default();
@@ -248,8 +336,28 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
         detector: valid.detector_id.clone(),
         account_id: aws.account_id.clone(),
         apply,
+        record: state.changes.clone(),
+        now: Timestamp(k8s_openapi::jiff::Timestamp::now().as_second()),
     };
-    let result = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options).await;
+    let result = match (&args.state, args.dry_run) {
+        (Some(path), false) => {
+            let journal = StateJournal {
+                path,
+                alerts: &state.alerts,
+            };
+            run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options, &journal).await
+        }
+        _ => {
+            run_pass(
+                &aws.guardduty,
+                &aws.ec2,
+                &valid.policy,
+                &options,
+                &NoJournal,
+            )
+            .await
+        }
+    };
     let notified = if valid.notifications.is_empty() {
         None
     } else {
@@ -273,16 +381,23 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
             account_id: options.account_id.clone().unwrap_or_default(),
             region: region.clone(),
             dry_run: args.dry_run,
+            now: options.now,
         };
-        let notified = notify(&channels, &result, record, &notify_options).await;
-        if let (Some(path), false) = (&args.state, args.dry_run)
-            && let Err(error) = state::save(path, &notified.record)
-        {
+        Some(notify(&channels, &result, state.alerts.clone(), &notify_options).await)
+    };
+    // The record of changes and of alerts, in one durable write.
+    if let (Some(path), false) = (&args.state, args.dry_run) {
+        let after = State {
+            alerts: notified
+                .as_ref()
+                .map_or_else(|| state.alerts.clone(), |n| n.record.clone()),
+            changes: result.record.clone(),
+        };
+        if let Err(error) = state::save(path, &after) {
             eprintln!("error: {error}");
             return Ok(ExitCode::from(FAILED));
         }
-        Some(notified)
-    };
+    }
     let calls = counter.snapshot();
     tracing::info!(api_calls = ?calls, "pass finished");
     {

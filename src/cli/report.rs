@@ -7,6 +7,7 @@ use crate::domain::alert::{AlertEvent, ResponseKind};
 use crate::domain::finding::Finding;
 use crate::domain::outcome::{PassReport, StepResult};
 use crate::domain::plan::{FindingDecision, Purpose, Verdict};
+use crate::domain::security_group::exposures_text;
 use crate::domain::severity::SeverityBand;
 use crate::notify::dispatch::{Delivery, DeliveryResult, NotifyReport};
 
@@ -252,7 +253,7 @@ pub fn text(report: &PassReport, region: &str) -> String {
                 format!(" ({})", group.name)
             };
             let why = if group.findings.is_empty() {
-                "watched: the operator manages rules here".to_string()
+                "watched: the policy converged it before".to_string()
             } else {
                 format!(
                     "findings {}",
@@ -267,7 +268,7 @@ pub fn text(report: &PassReport, region: &str) -> String {
             let ports = if group.ports.is_empty() {
                 "no port exposed".to_string()
             } else {
-                format!("tcp/{}", list(&group.ports))
+                exposures_text(&group.ports)
             };
             let _ = write!(
                 out,
@@ -289,28 +290,47 @@ pub fn text(report: &PassReport, region: &str) -> String {
                 }
                 Verdict::Change(change) => {
                     let _ = writeln!(out, "change");
+                    if change.watch.is_some() {
+                        let _ = writeln!(
+                            out,
+                            "    = remember  {} on the group (watched for drift)",
+                            exposures_text(&change.protected)
+                        );
+                    }
                     for auth in &change.authorize {
                         let purpose = match &auth.purpose {
                             Purpose::Trusted => "trusted range".to_string(),
                             Purpose::Narrowed { replaces } => format!("narrowed from {replaces}"),
+                            Purpose::Split { replaces } => format!("split from {replaces}"),
                         };
                         let _ = writeln!(
                             out,
-                            "    + authorize {} tcp/{}  ({purpose})",
-                            auth.source, auth.ports
+                            "    + authorize {} {}  ({purpose})",
+                            auth.source,
+                            auth.what()
                         );
                     }
                     for revoke in &change.revoke {
                         let _ = writeln!(
                             out,
-                            "    - revoke    {} {} tcp/{}  (exposes tcp/{})",
+                            "    - revoke    {} {} {}  (exposes {})",
                             revoke.rule,
                             revoke.source,
-                            revoke.ports,
-                            list(&revoke.exposed_ports)
+                            revoke.what(),
+                            exposures_text(&revoke.exposed)
                         );
                     }
+                    for dropped in &change.dropped {
+                        let _ = writeln!(out, "    ! drops     {dropped}");
+                    }
                 }
+            }
+            for kept in &group.kept {
+                let _ = writeln!(
+                    out,
+                    "    · keeps     {} {}: {}",
+                    kept.rule, kept.source, kept.reason
+                );
             }
         }
         if plan.is_empty() {
@@ -333,9 +353,14 @@ pub fn text(report: &PassReport, region: &str) -> String {
     if !report.outcomes.is_empty() {
         let _ = writeln!(out, "\nOutcome:");
         for outcome in &report.outcomes {
+            let remember = match &outcome.remember {
+                StepResult::NotNeeded => String::new(),
+                StepResult::Done { .. } => "remembered; ".to_string(),
+                other => format!("remember {}; ", step(other)),
+            };
             let _ = writeln!(
                 out,
-                "  {}: authorize {}; revoke {}",
+                "  {}: {remember}authorize {}; revoke {}",
                 outcome.group,
                 step(&outcome.authorize),
                 step(&outcome.revoke)

@@ -19,6 +19,7 @@
 //! | `PassFailed`         | Warning | a step of the pass failed, or AWS could not be set up, and Ready did not already say so |
 //! | `Recovered`          | Normal  | Ready went from False to True                                 |
 //! | `InvalidSpec`        | Warning | Ready became False with reason InvalidSpec (or a new message) |
+//! | `NamespaceNotAllowed`| Warning | the policy's namespace is not honoured (nothing done in AWS)  |
 //! | `NotificationFailed` | Warning | a notification channel newly failing ([`notification_events`]) |
 //! | `EventsTruncated`    | either  | more than [`MAX_EVENTS_PER_PASS`] events: the rest, counted   |
 //!
@@ -47,6 +48,7 @@ use crate::controller::outcome::Outcome;
 use crate::controller::status::{ConditionStatus, READY};
 use crate::domain::outcome::{GroupOutcome, PassReport, StepResult};
 use crate::domain::plan::{ChangeSet, GroupPlan, Verdict};
+use crate::domain::security_group::exposures_text;
 use crate::spec::{ActionKind, GuardDutyPolicyStatus, RecentAction};
 
 /// The most events one pass records; beyond it, one [`reason::EVENTS_TRUNCATED`]
@@ -69,6 +71,7 @@ pub mod reason {
     pub const PASS_FAILED: &str = "PassFailed";
     pub const RECOVERED: &str = "Recovered";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
     pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
     pub const EVENTS_TRUNCATED: &str = "EventsTruncated";
 }
@@ -153,6 +156,15 @@ pub fn transitions(
                     reason::PASS_FAILED,
                     action::RECONCILE,
                     &format!("no pass ran ({}): {}", after.reason, after.message),
+                ));
+            }
+        }
+        Outcome::NamespaceNotAllowed { .. } => {
+            if let Some(after) = after.filter(|_| ready_moved) {
+                events.push(EventSpec::warning(
+                    reason::NAMESPACE_NOT_ALLOWED,
+                    action::VALIDATE,
+                    &after.message,
                 ));
             }
         }
@@ -279,8 +291,12 @@ fn change_event(
     let mut parts = Vec::new();
     if revoked {
         let closed = listed(change.revoke.iter().map(|r| {
-            let ports: Vec<String> = r.exposed_ports.iter().map(ToString::to_string).collect();
-            format!("tcp/{} to {} (rule {})", ports.join(","), r.source, r.rule)
+            format!(
+                "{} to {} (rule {})",
+                exposures_text(&r.exposed),
+                r.source,
+                r.rule
+            )
         }));
         parts.push(format!("closed {closed}"));
     }
@@ -289,7 +305,7 @@ fn change_event(
             change
                 .authorize
                 .iter()
-                .map(|a| format!("{} tcp/{}", a.source, a.ports)),
+                .map(|a| format!("{} {}", a.source, a.what())),
         );
         parts.push(format!("authorized {opened}"));
     }
@@ -369,6 +385,7 @@ fn same_entry(a: &RecentAction, b: &RecentAction) -> bool {
         && a.group == b.group
         && a.rule == b.rule
         && a.source == b.source
+        && a.protocol == b.protocol
         && a.ports == b.ports
         && a.finding_id == b.finding_id
         && a.message == b.message
@@ -659,10 +676,13 @@ mod tests {
 
     #[test]
     fn a_group_that_only_gains_trusted_rules_records_rule_authorized() {
-        // The operator's tag protects 22, the trusted rule is gone, nothing is open.
+        // The policy watches 22 here, the trusted rule is gone, nothing is open.
         let mut sg = SecurityGroup::world_open("sg-9", Traffic::Tcp(PortRange::single(443)));
         sg.ingress[0].source = Source::Cidr("10.0.0.0/8".parse().unwrap());
-        sg.ingress[0].managed_ports = Some(vec![22]);
+        sg.watches.insert(
+            crate::domain::fixtures::TEST_OWNER.into(),
+            [crate::domain::security_group::Exposure::tcp(22)].into(),
+        );
         let world = World::default().with_group(sg);
         let (_, events) = pass(None, &world.enforced(), 0);
         assert_eq!(
@@ -706,9 +726,9 @@ mod tests {
             .map(|k| IngressRule {
                 id: RuleId::parse(&format!("sgr-{k}")).unwrap(),
                 traffic: Traffic::Tcp(PortRange::single(22)),
-                source: Source::Cidr(format!("198.51.100.{k}/32").parse().unwrap()),
+                source: Source::Cidr(format!("52.94.76.{k}/32").parse().unwrap()),
                 description: None,
-                managed_ports: None,
+                owner: None,
             })
             .collect();
         let mut world = World::default().with_group(sg);

@@ -74,7 +74,7 @@ impl Metrics {
     /// What one reconcile got to: its failures by category, its pass and its alerts.
     pub fn record(&self, policy: &str, outcome: &Outcome) {
         match outcome {
-            Outcome::Invalid(_) => {}
+            Outcome::Invalid(_) | Outcome::NamespaceNotAllowed { .. } => {}
             Outcome::SetupFailed(error) => self.failed(error.category()),
             Outcome::Passed { report, alerts } => {
                 self.pass(policy, report);
@@ -317,6 +317,7 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
         let group = SecurityGroupId::parse("sg-1").unwrap();
         let outcome = |authorize, revoke| GroupOutcome {
             group: group.clone(),
+            remember: StepResult::NotNeeded,
             authorize,
             revoke,
         };
@@ -346,6 +347,7 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
             ],
             archived: Vec::new(),
             failure: None,
+            record: Default::default(),
         };
         let m = Metrics::default();
         m.pass("ns/p", &report);

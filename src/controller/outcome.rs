@@ -15,6 +15,9 @@ pub enum Outcome {
     Invalid(InvalidSpec),
     /// The AWS clients could not be set up (no region, the account unknown): no pass ran.
     SetupFailed(AwsSetupError),
+    /// The policy's namespace is not among those the operator honours: nothing is
+    /// done in AWS.
+    NamespaceNotAllowed { namespace: String, allowed: String },
     /// A pass ran (its report may carry a failure); `alerts` is `None` when the policy
     /// has no notification channels.
     Passed {
@@ -57,7 +60,7 @@ impl Outcome {
     /// group's change, an alert. An invalid spec is not retried: it waits for a change.
     pub fn needs_retry(&self) -> bool {
         match self {
-            Outcome::Invalid(_) => false,
+            Outcome::Invalid(_) | Outcome::NamespaceNotAllowed { .. } => false,
             Outcome::SetupFailed(_) => true,
             Outcome::Passed { report, .. } => report.failed() || !self.alert_failures().is_empty(),
         }

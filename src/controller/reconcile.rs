@@ -17,7 +17,7 @@
 //! `/readyz` ([`crate::controller::server`]) and reconciles only while this replica
 //! holds the leader Lease ([`crate::controller::leader`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,14 +43,16 @@ use crate::controller::server::{self, Endpoints};
 use crate::controller::status::{alert_record, compute_status, needs_patch};
 use crate::domain::alert::AlertLimits;
 use crate::domain::outcome::Category;
+use crate::domain::record::ChangeRecord;
 use crate::domain::record::RevertError;
 use crate::notify::dispatch::{NotifyOptions, RetryPolicy, build_channels, notify};
 use crate::notify::secrets::KubeSecrets;
 use crate::pass::{PassOptions, revert, run_pass};
-use crate::ports::{AwsFactory, AwsSetupError};
+use crate::ports::{AwsFactory, AwsSetupError, Journal, JournalError};
 use crate::spec::record::DeletionPolicy;
 use crate::spec::{
-    API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND, MAX_ALERT_RECORD, ValidSpec,
+    API_VERSION, GuardDutyPolicy, GuardDutyPolicyStatus, KIND, MAX_ALERT_RECORD, PolicyOwner,
+    ValidSpec,
 };
 
 /// The one field manager of every write the operator makes.
@@ -66,6 +68,58 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// At most this many alerts per channel in one pass; the rest go out on the next.
 pub const ALERTS_PER_CHANNEL: usize = 50;
 
+/// The namespaces whose policies the operator honours: a policy carries authority
+/// over the whole AWS account, so only namespaces the installer names may hold one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedNamespaces {
+    /// Every namespace (`--policy-namespace '*'`).
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl AllowedNamespaces {
+    /// From the `--policy-namespace` values: `*` alone means every namespace; none
+    /// means `fallback` (the operator's own namespace).
+    pub fn from_flags(values: &[String], fallback: &str) -> AllowedNamespaces {
+        if values.iter().any(|v| v == "*") {
+            AllowedNamespaces::All
+        } else if values.is_empty() {
+            AllowedNamespaces::Only(BTreeSet::from([fallback.to_string()]))
+        } else {
+            AllowedNamespaces::Only(values.iter().cloned().collect())
+        }
+    }
+
+    pub fn allows(&self, namespace: &str) -> bool {
+        match self {
+            AllowedNamespaces::All => true,
+            AllowedNamespaces::Only(namespaces) => namespaces.contains(namespace),
+        }
+    }
+}
+
+impl std::fmt::Display for AllowedNamespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllowedNamespaces::All => f.write_str("every namespace"),
+            AllowedNamespaces::Only(namespaces) => {
+                let names: Vec<&str> = namespaces.iter().map(String::as_str).collect();
+                f.write_str(&names.join(", "))
+            }
+        }
+    }
+}
+
+/// What the controller remembers of a policy's last pass: the generation it ran
+/// for, when the next pass is due, and the status it computed (kept even when the
+/// patch failed, so the next pass neither loses the change record nor alerts again).
+#[derive(Debug, Clone)]
+struct Memo {
+    generation: Option<i64>,
+    due: Instant,
+    status: GuardDutyPolicyStatus,
+}
+
 /// What every reconcile shares.
 pub struct Context<F> {
     pub client: Client,
@@ -76,12 +130,16 @@ pub struct Context<F> {
     pub http: reqwest::Client,
     /// How each alert is retried within a pass.
     pub retry: RetryPolicy,
+    /// The namespaces whose policies are honoured.
+    pub allowed: AllowedNamespaces,
     /// Consecutive failures per policy (`namespace/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The last pass of each policy, by uid.
+    memos: Mutex<HashMap<String, Memo>>,
 }
 
 impl<F: AwsFactory> Context<F> {
-    /// A context with metrics of its own.
+    /// A context with metrics of its own, honouring policies in every namespace.
     pub fn new(client: Client, aws: F) -> Self {
         Context {
             events: EventPublisher::new(client.clone(), events::reporter(identity_from_env())),
@@ -90,8 +148,38 @@ impl<F: AwsFactory> Context<F> {
             metrics: Arc::default(),
             http: crate::notify::http::client(),
             retry: RetryPolicy::default(),
+            allowed: AllowedNamespaces::All,
             failures: Mutex::default(),
+            memos: Mutex::default(),
         }
+    }
+
+    /// The same context, honouring policies only in these namespaces.
+    pub fn allowing(mut self, allowed: AllowedNamespaces) -> Self {
+        self.allowed = allowed;
+        self
+    }
+
+    fn memo(&self, uid: &str) -> Option<Memo> {
+        self.memos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .cloned()
+    }
+
+    fn remember(&self, uid: &str, memo: Memo) {
+        self.memos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.to_string(), memo);
+    }
+
+    fn forget(&self, uid: &str) {
+        self.memos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
     }
 
     /// How long to wait after one more failure of `policy`: 30 s, doubled after each
@@ -208,6 +296,13 @@ async fn reconcile_policy<F: AwsFactory>(
 ) -> Result<Action, Error> {
     let namespace = policy.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<GuardDutyPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    // A policy in a namespace not allowed gets no finalizer and no pass: only a
+    // status that says so (a deletion goes through the finalizer, which it may still
+    // hold from when it was allowed, and changes nothing in AWS).
+    let deleting = policy.meta().deletion_timestamp.is_some();
+    if !ctx.allowed.allows(&namespace) && !deleting {
+        return disallowed(&policy, &ctx, &api).await;
+    }
     let (ctx, api_ref) = (&ctx, &api);
     finalizer(&api, FINALIZER, policy, |event| async move {
         match event {
@@ -227,36 +322,44 @@ async fn apply<F: AwsFactory>(
     api: &Api<GuardDutyPolicy>,
 ) -> Result<Action, Error> {
     let key = policy_key(policy);
-    let previous = policy.status.as_ref();
+    let uid = policy.uid().unwrap_or_else(|| key.clone());
+    let generation = policy.meta().generation;
+    let memo = ctx.memo(&uid);
+    // Status writes (the operator's own included) change no generation: they do not
+    // make a pass. The next pass comes at its time, or with a change of the spec.
+    if let Some(memo) = &memo
+        && memo.generation == generation
+        && let Some(wait) = memo.due.checked_duration_since(Instant::now())
+        && !wait.is_zero()
+    {
+        return Ok(Action::requeue(wait));
+    }
+    // What this operator last computed, even if its patch failed; else the object's.
+    let previous = memo.map(|m| m.status).or_else(|| policy.status.clone());
+    let previous = previous.as_ref();
 
     // 1. Validate (pure), then 2. the pass and its alerts (I/O): what this reconcile
     //    got to.
-    let (outcome, interval) = match policy.spec.validate() {
+    let (outcome, interval) = match policy.spec.validate(&owner_of(policy)) {
         Err(invalid) => (Outcome::Invalid(invalid), None),
         Ok(valid) => (
-            run_pass_and_alerts(policy, &valid, ctx).await,
+            run_pass_and_alerts(policy, previous, &valid, ctx, api).await,
             Some(valid.interval),
         ),
     };
     log_outcome(policy, &outcome);
 
     // 3. Status and 4. events (pure), from the outcome and the previous status.
-    let status = compute_status(policy.meta().generation, previous, &outcome, now());
+    let status = compute_status(generation, previous, &outcome, now());
     let events = events::transitions(previous, &status, &outcome);
 
-    // 5. Patch (I/O), only when something other than a timestamp changed; then the
-    //    events, so a failed patch (retried) does not record them twice.
-    patch_status_if_changed(api, policy, status).await?;
-    publish(ctx, policy, &events).await;
-
-    // 6. Metrics, and when to come back (pure).
-    ctx.metrics.record(&key, &outcome);
-    Ok(match interval {
+    // 6. When to come back (pure): decided before the patch, so that the memo says so.
+    let wait = match interval {
         // An invalid spec waits for the next change: no pass, no retry loop.
-        None => Action::await_change(),
+        None => None,
         Some(interval) if outcome.needs_retry() => {
             let backoff = ctx.backoff(&key, outcome.throttled());
-            Action::requeue(match outcome {
+            Some(match outcome {
                 // No pass ran: the backoff alone decides.
                 Outcome::SetupFailed(_) => backoff,
                 _ => interval.min(backoff),
@@ -264,9 +367,58 @@ async fn apply<F: AwsFactory>(
         }
         Some(interval) => {
             ctx.succeeded(&key);
-            Action::requeue(interval)
+            Some(interval)
         }
-    })
+    };
+    let action = wait.map_or_else(Action::await_change, Action::requeue);
+    let due = Instant::now() + wait.unwrap_or_default();
+    ctx.remember(
+        &uid,
+        Memo {
+            generation,
+            // Not yet due until the patch worked: a failed patch is retried.
+            due: Instant::now(),
+            status: status.clone(),
+        },
+    );
+
+    // 5. Patch (I/O), only when something other than a timestamp changed; then the
+    //    events, so a failed patch (retried) does not record them twice.
+    patch_status_if_changed(api, policy, status.clone()).await?;
+    ctx.remember(
+        &uid,
+        Memo {
+            generation,
+            due,
+            status,
+        },
+    );
+    publish(ctx, policy, &events).await;
+    ctx.metrics.record(&key, &outcome);
+    Ok(action)
+}
+
+/// A policy in a namespace the operator does not honour: Ready=False, nothing done.
+async fn disallowed<F: AwsFactory>(
+    policy: &GuardDutyPolicy,
+    ctx: &Context<F>,
+    api: &Api<GuardDutyPolicy>,
+) -> Result<Action, Error> {
+    let previous = policy.status.as_ref();
+    let outcome = Outcome::NamespaceNotAllowed {
+        namespace: policy.namespace().unwrap_or_default(),
+        allowed: ctx.allowed.to_string(),
+    };
+    let status = compute_status(policy.meta().generation, previous, &outcome, now());
+    let events = events::transitions(previous, &status, &outcome);
+    patch_status_if_changed(api, policy, status).await?;
+    publish(ctx, policy, &events).await;
+    Ok(Action::await_change())
+}
+
+/// The policy's owner: `namespace/name`.
+fn owner_of(policy: &GuardDutyPolicy) -> PolicyOwner {
+    PolicyOwner::new(policy.namespace().as_deref(), &policy.name_any())
 }
 
 /// The AWS clients, the pass (whose mode decides whether the plan is applied) and the
@@ -274,8 +426,10 @@ async fn apply<F: AwsFactory>(
 /// rotated secret is used at once.
 async fn run_pass_and_alerts<F: AwsFactory>(
     policy: &GuardDutyPolicy,
+    previous: Option<&GuardDutyPolicyStatus>,
     valid: &ValidSpec,
     ctx: &Context<F>,
+    api: &Api<GuardDutyPolicy>,
 ) -> Outcome {
     let aws = match ctx.aws.clients(valid.region.as_deref()).await {
         Ok(aws) => aws,
@@ -285,8 +439,15 @@ async fn run_pass_and_alerts<F: AwsFactory>(
         detector: valid.detector_id.clone(),
         account_id: aws.account_id.clone(),
         apply: true,
+        record: previous.and_then(|s| s.changes.clone()).unwrap_or_default(),
+        now: domain_now(),
     };
-    let report = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options).await;
+    let journal = StatusJournal {
+        api,
+        policy,
+        previous,
+    };
+    let report = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options, &journal).await;
     let alerts = if valid.notifications.is_empty() {
         None
     } else {
@@ -302,11 +463,32 @@ async fn run_pass_and_alerts<F: AwsFactory>(
             account_id: aws.account_id.clone().unwrap_or_default(),
             region: aws.region.clone(),
             dry_run: false,
+            now: domain_now(),
         };
-        let record = alert_record(policy.status.as_ref());
+        let record = alert_record(previous);
         Some(notify(&channels, &report, record, &options).await)
     };
     Outcome::Passed { report, alerts }
+}
+
+/// The status as the journal of a pass: before the pass's first change, the status
+/// so far with the intent pending in its change record.
+struct StatusJournal<'a> {
+    api: &'a Api<GuardDutyPolicy>,
+    policy: &'a GuardDutyPolicy,
+    previous: Option<&'a GuardDutyPolicyStatus>,
+}
+
+impl Journal for StatusJournal<'_> {
+    async fn write_ahead(&self, record: &ChangeRecord) -> Result<(), JournalError> {
+        let status = GuardDutyPolicyStatus {
+            changes: Some(record.clone()),
+            ..self.previous.cloned().unwrap_or_default()
+        };
+        apply_status(self.api, self.policy, &status)
+            .await
+            .map_err(|error| JournalError(crate::ports::error_chain(&error)))
+    }
 }
 
 /// What went wrong, in the operator's log.
@@ -319,6 +501,9 @@ fn log_outcome(policy: &GuardDutyPolicy, outcome: &Outcome) {
         }
         Outcome::SetupFailed(error) => {
             tracing::warn!(policy = %name, message = %error, "AWS setup failed");
+        }
+        Outcome::NamespaceNotAllowed { namespace, allowed } => {
+            tracing::warn!(policy = %name, %namespace, %allowed, "namespace not allowed");
         }
         Outcome::Passed { report, .. } => {
             if let Some(failure) = &report.failure {
@@ -370,7 +555,19 @@ async fn cleanup<F: AwsFactory>(
     ctx: &Context<F>,
 ) -> Result<Action, Error> {
     let name = policy.name_any();
-    let record = policy.status.as_ref().and_then(|s| s.changes.as_ref());
+    let namespace = policy.namespace().unwrap_or_default();
+    if !ctx.allowed.allows(&namespace) {
+        tracing::warn!(
+            policy = %name,
+            %namespace,
+            "policy deleted in a namespace not allowed: nothing is done in AWS"
+        );
+        return Ok(Action::await_change());
+    }
+    // What this operator last computed, even if its patch failed; else the object's.
+    let memo = policy.uid().and_then(|uid| ctx.memo(&uid));
+    let status = memo.map(|m| m.status).or_else(|| policy.status.clone());
+    let record = status.as_ref().and_then(|s| s.changes.as_ref());
     match (policy.spec.deletion_policy, record) {
         (DeletionPolicy::Retain, _) => tracing::info!(
             policy = %name,
@@ -386,7 +583,7 @@ async fn cleanup<F: AwsFactory>(
             let region = policy.spec.region.as_deref().filter(|r| !r.is_empty());
             let aws = ctx.aws.clients(region).await.map_err(Error::AwsSetup)?;
             // Revert (I/O; revert_plan decided, pure): restore, then remove, per group.
-            let report = revert(&aws.ec2, record).await;
+            let report = revert(&aws.ec2, record, &owner_of(policy).to_string()).await;
             // A failure keeps the finalizer: error_policy logs and counts it, and the
             // deletion is retried; what was reverted already is left as it is.
             report.check().map_err(Error::Revert)?;
@@ -409,6 +606,9 @@ async fn cleanup<F: AwsFactory>(
         }
     }
     ctx.metrics.forget(&policy_key(policy));
+    if let Some(uid) = policy.uid() {
+        ctx.forget(&uid);
+    }
     Ok(Action::await_change())
 }
 
@@ -427,6 +627,15 @@ async fn patch_status_if_changed(
     if unchanged {
         return Ok(());
     }
+    apply_status(api, policy, &status).await
+}
+
+/// Writes `status` by server-side apply on the status subresource.
+async fn apply_status(
+    api: &Api<GuardDutyPolicy>,
+    policy: &GuardDutyPolicy,
+    status: &GuardDutyPolicyStatus,
+) -> Result<(), Error> {
     let name = policy.name_any();
     let patch = Patch::Apply(serde_json::json!({
         "apiVersion": API_VERSION,
@@ -471,18 +680,45 @@ pub fn error_policy<F: AwsFactory>(
 /// Runs the controller on every `GuardDutyPolicy` in the cluster until SIGTERM or
 /// Ctrl-C, letting running reconciles finish, with `/healthz`, `/readyz` and `/metrics`
 /// served on `metrics_addr` (ready once the watch has synced).
+/// How the controller is run (its command-line flags).
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`.
+    pub metrics_addr: SocketAddr,
+    /// The Lease the replicas elect a leader on (in the operator's namespace).
+    pub lease_name: String,
+    pub lease_timings: LeaseTimings,
+    /// `--policy-namespace` values: `*` for every namespace; none for the operator's own.
+    pub policy_namespaces: Vec<String>,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            lease_name: LEASE_NAME.to_string(),
+            lease_timings: LeaseTimings::default(),
+            policy_namespaces: Vec::new(),
+        }
+    }
+}
+
 pub async fn run<F: AwsFactory>(
     client: Client,
     aws: F,
-    metrics_addr: SocketAddr,
+    options: ControllerOptions,
 ) -> Result<(), Error> {
+    let metrics_addr = options.metrics_addr;
+    let own_namespace = namespace_from_env(&client);
+    let allowed = AllowedNamespaces::from_flags(&options.policy_namespaces, &own_namespace);
+    tracing::info!(namespaces = %allowed, "honouring policies in these namespaces");
     let listener = tokio::net::TcpListener::bind(metrics_addr)
         .await
         .map_err(|source| Error::Listen {
             addr: metrics_addr,
             source,
         })?;
-    let ctx = Arc::new(Context::new(client.clone(), aws));
+    let ctx = Arc::new(Context::new(client.clone(), aws).allowing(allowed));
     let endpoints = Endpoints {
         metrics: ctx.metrics.clone(),
         ready: Arc::new(AtomicBool::new(false)),
@@ -503,16 +739,16 @@ pub async fn run<F: AwsFactory>(
     let identity = identity_from_env().unwrap_or_else(|| "guardduty-operator".to_string());
     let elector = LeaderElector::new(
         client.clone(),
-        &namespace_from_env(&client),
-        LEASE_NAME,
+        &own_namespace,
+        &options.lease_name,
         identity.clone(),
-        LeaseTimings::default(),
+        options.lease_timings,
     );
     let election = tokio::spawn(elector.run(leading_tx, async {
         let _ = election_stopped.await;
     }));
     ready.store(true, Ordering::Release);
-    tracing::info!(%identity, lease = LEASE_NAME, "waiting to lead");
+    tracing::info!(%identity, lease = %options.lease_name, "waiting to lead");
     // `Some(leads)` once the election decided; `None` on shutdown while following.
     let led = tokio::select! {
         led = leading.wait_for(|leads| *leads) => Some(led.is_ok()),
@@ -603,4 +839,8 @@ async fn control<F: AwsFactory>(
 
 fn now() -> Time {
     Time(Timestamp::now())
+}
+
+fn domain_now() -> crate::domain::time::Timestamp {
+    crate::domain::time::Timestamp(Timestamp::now().as_second())
 }

@@ -29,9 +29,9 @@ use crate::domain::alert::{AlertRecord, Delivered, ResponseKind};
 use crate::domain::finding::Finding;
 use crate::domain::ids::FindingId;
 use crate::domain::outcome::{Category, Failure, GroupOutcome, PassReport, Service, StepResult};
-use crate::domain::plan::{ChangeSet, GroupPlan, Plan, Purpose, Refusal, Verdict};
+use crate::domain::plan::{ChangeSet, GroupPlan, IpProtocol, Plan, Purpose, Refusal, Verdict};
 use crate::domain::policy::Mode;
-use crate::domain::record::record_changes;
+use crate::domain::security_group::exposures_text;
 use crate::domain::severity::SeverityBand;
 use crate::notify::dispatch::NotifyReport;
 use crate::ports::AwsSetupError;
@@ -126,6 +126,9 @@ pub fn compute_status(
             invalid_status(generation, previous, &message, now)
         }
         Outcome::SetupFailed(error) => setup_failed_status(generation, previous, error, now),
+        Outcome::NamespaceNotAllowed { namespace, allowed } => {
+            not_allowed_status(generation, previous, namespace, allowed, now)
+        }
         Outcome::Passed { report, alerts } => {
             passed_status(generation, previous, report, alerts.as_ref(), now)
         }
@@ -171,6 +174,33 @@ fn invalid_status(
         format!(
             "the spec is invalid, so no pass ran: {message}. Fix the spec; the operator \
              retries when it changes"
+        ),
+    );
+    GuardDutyPolicyStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(&previous.conditions, vec![ready], generation, &now),
+        ..previous
+    }
+}
+
+/// The `Ready` reason of a policy in a namespace the operator does not honour.
+pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+
+/// A policy the operator does not honour: `Ready` says why and who decides.
+fn not_allowed_status(
+    generation: Option<i64>,
+    previous: GuardDutyPolicyStatus,
+    namespace: &str,
+    allowed: &str,
+    now: Time,
+) -> GuardDutyPolicyStatus {
+    let ready = Decided::falsy(
+        ConditionType::Ready,
+        NAMESPACE_NOT_ALLOWED,
+        format!(
+            "policies in namespace {namespace} are not honoured, so nothing is done in AWS: a \
+             policy acts on the whole AWS account, and the operator honours only {allowed} \
+             (--policy-namespace; chart value policyNamespaces)"
         ),
     );
     GuardDutyPolicyStatus {
@@ -249,7 +279,7 @@ fn passed_status(
             Some(plan) => pending_plan(plan),
             None => previous.pending_plan,
         },
-        changes: record_changes(previous.changes.as_ref(), report),
+        changes: (!report.record.is_empty()).then(|| report.record.clone()),
         alerts: alerts.map(alerts_status),
     }
 }
@@ -269,6 +299,7 @@ pub fn alert_record(status: Option<&GuardDutyPolicyStatus>) -> AlertRecord {
             finding_type: entry.finding_type.clone(),
             severity: entry.severity,
             response: response_kind(&entry.response)?,
+            since: entry.since.clone(),
         })
     }))
 }
@@ -296,6 +327,7 @@ fn alerts_status(notify: &NotifyReport) -> AlertsStatus {
                 finding_type: d.finding_type.clone(),
                 severity: d.severity,
                 response: response_text(d.response),
+                since: d.since.clone(),
             })
             .collect(),
         failing_channels: notify
@@ -309,6 +341,7 @@ fn alerts_status(notify: &NotifyReport) -> AlertsStatus {
 fn notifications_delivered(notify: &NotifyReport) -> Decided {
     let failures = notify.failures();
     let deferred: usize = notify.deferred.values().sum();
+    let withheld: usize = notify.withheld.values().sum();
     let held = if deferred > 0 {
         format!(
             "; {} held for later passes (per-pass limit or a full record)",
@@ -317,6 +350,20 @@ fn notifications_delivered(notify: &NotifyReport) -> Decided {
     } else {
         String::new()
     };
+    if withheld > 0 && failures.is_empty() {
+        let channels: Vec<&str> = notify.withheld.keys().map(String::as_str).collect();
+        return Decided::falsy(
+            ConditionType::NotificationsDelivered,
+            "RecordFull",
+            format!(
+                "{} withheld: the alert record of {} is full of findings at least as severe \
+                 (at most {} entries); they go out as findings are resolved{held}",
+                plural(withheld, "alert"),
+                channels.join(", "),
+                crate::spec::MAX_ALERT_RECORD
+            ),
+        );
+    }
     if failures.is_empty() {
         Decided::truthy(
             ConditionType::NotificationsDelivered,
@@ -752,6 +799,7 @@ fn action(group: &GroupPlan, kind: ActionKind, message: String, now: &Time) -> R
         group: group.group.to_string(),
         rule: None,
         source: None,
+        protocol: None,
         ports: None,
         finding_id: group.findings.first().map(ToString::to_string),
         message: Some(message),
@@ -781,14 +829,19 @@ fn changed(
             let ids_known = rule_ids.len() == change.authorize.len();
             for (index, auth) in change.authorize.iter().enumerate() {
                 let why = match &auth.purpose {
-                    Purpose::Trusted => format!("trusted access to tcp/{}", auth.ports),
+                    Purpose::Trusted => format!("trusted access to {}", auth.what()),
                     Purpose::Narrowed { replaces } => {
-                        format!("tcp/{} kept open from narrowed rule {replaces}", auth.ports)
+                        format!("{} kept open from narrowed rule {replaces}", auth.what())
                     }
+                    Purpose::Split { replaces } => format!(
+                        "{} kept open from split all-traffic rule {replaces}",
+                        auth.what()
+                    ),
                 };
                 let mut entry = action(group, ActionKind::Authorized, why, now);
                 entry.rule = ids_known.then(|| rule_ids[index].to_string());
                 entry.source = Some(auth.source.to_string());
+                entry.protocol = rule_protocol(auth.protocol);
                 entry.ports = Some(auth.ports.to_string());
                 entries.push(entry);
             }
@@ -808,15 +861,15 @@ fn changed(
     match &outcome.revoke {
         StepResult::Done { .. } => {
             for revocation in &change.revoke {
-                let exposed: Vec<String> = revocation
-                    .exposed_ports
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let message = format!("closed tcp/{} to {}", exposed.join(","), revocation.source);
+                let message = format!(
+                    "closed {} to {}",
+                    exposures_text(&revocation.exposed),
+                    revocation.source
+                );
                 let mut entry = action(group, ActionKind::Revoked, message, now);
                 entry.rule = Some(revocation.rule.to_string());
                 entry.source = Some(revocation.source.to_string());
+                entry.protocol = rule_protocol(revocation.protocol);
                 entry.ports = Some(revocation.ports.to_string());
                 entries.push(entry);
             }
@@ -832,6 +885,11 @@ fn changed(
         StepResult::NotNeeded | StepResult::NotRun { .. } => {}
     }
     entries
+}
+
+/// The protocol of a recorded action when it is not TCP (the default).
+fn rule_protocol(protocol: IpProtocol) -> Option<String> {
+    (protocol != IpProtocol::Tcp).then(|| protocol.as_str().to_string())
 }
 
 // ── pending plan ─────────────────────────────────────────────────────────────
@@ -857,13 +915,13 @@ fn pending_group(group: &GroupPlan, change: &ChangeSet) -> PendingGroup {
         .authorize
         .iter()
         .take(MAX_PENDING_RULES)
-        .map(|a| format!("{} tcp/{}", a.source, a.ports))
+        .map(|a| format!("{} {}", a.source, a.what()))
         .collect();
     let revoke = change
         .revoke
         .iter()
         .take(MAX_PENDING_RULES)
-        .map(|r| format!("{} {} tcp/{}", r.rule, r.source, r.ports))
+        .map(|r| format!("{} {} {}", r.rule, r.source, r.what()))
         .collect();
     let omitted = change.authorize.len().saturating_sub(MAX_PENDING_RULES)
         + change.revoke.len().saturating_sub(MAX_PENDING_RULES);
@@ -1105,8 +1163,8 @@ mod tests {
         assert_eq!(
             condition(&status, SECURITY_GROUPS_CONVERGED).message,
             "refused to change 2 security groups; first, sg-a1: rule sgr-a1 allows all traffic \
-             from 0.0.0.0/0; split it into per-protocol rules, then the operator can narrow the \
-             TCP part"
+             from 0.0.0.0/0; split it into per-protocol rules (or set \
+             remediation.allTrafficRules: Split), then the operator can narrow it"
         );
     }
 
@@ -1312,6 +1370,7 @@ mod tests {
                     group: "sg-1".into(),
                     rule: Some("sgr-a0".into()),
                     source: Some("10.0.0.0/8".into()),
+                    protocol: None,
                     ports: Some("22".into()),
                     finding_id: Some("f1".into()),
                     message: Some("trusted access to tcp/22".into()),
@@ -1322,6 +1381,7 @@ mod tests {
                     group: "sg-1".into(),
                     rule: Some("sgr-1".into()),
                     source: Some("0.0.0.0/0".into()),
+                    protocol: None,
                     ports: Some("22".into()),
                     finding_id: Some("f1".into()),
                     message: Some("closed tcp/22 to 0.0.0.0/0".into()),
@@ -1515,6 +1575,7 @@ mod tests {
                         finding_type: "UnauthorizedAccess:EC2/SSHBruteForce".into(),
                         severity: 8.5,
                         response: "closed".into(),
+                        since: Some("2026-12-01T00:00:00Z".into()),
                     })
                     .collect(),
                 failing_channels: Vec::new(),
@@ -1572,6 +1633,7 @@ mod tests {
             finding_type: "Recon:EC2/PortProbeUnprotectedPort".into(),
             severity: 8.0,
             response: ResponseKind::Closed,
+            since: None,
         }]);
         let mut deliveries = vec![Delivery {
             channel: "oncall".into(),

@@ -29,6 +29,7 @@ use crate::domain::alert::{
 use crate::domain::ids::FindingId;
 use crate::domain::outcome::{Category, PassReport};
 use crate::domain::response::finding_responses;
+use crate::domain::time::Timestamp;
 use crate::spec::notifications::{ChannelSpec, ValidNotification};
 
 /// One channel of the policy, ready to deliver, or why it cannot.
@@ -208,8 +209,10 @@ impl DeliveryResult {
 #[derive(Debug, Clone, Default)]
 pub struct NotifyReport {
     pub deliveries: Vec<Delivery>,
-    /// Alerts held back for later passes, per channel.
+    /// Alerts held back for later passes (per-pass limit), per channel.
     pub deferred: BTreeMap<String, usize>,
+    /// Alerts withheld because the record is full of findings at least as severe.
+    pub withheld: BTreeMap<String, usize>,
     pub record: AlertRecord,
     /// The alerts themselves, in delivery order (for a dry run's listing).
     pub alerts: Vec<Alert>,
@@ -272,6 +275,8 @@ pub struct NotifyOptions {
     pub region: String,
     /// Decide and list the alerts, deliver none, keep the record as it was.
     pub dry_run: bool,
+    /// Now, for the record of when a channel was first told.
+    pub now: Timestamp,
 }
 
 /// Alerts about one pass: decides them from the report and the record, delivers them,
@@ -325,12 +330,13 @@ pub async fn notify(
                 .iter()
                 .find(|a| a.channel == delivery.channel && a.finding.id == delivery.finding)
         {
-            record.delivered(alert);
+            record.delivered(alert, options.now);
         }
     }
     NotifyReport {
         deliveries,
         deferred: plan.deferred,
+        withheld: plan.withheld,
         record,
         alerts: plan.alerts,
     }
@@ -488,6 +494,7 @@ mod tests {
             outcomes: Vec::new(),
             archived: Vec::new(),
             failure: None,
+            record: Default::default(),
         }
     }
 
@@ -505,6 +512,7 @@ mod tests {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             dry_run: false,
+            now: Timestamp(1_800_000_000),
         }
     }
 

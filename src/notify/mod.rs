@@ -29,7 +29,6 @@ pub mod secrets;
 pub mod servicenow;
 pub mod slack;
 pub mod sms;
-pub mod state;
 
 /// A secret's value: it never appears in logs, errors, status or output.
 #[derive(Clone, PartialEq, Eq)]

@@ -21,11 +21,13 @@ pub use execute::execute;
 pub use revert::revert;
 
 use crate::domain::ids::SecurityGroupId;
-use crate::domain::outcome::{Failure, PassReport, Step};
-use crate::domain::plan::{Observation, instances_to_describe, plan};
+use crate::domain::outcome::{Category, Failure, PassReport, Step};
+use crate::domain::plan::{Observation, instances_to_describe, plan, prefix_lists_to_read};
 use crate::domain::policy::{Mode, Policy};
+use crate::domain::record::{ChangeRecord, intent_of};
 use crate::domain::response::remediated_findings;
-use crate::ports::{FindingsSource, SecurityGroups, error_chain};
+use crate::domain::time::Timestamp;
+use crate::ports::{FindingsSource, Journal, SecurityGroups, error_chain};
 
 /// How many independent AWS calls a pass keeps in flight at once.
 pub const CONCURRENCY: usize = 8;
@@ -40,20 +42,28 @@ pub struct PassOptions {
     pub account_id: Option<String>,
     /// Carry out the plan (only ever when the policy's mode is Enforce).
     pub apply: bool,
+    /// The change record the previous pass left (its pending intent is settled).
+    pub record: ChangeRecord,
+    /// Now, for the record.
+    pub now: Timestamp,
 }
 
-/// Runs one pass against the given sources.
-pub async fn run_pass<F, S>(
+/// Runs one pass against the given sources; the intent of its changes goes to
+/// `journal` before the first change.
+pub async fn run_pass<F, S, J>(
     findings_source: &F,
     ec2: &S,
     policy: &Policy,
     options: &PassOptions,
+    journal: &J,
 ) -> PassReport
 where
     F: FindingsSource,
     S: SecurityGroups,
+    J: Journal,
 {
     let mut report = PassReport::new(policy.mode);
+    report.record = options.record.clone();
     macro_rules! step {
         ($step:expr, $call:expr) => {
             match $call.await {
@@ -92,20 +102,22 @@ where
             ec2.instances(&instance_ids).await
         }
     };
-    let find_managed = async {
+    let find_watched = async {
         if policy.mode == Mode::Off {
             Ok(Vec::new())
         } else {
-            ec2.managed_groups().await
+            ec2.watched_groups(&policy.owner).await
         }
     };
-    let (instances, managed) = futures_util::future::join(describe_instances, find_managed).await;
+    let (instances, watched) = futures_util::future::join(describe_instances, find_watched).await;
     let instances = step!(Step::DescribeInstances, async { instances });
-    let managed = step!(Step::FindManagedGroups, async { managed });
+    let watched = step!(Step::FindWatchedGroups, async { watched });
+    // The groups of an intent left pending are read too, to settle it.
     let group_ids: BTreeSet<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().cloned())
-        .chain(managed)
+        .chain(watched)
+        .chain(options.record.pending_groups())
         .collect();
     let group_ids: Vec<_> = group_ids.into_iter().collect();
     let groups = if group_ids.is_empty() {
@@ -113,21 +125,49 @@ where
     } else {
         step!(Step::DescribeGroups, ec2.groups(&group_ids))
     };
-    let observation = Observation {
+    let mut observation = Observation {
         account_id: options.account_id.clone(),
         findings: report.findings.clone(),
         instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
         groups: groups.into_iter().map(|g| (g.id.clone(), g)).collect(),
+        prefix_lists: Default::default(),
     };
+    // Only the prefix lists on a port the plan may concern (pure), then read (I/O).
+    let lists: Vec<String> = prefix_lists_to_read(policy, &observation)
+        .into_iter()
+        .collect();
+    if !lists.is_empty() {
+        observation.prefix_lists = ec2.prefix_lists(&lists).await;
+    }
+    // What an earlier pass left pending, settled against the groups as they are.
+    let record = options.record.settled(&observation.groups, &policy.owner);
+    report.record = record.clone();
 
     // plan (pure)
     let plan = plan(policy, &observation);
 
-    // execute (I/O): only what the plan says, only when asked and enforced
+    // execute (I/O): only what the plan says, only when asked and enforced, and only
+    // once its intent is recorded
     let mut remediated = Vec::new();
-    if options.apply && policy.mode == Mode::Enforce {
+    if options.apply && policy.mode == Mode::Enforce && !plan.is_empty() {
+        let intent = intent_of(&plan, options.now);
+        if let Err(error) = journal.write_ahead(&record.with_intent(intent)).await {
+            report.failure = Some(Failure {
+                step: Step::RecordIntent,
+                category: Category::Record,
+                error: error.to_string(),
+            });
+            report.plan = Some(plan);
+            return report;
+        }
         report.applied = true;
         report.outcomes = execute(ec2, &plan).await;
+        report.record = record.after(&plan, &report.outcomes, options.now);
+        if policy.archive_remediated {
+            remediated = remediated_findings(&plan, &report.outcomes);
+        }
+    } else if options.apply && policy.mode == Mode::Enforce {
+        report.applied = true;
         if policy.archive_remediated {
             remediated = remediated_findings(&plan, &report.outcomes);
         }
@@ -159,6 +199,7 @@ mod tests {
     use crate::domain::security_group::{
         Instance, InstanceState, PortRange, SecurityGroup, Traffic,
     };
+    use crate::ports::NoJournal;
     use crate::ports::failing::{Failing, Operation};
     use crate::ports::memory::MemoryAccount;
 
@@ -194,19 +235,21 @@ mod tests {
             detector: None,
             account_id: Some("123456789012".into()),
             apply: true,
+            record: Default::default(),
+            now: Timestamp(1_800_000_000),
         }
     }
 
     #[tokio::test]
     async fn trusted_ranges_can_reach_the_port_before_anything_is_revoked() {
         let account = account(&["sg-1", "sg-2"]);
-        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(!report.failed(), "{report:#?}");
         assert_eq!(
             *account.trusted_reach_at_revoke.lock().unwrap(),
             [true, true]
         );
-        let again = run_pass(&account, &account, &policy(), &apply()).await;
+        let again = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(again.plan.unwrap().is_empty());
         assert_eq!(account.archived().len(), 1);
     }
@@ -216,7 +259,7 @@ mod tests {
         let account =
             Failing::new(account(&["sg-1", "sg-2"])).fail(Operation::Authorize, Some("sg-1"));
         let before = account.inner().group("sg-1");
-        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(report.failed());
         let failed = &report.outcomes[0];
         assert!(matches!(
@@ -228,9 +271,17 @@ mod tests {
         ));
         assert!(matches!(failed.revoke, StepResult::NotRun { .. }));
         assert_eq!(
-            account.inner().group("sg-1"),
-            before,
-            "sg-1 must be untouched"
+            account.inner().group("sg-1").ingress,
+            before.ingress,
+            "sg-1's rules must be untouched"
+        );
+        assert!(
+            account
+                .inner()
+                .group("sg-1")
+                .watches
+                .contains_key(&policy().owner),
+            "remembered first, so the next pass watches it"
         );
         assert!(
             account.calls_of(Operation::Revoke).iter().all(|c| c
@@ -251,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn failed_archive_keeps_the_plan_and_the_outcomes_in_the_report() {
         let account = Failing::new(account(&["sg-1"])).fail(Operation::Archive, None);
-        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(report.failed());
         assert_eq!(report.failure.as_ref().unwrap().step, Step::Archive);
         assert_eq!(report.plan.as_ref().unwrap().changes().count(), 1);
@@ -262,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn failed_revoke_is_reported_and_retried_on_the_next_pass() {
         let account = Failing::new(account(&["sg-1"])).fail(Operation::Revoke, Some("sg-1"));
-        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(report.failed());
         assert!(matches!(
             report.outcomes[0].authorize,
@@ -274,7 +325,7 @@ mod tests {
         ));
         // The next pass (after the fault) plans only the revoke.
         account.heal();
-        let again = run_pass(&account, &account, &policy(), &apply()).await;
+        let again = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(!again.failed());
         let plan = again.plan.unwrap();
         let (_, change) = plan.changes().next().expect("the revoke is still planned");
@@ -296,7 +347,7 @@ mod tests {
             apply: false,
             ..apply()
         };
-        let report = run_pass(&account, &account, &policy(), &dry_run).await;
+        let report = run_pass(&account, &account, &policy(), &dry_run, &NoJournal).await;
         assert_eq!(
             responses(&report),
             [Response::Planned {
@@ -308,7 +359,7 @@ mod tests {
             archive_remediated: false,
             ..policy()
         };
-        let report = run_pass(&account, &account, &policy, &apply()).await;
+        let report = run_pass(&account, &account, &policy, &apply(), &NoJournal).await;
         assert_eq!(
             responses(&report),
             [Response::Closed {
@@ -316,7 +367,7 @@ mod tests {
                     .into()
             }]
         );
-        let report = run_pass(&account, &account, &policy, &apply()).await;
+        let report = run_pass(&account, &account, &policy, &apply(), &NoJournal).await;
         assert_eq!(
             responses(&report),
             [Response::Closed {
@@ -329,7 +380,7 @@ mod tests {
     async fn a_failed_group_makes_the_finding_failed_whatever_the_other_groups_did() {
         let account =
             Failing::new(account(&["sg-1", "sg-2"])).fail(Operation::Authorize, Some("sg-2"));
-        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         let responses = responses(&report);
         let [Response::Failed { error }] = responses.as_slice() else {
             panic!("expected one failed response: {responses:?}");
@@ -347,7 +398,7 @@ mod tests {
         sample.sample = true;
         account.findings.lock().unwrap().push(sample);
         let account = Failing::new(account).fail(Operation::Instances, None);
-        let report = run_pass(&account, &account, &policy(), &apply()).await;
+        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
         assert!(report.plan.is_none());
         let responses = responses(&report);
         assert!(

@@ -1,6 +1,7 @@
 //! The Revert executor (I/O, no decisions): carries out [`revert_plan`] per group,
-//! groups concurrently, restoring before removing; the same step machinery as the
-//! apply executor ([`super::execute`]).
+//! groups concurrently, restoring before removing, then takes the policy's watch
+//! tags off every group it watches; the same step machinery as the apply executor
+//! ([`super::execute`]).
 
 use std::collections::BTreeMap;
 
@@ -16,22 +17,73 @@ use crate::domain::record::{
 use crate::domain::security_group::SecurityGroup;
 use crate::ports::{Ec2Error, SecurityGroups, error_chain};
 
-/// Undoes the record in AWS (I/O, no decisions: [`revert_plan`] decides): describes
-/// the recorded groups, then per group, groups concurrently (bounded), restores the
-/// revoked rules that are missing and, only if that worked, removes the operator's
-/// added rules that are still there. A group that no longer exists is reported and
-/// skipped; rules already reverted are left alone, so running it again changes
-/// nothing.
-pub async fn revert<S: SecurityGroups>(ec2: &S, record: &ChangeRecord) -> RevertReport {
+/// Undoes `owner`'s record in AWS (I/O, no decisions: [`revert_plan`] decides):
+/// describes the recorded groups, then per group, groups concurrently (bounded),
+/// restores the revoked rules that are missing and, only if that worked, removes the
+/// owner's added rules that are still there; once every group is reverted, the
+/// owner's watch tags go, so nothing watches the groups any more. A group that no
+/// longer exists is reported and skipped; rules already reverted are left alone, so
+/// running it again changes nothing.
+pub async fn revert<S: SecurityGroups>(
+    ec2: &S,
+    record: &ChangeRecord,
+    owner: &str,
+) -> RevertReport {
     let mut report = RevertReport {
         unreadable: unreadable_entries(record).len(),
         truncated: record.truncated,
         ..RevertReport::default()
     };
+    // An intent left pending (a pass killed half-way) is settled first, so what it
+    // did is reverted too.
+    let settled;
+    let record = if record.pending.is_some() {
+        let pending = record.pending_groups();
+        match ec2.groups(&pending).await {
+            Ok(groups) => {
+                let groups = groups.into_iter().map(|g| (g.id.clone(), g)).collect();
+                settled = record.settled(&groups, owner);
+                &settled
+            }
+            Err(error) => {
+                report.failure = Some(RevertError {
+                    step: Step::DescribeRecordedGroups,
+                    category: error.category(),
+                    error: error_chain(&error),
+                });
+                return report;
+            }
+        }
+    } else {
+        record
+    };
     let plan = revert_plan(record);
-    if plan.is_empty() {
-        return report;
+    if !plan.is_empty() {
+        revert_groups(ec2, plan, owner, &mut report).await;
     }
+    if report.completed() {
+        let forgotten = match ec2.watched_groups(owner).await {
+            Ok(watched) if watched.is_empty() => Ok(()),
+            Ok(watched) => ec2.forget(owner, &watched).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = forgotten {
+            report.failure = Some(RevertError {
+                step: Step::Forget,
+                category: error.category(),
+                error: error_chain(&error),
+            });
+        }
+    }
+    report
+}
+
+async fn revert_groups<S: SecurityGroups>(
+    ec2: &S,
+    plan: Vec<(SecurityGroupId, RevertSteps)>,
+    owner: &str,
+    report: &mut RevertReport,
+) {
     let ids: Vec<SecurityGroupId> = plan.iter().map(|(group, _)| group.clone()).collect();
     let described = match ec2.groups(&ids).await {
         Ok(groups) => groups,
@@ -41,7 +93,7 @@ pub async fn revert<S: SecurityGroups>(ec2: &S, record: &ChangeRecord) -> Revert
                 category: error.category(),
                 error: error_chain(&error),
             });
-            return report;
+            return;
         }
     };
     let mut now: BTreeMap<SecurityGroupId, SecurityGroup> =
@@ -51,7 +103,7 @@ pub async fn revert<S: SecurityGroups>(ec2: &S, record: &ChangeRecord) -> Revert
         .into_iter()
         .map(|(group, steps)| {
             let current = now.remove(&group);
-            revert_group(ec2, group, steps, current)
+            revert_group(ec2, group, steps, current, owner)
         })
         .collect();
     report.groups = stream::iter(reverts)
@@ -59,7 +111,6 @@ pub async fn revert<S: SecurityGroups>(ec2: &S, record: &ChangeRecord) -> Revert
         .collect()
         .await;
     report.groups.sort_by(|a, b| a.group().cmp(b.group()));
-    report
 }
 
 async fn revert_group<S: SecurityGroups>(
@@ -67,12 +118,13 @@ async fn revert_group<S: SecurityGroups>(
     group: SecurityGroupId,
     steps: RevertSteps,
     current: Option<SecurityGroup>,
+    owner: &str,
 ) -> GroupRevert {
     let Some(current) = current else {
         return GroupRevert::GroupGone { group };
     };
     let restore = missing(&current, &steps.restore);
-    let remove = present_removals(&current, &steps.remove);
+    let remove = present_removals(&current, &steps.remove, owner);
     let failed = |step, error: Ec2Error| {
         if group_gone(&error) {
             GroupRevert::GroupGone {
@@ -117,6 +169,7 @@ mod tests {
 
     use super::*;
     use crate::domain::cidr::Cidr;
+    use crate::domain::fixtures::TEST_OWNER;
     use crate::domain::ids::RuleId;
     use crate::domain::outcome::Category;
     use crate::domain::record::RecordedRule;
@@ -146,7 +199,7 @@ mod tests {
             traffic: Traffic::Tcp(range),
             source: Source::Cidr(cidr(source)),
             description: None,
-            managed_ports: managed.then(|| vec![22]),
+            owner: managed.then(|| TEST_OWNER.to_string()),
         }
     }
 
@@ -158,6 +211,7 @@ mod tests {
             tags: BTreeMap::new(),
             ingress,
             network_interfaces: 1,
+            watches: BTreeMap::new(),
         }
     }
 
@@ -170,17 +224,20 @@ mod tests {
                 .build(),
         ));
         let record = ChangeRecord::default();
-        send(&revert(&ec2, &record));
+        send(&revert(&ec2, &record, TEST_OWNER));
     }
 
     fn recorded(group: &str, id: Option<&str>, range: PortRange, source: &str) -> RecordedRule {
         RecordedRule {
             group: group.into(),
             rule_id: id.map(str::to_string),
+            protocol: "tcp".into(),
             from_port: range.from,
             to_port: range.to,
             cidr: source.into(),
             description: None,
+            finding: None,
+            at: None,
         }
     }
 
@@ -247,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn a_revert_puts_groups_back_skips_gone_ones_and_changes_nothing_the_second_time() {
         let account = narrowed_groups(&[]);
-        let report = revert(&account, &narrowed_record()).await;
+        let report = revert(&account, &narrowed_record(), TEST_OWNER).await;
         assert!(report.completed(), "{report:#?}");
         assert_eq!(report.counts(), (2, 6, 1));
         assert_eq!(
@@ -268,7 +325,7 @@ mod tests {
         }
 
         account.forget_calls();
-        let again = revert(&account, &narrowed_record()).await;
+        let again = revert(&account, &narrowed_record(), TEST_OWNER).await;
         assert!(again.completed());
         assert_eq!(again.counts(), (0, 0, 1));
         assert!(changes(&account).is_empty());
@@ -277,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_restore_removes_nothing_in_that_group_and_fails_the_revert() {
         let account = narrowed_groups(&["sg-1"]);
-        let report = revert(&account, &narrowed_record()).await;
+        let report = revert(&account, &narrowed_record(), TEST_OWNER).await;
         assert_never_authorized(&account);
         let error = report.check().unwrap_err();
         assert_eq!(error.category(), Category::AccessDenied);

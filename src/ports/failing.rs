@@ -4,11 +4,12 @@
 //! for good; every call is logged, failed or not, so a test can also say what was
 //! never attempted.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
-use crate::domain::plan::ChangeSet;
+use crate::domain::plan::{ChangeSet, PrefixListEntries};
 use crate::domain::policy::Policy;
 use crate::domain::security_group::{Instance, SecurityGroup};
 use crate::ports::{
@@ -23,7 +24,10 @@ pub enum Operation {
     Archive,
     Instances,
     Groups,
-    ManagedGroups,
+    WatchedGroups,
+    PrefixLists,
+    Remember,
+    Forget,
     Authorize,
     Revoke,
     Restore,
@@ -197,10 +201,45 @@ impl<T: SecurityGroups + Sync> SecurityGroups for Failing<T> {
             None => self.inner.groups(ids).await,
         }
     }
-    async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
-        match self.check(Operation::ManagedGroups, None) {
-            Some(error) => Err(Ec2Error::DescribeRules(error)),
-            None => self.inner.managed_groups().await,
+    async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
+        match self.check(Operation::WatchedGroups, None) {
+            Some(error) => Err(Ec2Error::DescribeWatched(error)),
+            None => self.inner.watched_groups(owner).await,
+        }
+    }
+    async fn prefix_lists(&self, ids: &[String]) -> BTreeMap<String, PrefixListEntries> {
+        match self.check(Operation::PrefixLists, None) {
+            Some(error) => ids
+                .iter()
+                .map(|id| (id.clone(), PrefixListEntries::Unreadable(error.to_string())))
+                .collect(),
+            None => self.inner.prefix_lists(ids).await,
+        }
+    }
+    async fn remember(
+        &self,
+        owner: &str,
+        value: &str,
+        groups: &[SecurityGroupId],
+    ) -> Result<(), Ec2Error> {
+        let failed = groups
+            .iter()
+            .find_map(|g| self.check(Operation::Remember, Some(g)));
+        match failed {
+            Some(source) => Err(Ec2Error::Remember {
+                groups: groups.len(),
+                source,
+            }),
+            None => self.inner.remember(owner, value, groups).await,
+        }
+    }
+    async fn forget(&self, owner: &str, groups: &[SecurityGroupId]) -> Result<(), Ec2Error> {
+        match self.check(Operation::Forget, None) {
+            Some(source) => Err(Ec2Error::Forget {
+                groups: groups.len(),
+                source,
+            }),
+            None => self.inner.forget(owner, groups).await,
         }
     }
     async fn authorize(

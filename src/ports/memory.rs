@@ -10,9 +10,10 @@ use std::sync::Mutex;
 
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
-use crate::domain::plan::{ChangeSet, apply_change};
+use crate::domain::plan::{ChangeSet, PrefixListEntries, apply_change};
 use crate::domain::policy::Policy;
-use crate::domain::security_group::{IngressRule, Instance, SecurityGroup, Source, Traffic};
+use crate::domain::security_group::{IngressRule, Instance, SecurityGroup, Source};
+use crate::domain::watch::parse_watch_value;
 use crate::notify::dispatch::AlertClients;
 use crate::ports::{
     AwsClients, AwsFactory, AwsSetupError, Ec2Error, FindingsError, FindingsSource, Restoration,
@@ -26,6 +27,8 @@ pub struct MemoryAccount {
     pub instances: Vec<Instance>,
     pub findings: Mutex<Vec<Finding>>,
     pub archived: Mutex<Vec<FindingId>>,
+    /// The managed prefix lists and their entries (a list absent is not found).
+    pub prefix_lists: BTreeMap<String, Vec<crate::domain::cidr::Cidr>>,
     /// For every revoke: could one of the trusted ranges `reach_check` already reach
     /// the group through one of the operator's rules?
     pub trusted_reach_at_revoke: Mutex<Vec<bool>>,
@@ -77,6 +80,7 @@ impl MemoryAccount {
             instances: self.instances.clone(),
             findings: Mutex::new(self.findings.lock().unwrap().clone()),
             archived: Mutex::new(self.archived.lock().unwrap().clone()),
+            prefix_lists: self.prefix_lists.clone(),
             reach_check: self.reach_check,
             next_rule: Mutex::new(*self.next_rule.lock().unwrap()),
             ..MemoryAccount::default()
@@ -130,13 +134,48 @@ impl SecurityGroups for MemoryAccount {
             .filter_map(|id| groups.get(id).cloned())
             .collect())
     }
-    async fn managed_groups(&self) -> Result<Vec<SecurityGroupId>, Ec2Error> {
+    async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
         let groups = self.groups.lock().unwrap();
         Ok(groups
             .values()
-            .filter(|g| g.ingress.iter().any(|r| r.managed_ports.is_some()))
+            .filter(|g| g.watches.contains_key(owner))
             .map(|g| g.id.clone())
             .collect())
+    }
+    async fn prefix_lists(&self, ids: &[String]) -> BTreeMap<String, PrefixListEntries> {
+        ids.iter()
+            .map(|id| {
+                let entries = match self.prefix_lists.get(id) {
+                    Some(entries) => PrefixListEntries::Read(entries.clone()),
+                    None => PrefixListEntries::Unreadable(format!("{id} not found")),
+                };
+                (id.clone(), entries)
+            })
+            .collect()
+    }
+    async fn remember(
+        &self,
+        owner: &str,
+        value: &str,
+        groups: &[SecurityGroupId],
+    ) -> Result<(), Ec2Error> {
+        for group in groups {
+            self.change_group(group, |target| {
+                target
+                    .watches
+                    .insert(owner.to_string(), parse_watch_value(value));
+            });
+        }
+        Ok(())
+    }
+    async fn forget(&self, owner: &str, groups: &[SecurityGroupId]) -> Result<(), Ec2Error> {
+        let mut all = self.groups.lock().unwrap();
+        for group in groups {
+            if let Some(target) = all.get_mut(group) {
+                target.watches.remove(owner);
+            }
+        }
+        Ok(())
     }
     /// Adds the change's rules, tagged, with new ids `sgr-aaaa0001`, … (one counter
     /// for the account).
@@ -148,6 +187,7 @@ impl SecurityGroups for MemoryAccount {
         Ok(self.change_group(group, |target| {
             let additions = ChangeSet {
                 revoke: Vec::new(),
+                watch: None,
                 ..change.clone()
             };
             let mut created = Vec::new();
@@ -169,7 +209,7 @@ impl SecurityGroups for MemoryAccount {
             let trusted_reach = target
                 .ingress
                 .iter()
-                .any(|r| r.managed_ports.is_some() && r.cidr() == Some(&reach_check));
+                .any(|r| r.owner.is_some() && r.cidr() == Some(&reach_check));
             self.trusted_reach_at_revoke
                 .lock()
                 .unwrap()
@@ -190,7 +230,8 @@ impl SecurityGroups for MemoryAccount {
             let mut restored = self.restored.lock().unwrap();
             let next = restored.entry(group.clone()).or_default();
             for rule in rules {
-                let (traffic, source) = (Traffic::Tcp(rule.ports), Source::Cidr(rule.source));
+                let (traffic, source) =
+                    (rule.protocol.traffic(rule.ports), Source::Cidr(rule.source));
                 if !target
                     .ingress
                     .iter()
@@ -201,7 +242,7 @@ impl SecurityGroups for MemoryAccount {
                         traffic,
                         source,
                         description: rule.description.clone(),
-                        managed_ports: None,
+                        owner: None,
                     });
                     *next += 1;
                 }

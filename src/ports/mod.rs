@@ -3,6 +3,7 @@
 //! in-memory account ([`memory`]) and the failure-injecting wrapper ([`failing`])
 //! behind the `testing` feature.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
@@ -10,7 +11,9 @@ use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
 use crate::domain::outcome::Category;
 use crate::domain::plan::ChangeSet;
+use crate::domain::plan::PrefixListEntries;
 use crate::domain::policy::Policy;
+use crate::domain::record::ChangeRecord;
 pub use crate::domain::record::Restoration;
 use crate::domain::security_group::{Instance, SecurityGroup};
 use crate::notify::dispatch::AlertClients;
@@ -140,8 +143,8 @@ pub trait AwsFactory: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AwsClients<Self::Findings, Self::Ec2>, AwsSetupError>> + Send;
 
     /// The AWS calls the clients made so far, by operation and outcome (for metrics).
-    fn call_outcomes(&self) -> std::collections::BTreeMap<(String, &'static str), u64> {
-        std::collections::BTreeMap::new()
+    fn call_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
+        BTreeMap::new()
     }
 }
 
@@ -218,17 +221,43 @@ pub trait SecurityGroups {
         ids: &[InstanceId],
     ) -> impl Future<Output = Result<Vec<Instance>, Ec2Error>> + Send;
 
-    /// These groups with their ingress rules and interface counts; unknown ids are absent.
+    /// These groups with their ingress rules, interface counts and watches (their
+    /// watch tags); unknown ids are absent.
     fn groups(
         &self,
         ids: &[SecurityGroupId],
     ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>> + Send;
 
-    /// The groups holding rules the operator created (found by their tag).
-    fn managed_groups(&self)
-    -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send;
+    /// The groups `owner` watches: those carrying its watch tag.
+    fn watched_groups(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send;
 
-    /// Adds the change's rules in one call, tagged as the operator's; a rule that
+    /// The entries of these managed prefix lists; a list that cannot be read says why
+    /// (the plan then refuses the groups that use it on a port in scope).
+    fn prefix_lists(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = BTreeMap<String, PrefixListEntries>> + Send;
+
+    /// Writes `owner`'s watch tag with `value` on these groups, before their rules
+    /// change, so the next pass watches them even if this one stops half-way.
+    fn remember(
+        &self,
+        owner: &str,
+        value: &str,
+        groups: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+
+    /// Removes `owner`'s watch tag from these groups (a revert).
+    fn forget(
+        &self,
+        owner: &str,
+        groups: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+
+    /// Adds the change's rules in one call, tagged as its owner's; a rule that
     /// already exists counts as added. Returns the ids AWS reported.
     fn authorize(
         &self,
@@ -244,13 +273,38 @@ pub trait SecurityGroups {
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
 
     /// Puts back rules the operator revoked, as they were: without the operator's tag
-    /// (they are not its rules, and a tagged world-open rule would be watched and
-    /// revoked again); a rule that already exists counts as restored.
+    /// (they are not its rules, and a tagged world-open rule would be revoked again);
+    /// a rule that already exists counts as restored.
     fn restore(
         &self,
         group: &SecurityGroupId,
         rules: &[Restoration],
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+}
+
+/// Where a pass writes its intent before its first change (write-ahead), so a pass
+/// killed between two AWS calls leaves a record the next pass completes: the
+/// controller's status, the command line's `--state` file.
+pub trait Journal {
+    fn write_ahead(
+        &self,
+        record: &ChangeRecord,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send;
+}
+
+/// The intent could not be made durable: no change is made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to record the changes before making them: {0}")]
+pub struct JournalError(pub String);
+
+/// No record is kept (a command-line run without `--state`, a benchmark).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    async fn write_ahead(&self, _: &ChangeRecord) -> Result<(), JournalError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +317,20 @@ pub enum Ec2Error {
     DescribeRules(#[source] AwsError),
     #[error("failed to describe network interfaces")]
     DescribeInterfaces(#[source] AwsError),
+    #[error("failed to find the groups the operator watches")]
+    DescribeWatched(#[source] AwsError),
+    #[error("failed to tag {groups} security groups as watched")]
+    Remember {
+        groups: usize,
+        #[source]
+        source: AwsError,
+    },
+    #[error("failed to remove the watch tag from {groups} security groups")]
+    Forget {
+        groups: usize,
+        #[source]
+        source: AwsError,
+    },
     #[error("failed to authorize ingress in {group}")]
     Authorize {
         group: SecurityGroupId,
@@ -294,6 +362,9 @@ impl Ec2Error {
             | Ec2Error::DescribeGroups(source)
             | Ec2Error::DescribeRules(source)
             | Ec2Error::DescribeInterfaces(source)
+            | Ec2Error::DescribeWatched(source)
+            | Ec2Error::Remember { source, .. }
+            | Ec2Error::Forget { source, .. }
             | Ec2Error::Authorize { source, .. }
             | Ec2Error::Revoke { source, .. }
             | Ec2Error::Restore { source, .. } => source,
@@ -337,10 +408,32 @@ impl<T: SecurityGroups + Send + Sync> SecurityGroups for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>> + Send {
         self.as_ref().groups(ids)
     }
-    fn managed_groups(
+    fn watched_groups(
         &self,
+        owner: &str,
     ) -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send {
-        self.as_ref().managed_groups()
+        self.as_ref().watched_groups(owner)
+    }
+    fn prefix_lists(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = BTreeMap<String, PrefixListEntries>> + Send {
+        self.as_ref().prefix_lists(ids)
+    }
+    fn remember(
+        &self,
+        owner: &str,
+        value: &str,
+        groups: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send {
+        self.as_ref().remember(owner, value, groups)
+    }
+    fn forget(
+        &self,
+        owner: &str,
+        groups: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send {
+        self.as_ref().forget(owner, groups)
     }
     fn authorize(
         &self,

@@ -1,7 +1,7 @@
 //! The `GuardDutyPolicy` resource: the operator's public API, by concern.
 //!
 //! ```text
-//!  policy.yaml ─ manifest::parse_manifest ─> PolicyManifest ─ spec.validate() ─> ValidSpec { policy }
+//!  policy.yaml ─ manifest::parse_manifest ─> PolicyManifest ─ spec.validate(owner) ─> ValidSpec { policy }
 //!               (YAML, one document,                        (validate: every rule; all
 //!                apiVersion and kind,                        problems at once, each with
 //!                field names and types)                      its path and how to fix it)
@@ -29,11 +29,11 @@ pub mod validate;
 
 pub use manifest::{ManifestError, ObjectMeta, PolicyManifest, parse_manifest};
 pub use resource::{
-    CRD_HEADER, FindingsSpec, GuardDutyPolicy, GuardDutyPolicySpec, RemediationMode,
-    RemediationSpec, SeverityThreshold, crd_yaml,
+    AllTrafficRulesMode, CRD_HEADER, FindingsSpec, GuardDutyPolicy, GuardDutyPolicySpec,
+    RemediationMode, RemediationSpec, RevokeMode, SeverityThreshold, crd_yaml,
 };
 pub use status::*;
-pub use validate::{FieldError, InvalidSpec, ValidSpec};
+pub use validate::{FieldError, InvalidSpec, PolicyOwner, ValidSpec};
 
 pub const API_VERSION: &str = "guardduty.security.dev/v1alpha1";
 pub const KIND: &str = "GuardDutyPolicy";

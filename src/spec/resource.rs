@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::notifications::NotificationSpec;
 use super::status::GuardDutyPolicyStatus;
 use super::{DEFAULT_INTERVAL, MAX_FINDING_TYPES, MAX_TRUSTED_CIDRS, record};
-use crate::domain::policy::{DEFAULT_EXEMPT_TAG, DEFAULT_MAX_RULES_PER_GROUP, Mode};
+use crate::domain::policy::{
+    AllTrafficRules, DEFAULT_EXEMPT_TAG, DEFAULT_MAX_NETWORK_INTERFACES,
+    DEFAULT_MAX_RULES_PER_GROUP, DEFAULT_PUBLIC_PORTS, Mode, RevokeScope,
+};
 use crate::domain::severity::{Severity, SeverityError};
 
 /// What a GuardDutyPolicy asks for: which Amazon GuardDuty findings to act on, which
@@ -141,8 +144,11 @@ pub struct GuardDutyPolicySpec {
 const INTERVAL_PATTERN: &str = "^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
 /// `spec.trustedCidrs`: every item a CIDR with its network address, none a world
-/// range, 1 to [`MAX_TRUSTED_CIDRS`] of them. Each item rule guards against
-/// a value that is not a CIDR, so a bad value gets one message, not an evaluation error.
+/// range nor so wide that it must hold more public space than the bound (the bound
+/// over the union of the ranges is checked by the operator, which CEL cannot do), 1 to
+/// [`MAX_TRUSTED_CIDRS`] of them. Each item rule guards against a value that is not
+/// a CIDR, so a bad value gets one message, not an evaluation error. IPv4-mapped IPv6
+/// ranges are not CIDRs to the API server's CEL.
 fn trusted_cidrs_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
@@ -164,6 +170,10 @@ fn trusted_cidrs_schema(_: &mut SchemaGenerator) -> Schema {
                 {
                     "rule": "!isCIDR(self) || cidr(self) == cidr(self).masked()",
                     "message": "a trusted range must be written with its network address, such as 10.0.0.0/8 rather than 10.1.2.3/8"
+                },
+                {
+                    "rule": "!isCIDR(self) || cidr(self).prefixLength() == 0 || cidr(self).prefixLength() >= (cidr(self).ip().family() == 4 ? 4 : 7)",
+                    "message": "a trusted range this wide (an IPv4 /3 or wider, an IPv6 /6 or wider) holds more public space than a /8 (IPv4) or a /16 (IPv6): list only the networks that need access"
                 }
             ]
         }
@@ -300,6 +310,8 @@ impl SeverityThreshold {
 /// What the operator may change in AWS, and what it leaves alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.ports) || !has(self.publicPorts) || self.ports.all(p, !(p in self.publicPorts))")
+    .message("a port is in both ports and publicPorts: publicPorts are never remediated, so remove it from one of the two"))]
 pub struct RemediationSpec {
     /// `DryRun` (the default): plan the fixes and report them, change nothing in AWS.
     /// `Enforce`: apply the fixes to the security groups. `Off`: report findings only.
@@ -328,6 +340,91 @@ pub struct RemediationSpec {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
         .message("maxRulesPerGroup must be from 1 to 1000: the account's inbound rules per security group quota (AWS default 60)"))]
     pub max_rules_per_group: u32,
+
+    /// Which sources of a rule that opens a finding's port are revoked. `Public` (the
+    /// default): only sources that hold a globally reachable address (the Internet);
+    /// private ranges (RFC 1918, 100.64.0.0/10, link-local, documentation ranges,
+    /// fc00::/7, …, as IANA's special-purpose registries mark them) stay, so a peered
+    /// VPC or a health checker keeps its access. `Untrusted`: every source outside
+    /// `trustedCidrs`. Either way, trusted ranges keep their access.
+    #[serde(default)]
+    pub revoke: RevokeMode,
+
+    /// Ports that serve everyone by design, such as a web server's: a finding on them
+    /// is reported and alerted, never remediated. Default `[80, 443]`; `[]` remediates
+    /// every port.
+    #[serde(default = "default_public_ports")]
+    #[schemars(length(max = 100))]
+    pub public_ports: Vec<u16>,
+
+    /// When set, only these ports are remediated (findings on other ports are
+    /// reported). Default: every port not in `publicPorts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub ports: Vec<u16>,
+
+    /// The most network interfaces a security group may be used by for the operator
+    /// to change it: a change reaches every one of them. A group used by more is
+    /// refused, with the count. From 1 to 100000. Default 50.
+    #[serde(default = "default_max_network_interfaces")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000")
+        .message("maxNetworkInterfaces must be from 1 to 100000"))]
+    pub max_network_interfaces: u32,
+
+    /// What happens to a rule that allows all traffic (every protocol) from a revoked
+    /// source on a finding's port. `Refuse` (the default): the group is left as it is
+    /// and reported, for a person to split the rule. `Split`: the rule is replaced by
+    /// tcp, udp and icmp rules that keep every other port's access from that source;
+    /// other IP protocols from it (GRE, ESP, …) are dropped, and the plan says so.
+    #[serde(default)]
+    pub all_traffic_rules: AllTrafficRulesMode,
+}
+
+/// `spec.remediation.revoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum RevokeMode {
+    /// Only sources with a globally reachable address (the default).
+    #[default]
+    Public,
+    /// Every source outside the trusted ranges.
+    Untrusted,
+}
+
+/// `spec.remediation.allTrafficRules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum AllTrafficRulesMode {
+    /// Leave the group as it is and say why (the default).
+    #[default]
+    Refuse,
+    /// Replace the rule by tcp, udp and icmp rules that keep every other port.
+    Split,
+}
+
+impl From<RevokeMode> for RevokeScope {
+    fn from(mode: RevokeMode) -> RevokeScope {
+        match mode {
+            RevokeMode::Public => RevokeScope::Public,
+            RevokeMode::Untrusted => RevokeScope::Untrusted,
+        }
+    }
+}
+
+impl From<AllTrafficRulesMode> for AllTrafficRules {
+    fn from(mode: AllTrafficRulesMode) -> AllTrafficRules {
+        match mode {
+            AllTrafficRulesMode::Refuse => AllTrafficRules::Refuse,
+            AllTrafficRulesMode::Split => AllTrafficRules::Split,
+        }
+    }
+}
+
+fn default_public_ports() -> Vec<u16> {
+    DEFAULT_PUBLIC_PORTS.to_vec()
+}
+
+fn default_max_network_interfaces() -> u32 {
+    // A small constant of the domain: it fits any integer type.
+    DEFAULT_MAX_NETWORK_INTERFACES as u32
 }
 
 /// What the operator may change in AWS: the manifest's `remediation.mode`, mapped
@@ -360,6 +457,11 @@ impl Default for RemediationSpec {
             archive_remediated: false,
             exempt_tag: default_exempt_tag(),
             max_rules_per_group: default_max_rules_per_group(),
+            revoke: RevokeMode::default(),
+            public_ports: default_public_ports(),
+            ports: Vec::new(),
+            max_network_interfaces: default_max_network_interfaces(),
+            all_traffic_rules: AllTrafficRulesMode::default(),
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct DeliveredAlert {
     /// What the operator had done when the channel was last told:
     /// reported, planned, closed, refused or failed.
     pub response: String,
+    /// When the channel was first told about the finding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 /// The most entries `status.recentActions` holds.
@@ -182,6 +185,10 @@ pub struct RecentAction {
     /// The rule's source CIDR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The rule's protocol when it is not `tcp`: `udp`, `icmp`, `icmpv6` or `-1` (all
+    /// traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     /// The rule's ports, such as `22` or `0-21`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<String>,

@@ -1,6 +1,7 @@
 //! Validation of a spec into the planner's [`Policy`]: every rule, every problem at
 //! once, each with its field's path and how to fix it.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -11,10 +12,13 @@ use super::{
     INTERVAL_BOUNDS, MAX_DETECTOR_ID_CHARS, MAX_FINDING_TYPES, MAX_INTERVAL,
     MAX_RULES_PER_GROUP_LIMIT, MAX_TAG_KEY_CHARS, MAX_TRUSTED_CIDRS, MIN_INTERVAL,
 };
+use crate::domain::address_space::overlaps_ipv4_mapped;
 use crate::domain::cidr::{Cidr, CidrError};
 use crate::domain::policy::{
-    DEFAULT_EXEMPT_TAG, DEFAULT_MAX_RULES_PER_GROUP, Policy, TrustedRanges, TrustedRangesError,
+    DEFAULT_EXEMPT_TAG, DEFAULT_MAX_NETWORK_INTERFACES, DEFAULT_MAX_RULES_PER_GROUP, Policy,
+    TrustedRanges, TrustedRangesError,
 };
+use crate::domain::watch::MAX_OWNER;
 
 /// A spec that passed every check: what a pass and the controller work from.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,9 +88,10 @@ impl Problems {
 impl GuardDutyPolicySpec {
     /// Checks every rule of the spec and builds the planner's [`Policy`]; on failure,
     /// reports all the problems found, not just the first.
-    pub fn validate(&self) -> Result<ValidSpec, InvalidSpec> {
+    pub fn validate(&self, owner: &PolicyOwner) -> Result<ValidSpec, InvalidSpec> {
         let mut problems = Problems::default();
         let remediation = &self.remediation;
+        let owner = problems.check("metadata.name", check_owner(owner));
         let region = problems.check("spec.region", check_region(self.region.as_deref()));
         let detector_id = problems.check(
             "spec.detectorId",
@@ -109,6 +114,27 @@ impl GuardDutyPolicySpec {
             "spec.remediation.maxRulesPerGroup",
             check_max_rules(remediation.max_rules_per_group),
         );
+        let public_ports = check_ports(
+            "spec.remediation.publicPorts",
+            &remediation.public_ports,
+            &mut problems,
+        );
+        let ports = check_ports("spec.remediation.ports", &remediation.ports, &mut problems);
+        if let (Some(public), Some(ports)) = (&public_ports, &ports)
+            && let Some(port) = ports.iter().find(|p| public.contains(p))
+        {
+            problems.push(
+                "spec.remediation.ports",
+                format!(
+                    "port {port} is also in remediation.publicPorts, whose ports are never \
+                     remediated: remove it from one of the two lists"
+                ),
+            );
+        }
+        let max_network_interfaces = problems.check(
+            "spec.remediation.maxNetworkInterfaces",
+            check_max_interfaces(remediation.max_network_interfaces),
+        );
         let notifications = check_notifications(&self.notifications, &mut problems);
         let interval = problems.check("spec.interval", check_interval(&self.interval));
 
@@ -116,6 +142,7 @@ impl GuardDutyPolicySpec {
         let assemble = || {
             Some(ValidSpec {
                 policy: Policy {
+                    owner: owner?,
                     trusted: trusted?,
                     min_severity: min_severity?,
                     finding_types: finding_types?,
@@ -123,6 +150,11 @@ impl GuardDutyPolicySpec {
                     exempt_tag: exempt_tag?,
                     archive_remediated: remediation.archive_remediated,
                     max_rules_per_group: max_rules_per_group?,
+                    revoke: remediation.revoke.into(),
+                    public_ports: public_ports?,
+                    ports: ports?,
+                    max_network_interfaces: max_network_interfaces?,
+                    all_traffic_rules: remediation.all_traffic_rules.into(),
                 },
                 region: region?,
                 detector_id: detector_id?,
@@ -134,6 +166,87 @@ impl GuardDutyPolicySpec {
             Some(valid) if problems.0.is_empty() => Ok(valid),
             _ => Err(InvalidSpec { errors: problems.0 }),
         }
+    }
+}
+
+/// The policy a spec belongs to: its namespace and name, which the operator writes
+/// on every rule it adds and every group it watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyOwner {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PolicyOwner {
+    /// A policy file without a namespace belongs to `default`, as `kubectl apply`
+    /// would put it.
+    pub fn new(namespace: Option<&str>, name: &str) -> PolicyOwner {
+        PolicyOwner {
+            namespace: namespace
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default")
+                .to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// `namespace/name` must fit in the watch tag's key.
+fn check_owner(owner: &PolicyOwner) -> Result<String, String> {
+    let text = owner.to_string();
+    let name_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if !name_ok(&owner.name) || !name_ok(&owner.namespace) {
+        return Err(format!(
+            "{text:?} is not a namespace/name of Kubernetes: use lower-case letters, digits, \
+             '-' and '.', such as security/web"
+        ));
+    }
+    if text.len() > MAX_OWNER {
+        return Err(format!(
+            "the policy's namespace/name {text:?} is {} characters long: it is written into an \
+             AWS tag key (guardduty-operator/watch/<namespace>/<name>, at most 128 characters), \
+             so it can be at most {MAX_OWNER}; use a shorter name",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
+fn check_ports(field: &str, ports: &[u16], problems: &mut Problems) -> Option<BTreeSet<u16>> {
+    let before = problems.count();
+    if ports.len() > 100 {
+        problems.push(
+            field,
+            format!("{} ports are listed, at most 100 are allowed", ports.len()),
+        );
+    }
+    if ports.contains(&0) {
+        problems.push(
+            field,
+            "port 0 is not a port a finding can name: use 1 to 65535",
+        );
+    }
+    (problems.count() == before).then(|| ports.iter().copied().collect())
+}
+
+fn check_max_interfaces(max: u32) -> Result<usize, String> {
+    match usize::try_from(max) {
+        Ok(max @ 1..=100_000) => Ok(max),
+        _ => Err(format!(
+            "{max} is out of range: give the most network interfaces a changed group may be \
+             used by, from 1 to 100000 (default {DEFAULT_MAX_NETWORK_INTERFACES})"
+        )),
     }
 }
 
@@ -206,6 +319,12 @@ fn check_trusted_cidrs(texts: &[String], problems: &mut Problems) -> Option<Trus
                     trusted_ranges_message(&TrustedRangesError::WorldRange(cidr)),
                 );
             }
+            Ok(cidr) if overlaps_ipv4_mapped(&cidr) => {
+                problems.push(
+                    field,
+                    trusted_ranges_message(&TrustedRangesError::Ipv4Mapped(cidr)),
+                );
+            }
             Ok(cidr) => ranges.push(cidr),
             Err(err) => problems.push(field, cidr_message(&err)),
         }
@@ -239,6 +358,10 @@ fn trusted_ranges_message(err: &TrustedRangesError) -> String {
         }
         TrustedRangesError::Empty => {
             format!("{err}; list the networks that keep access, such as 10.0.0.0/8")
+        }
+        TrustedRangesError::Ipv4Mapped(_) => err.to_string(),
+        TrustedRangesError::TooMuchPublicSpace { .. } => {
+            format!("{err}; list only the networks that need access")
         }
     }
 }
@@ -365,18 +488,26 @@ mod tests {
         COMPLETE.replacen(from, to, 1)
     }
 
+    /// The owner of a manifest's policy.
+    fn owner(manifest: &crate::spec::PolicyManifest) -> PolicyOwner {
+        PolicyOwner::new(
+            manifest.metadata.namespace.as_deref(),
+            &manifest.metadata.name,
+        )
+    }
+
     fn valid(yaml: &str) -> ValidSpec {
         let manifest = parse_manifest(yaml).unwrap_or_else(|err| panic!("{err}"));
         manifest
             .spec
-            .validate()
+            .validate(&owner(&manifest))
             .unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The validation problems of a manifest that parses, one line each.
     fn problems(yaml: &str) -> Vec<String> {
         let manifest = parse_manifest(yaml).unwrap_or_else(|err| panic!("{err}"));
-        match manifest.spec.validate() {
+        match manifest.spec.validate(&owner(&manifest)) {
             Ok(_) => Vec::new(),
             Err(invalid) => invalid.errors.iter().map(ToString::to_string).collect(),
         }
@@ -400,11 +531,12 @@ mod tests {
         assert_eq!(manifest.kind, KIND);
         assert_eq!(manifest.metadata.name, "minimal");
         assert_eq!(manifest.metadata.namespace, None);
-        let spec = manifest.spec.validate().unwrap();
+        let spec = manifest.spec.validate(&owner(&manifest)).unwrap();
         assert_eq!(
             spec,
             ValidSpec {
                 policy: Policy {
+                    owner: "default/minimal".into(),
                     trusted: TrustedRanges::new([Cidr::parse_strict("10.0.0.0/8").unwrap()])
                         .unwrap(),
                     min_severity: Severity::MIN,
@@ -413,6 +545,11 @@ mod tests {
                     exempt_tag: "guardduty-operator/exempt".to_string(),
                     archive_remediated: false,
                     max_rules_per_group: 60,
+                    revoke: crate::domain::policy::RevokeScope::Public,
+                    public_ports: [80, 443].into(),
+                    ports: Default::default(),
+                    max_network_interfaces: 50,
+                    all_traffic_rules: crate::domain::policy::AllTrafficRules::Refuse,
                 },
                 region: None,
                 detector_id: None,
@@ -426,7 +563,7 @@ mod tests {
     fn design_example_validates() {
         let manifest = parse_manifest(EXAMPLE).unwrap();
         assert_eq!(manifest.metadata.namespace.as_deref(), Some("security"));
-        let spec = manifest.spec.validate().unwrap();
+        let spec = manifest.spec.validate(&owner(&manifest)).unwrap();
         assert_eq!(cidrs(&spec.policy.trusted), ["10.0.0.0/8", "2001:db8::/32"]);
         assert_eq!(spec.policy.min_severity.value(), 4.0);
         assert_eq!(
@@ -462,6 +599,18 @@ mod tests {
         assert!(spec.policy.archive_remediated);
         assert_eq!(spec.policy.exempt_tag, "team.example/keep-open");
         assert_eq!(spec.policy.max_rules_per_group, 100);
+        assert_eq!(
+            spec.policy.revoke,
+            crate::domain::policy::RevokeScope::Untrusted
+        );
+        assert_eq!(spec.policy.public_ports, [80, 443, 8443].into());
+        assert_eq!(spec.policy.ports, [22, 3389].into());
+        assert_eq!(spec.policy.max_network_interfaces, 200);
+        assert_eq!(
+            spec.policy.all_traffic_rules,
+            crate::domain::policy::AllTrafficRules::Split
+        );
+        assert_eq!(spec.policy.owner, "security/prod");
         assert_eq!(spec.region.as_deref(), Some("eu-west-2"));
         assert_eq!(
             spec.detector_id.as_deref(),
@@ -599,6 +748,89 @@ mod tests {
     }
 
     #[test]
+    fn a_world_equivalent_trusted_set_is_refused_with_the_bound() {
+        let yaml = complete_with(
+            "  trustedCidrs:\n    - 10.0.0.0/8\n    - 192.168.0.0/16\n    - 2001:db8::/32\n",
+            "  trustedCidrs:\n    - 0.0.0.0/1\n    - 128.0.0.0/1\n",
+        );
+        let problems = problems(&yaml);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("spec.trustedCidrs: together the trusted IPv4 ranges hold"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].contains("more than a /8 (16777216)"),
+            "{problems:?}"
+        );
+        // Private space does not count: a wide private set is fine.
+        let yaml = complete_with(
+            "    - 192.168.0.0/16\n",
+            "    - 172.16.0.0/12\n    - 100.64.0.0/10\n",
+        );
+        assert_eq!(super::tests::problems(&yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_trusted_range_is_refused_with_its_index() {
+        let yaml = complete_with("    - 2001:db8::/32", "    - \"::ffff:10.0.0.0/104\"");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.trustedCidrs[2]: ::ffff:10.0.0.0/104 holds IPv4-mapped IPv6 addresses \
+                 (::ffff:0:0/96), which security groups never match: write the IPv4 range itself"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_port_both_remediated_and_public_and_port_zero_are_refused() {
+        let yaml = complete_with("    ports: [22, 3389]", "    ports: [22, 443]");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.ports: port 443 is also in remediation.publicPorts, whose ports \
+                 are never remediated: remove it from one of the two lists"
+            ]
+        );
+        let yaml = complete_with("    publicPorts: [80, 443, 8443]", "    publicPorts: [0]");
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.publicPorts: port 0 is not a port a finding can name: use 1 to \
+                 65535"
+            ]
+        );
+        let yaml = complete_with(
+            "    maxNetworkInterfaces: 200",
+            "    maxNetworkInterfaces: 0",
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "spec.remediation.maxNetworkInterfaces: 0 is out of range: give the most network \
+                 interfaces a changed group may be used by, from 1 to 100000 (default 50)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_policy_name_too_long_for_the_watch_tag_is_refused() {
+        let manifest = parse_manifest(COMPLETE).unwrap();
+        let owner = PolicyOwner::new(Some("security"), &"n".repeat(100));
+        let errors = manifest.spec.validate(&owner).unwrap_err().errors;
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "metadata.name");
+        assert!(
+            errors[0]
+                .message
+                .contains("it is written into an AWS tag key"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
     fn severity_below_one_is_refused() {
         let yaml = complete_with("minSeverity: MEDIUM", "minSeverity: 0.5");
         assert_eq!(
@@ -702,7 +934,8 @@ mod tests {
         assert_eq!(
             parse_error(&yaml),
             "spec.remediation: unknown field `archive`, expected one of `mode`, \
-             `archiveRemediated`, `exemptTag`, `maxRulesPerGroup` at line 24 column 5"
+             `archiveRemediated`, `exemptTag`, `maxRulesPerGroup`, `revoke`, `publicPorts`, `ports`, \
+             `maxNetworkInterfaces`, `allTrafficRules` at line 24 column 5"
         );
     }
 
@@ -1149,7 +1382,11 @@ mod tests {
                 1,
             )
             .replacen("interval: 10m", "interval: 10s", 1);
-        let fields: Vec<String> = match parse_manifest(&yaml).unwrap().spec.validate() {
+        let fields: Vec<String> = match parse_manifest(&yaml)
+            .unwrap()
+            .spec
+            .validate(&PolicyOwner::new(None, "test"))
+        {
             Ok(spec) => panic!("expected problems, got {spec:?}"),
             Err(invalid) => invalid.errors.into_iter().map(|e| e.field).collect(),
         };

@@ -32,6 +32,7 @@ pub fn alert(channel: &str) -> Alert {
             summary: "revoke tcp/22 from 0.0.0.0/0 in sg-0123456789abcdef0, authorize 10.0.0.0/8"
                 .into(),
         },
+        evicts: None,
     }
 }
 

@@ -24,8 +24,9 @@ use guardduty_operator::aws::ec2::Ec2;
 use guardduty_operator::aws::guardduty::GuardDuty;
 use guardduty_operator::domain::outcome::PassReport;
 use guardduty_operator::domain::policy::{Mode, Policy, TrustedRanges};
-use guardduty_operator::domain::severity::Severity;
+use guardduty_operator::domain::time::Timestamp;
 use guardduty_operator::pass::{PassOptions, run_pass};
+use guardduty_operator::ports::NoJournal;
 use serde_json::Value;
 
 pub const DETECTOR: &str = "12abc34d567e8fa901bc2d34e56789f0";
@@ -320,22 +321,50 @@ impl World {
                 detector: None,
                 account_id: Some(ACCOUNT.to_string()),
                 apply,
+                record: Default::default(),
+                now: Timestamp(1_800_000_000),
             },
+            &NoJournal,
         )
         .await;
         (report, counter.snapshot())
     }
 }
 
-/// Removes the operator's rules left in this region by an earlier run against the
-/// same moto server, so the operator's region-wide watch sees only this test's groups.
+/// Removes the operator's rules and watch tags left in this region by an earlier run
+/// against the same moto server, so the operator's region-wide watch sees only this
+/// test's groups.
 async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
+    let groups = ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("list the region's groups");
+    for group in groups.security_groups() {
+        let watches: Vec<Tag> = group
+            .tags()
+            .iter()
+            .filter(|t| {
+                t.key()
+                    .is_some_and(|k| k.starts_with("guardduty-operator/watch/"))
+            })
+            .map(|t| Tag::builder().key(t.key().unwrap()).build())
+            .collect();
+        if let (false, Some(id)) = (watches.is_empty(), group.group_id()) {
+            ec2.delete_tags()
+                .resources(id)
+                .set_tags(Some(watches))
+                .send()
+                .await
+                .expect("remove an earlier run's watch tags");
+        }
+    }
     let rules = ec2
         .describe_security_group_rules()
         .filters(
             Filter::builder()
-                .name("tag:guardduty-operator/managed-by")
-                .values("guardduty-operator")
+                .name("tag-key")
+                .values("guardduty-operator/managed-by")
                 .build(),
         )
         .send()
@@ -360,15 +389,13 @@ async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
     }
 }
 
+/// A policy `default/test` of this mode trusting these ranges, every other setting at
+/// its default.
 pub fn policy(mode: Mode, trusted: &[&str]) -> Policy {
     Policy {
         trusted: TrustedRanges::new(trusted.iter().map(|t| t.parse().unwrap())).unwrap(),
-        min_severity: Severity::MIN,
-        finding_types: Vec::new(),
         mode,
-        exempt_tag: "guardduty-operator/exempt".into(),
-        archive_remediated: false,
-        max_rules_per_group: 60,
+        ..Policy::test()
     }
 }
 
