@@ -195,7 +195,7 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
         }
     });
     assert_eq!(problems, Vec::<String>::new());
-    assert_eq!(rules, 36, "every rule of src/spec/, and no other");
+    assert_eq!(rules, 39, "every rule of src/spec/, and no other");
     let mut errors = Vec::new();
     collect_compilation_errors(&compiled, &mut errors);
     assert_eq!(errors, Vec::<String>::new());
@@ -606,6 +606,28 @@ fn channel_urls_must_be_https_or_loopback_http() {
             "http://127.0.0.1:8080",
             "http://localhost/v2/enqueue",
             "http://[::1]:9000/",
+        ] {
+            assert_accepted(pointer, json!(good));
+        }
+        for bad in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[fd00:ec2::254]/",
+            "https://[FE80::1]/",
+            "https://instance-data/latest",
+            "https://instance-data.ec2.internal:443/",
+            "https://Metadata.Google.Internal/computeMetadata/v1/",
+        ] {
+            assert_refused(
+                pointer,
+                json!(bad),
+                field,
+                "a channel URL must not point at a link-local or instance-metadata address \
+                 such as 169.254.169.254",
+            );
+        }
+        for good in [
+            "https://instance-data-store.example.com",
+            "https://metadata.example.com/x",
         ] {
             assert_accepted(pointer, json!(good));
         }

@@ -18,11 +18,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an error body is kept in a message.
 const DETAIL_LIMIT: usize = 300;
 
-/// The HTTP client every channel uses (cheap to clone: it shares one pool).
+/// The HTTP client every channel uses (cheap to clone: it shares one pool). Its
+/// resolver never hands out a link-local or instance-metadata address, so a channel
+/// URL whose name resolves there fails to connect instead of reaching the metadata
+/// service with the operator's identity.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
+        .dns_resolver(std::sync::Arc::new(NoMetadataResolver))
         .user_agent(concat!("guardduty-operator/", env!("CARGO_PKG_VERSION")))
         // A redirect could carry credentials to another host: follow none.
         .redirect(reqwest::redirect::Policy::none())
@@ -40,6 +44,72 @@ pub enum UrlProblem {
     PlainHttp,
     /// Another scheme, or https without a host.
     NotHttps,
+    /// A link-local or instance-metadata address (169.254.169.254, fd00:ec2::254, …).
+    Metadata,
+}
+
+/// Host names of cloud instance-metadata services.
+const METADATA_NAMES: [&str; 4] = [
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.google.internal",
+    "metadata",
+];
+
+/// A link-local address (169.254.0.0/16, fe80::/10) or AWS's instance-metadata
+/// address over IPv6 (fd00:ec2::254): where credentials of the operator's own
+/// identity can be read. No alert is ever sent there.
+pub fn is_metadata_address(address: std::net::IpAddr) -> bool {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_unicast_link_local()
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+/// The URL's host is a metadata address or name.
+fn targets_metadata(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(address) => is_metadata_address(address),
+        Err(_) => {
+            METADATA_NAMES.contains(&bare.trim_end_matches('.').to_ascii_lowercase().as_str())
+        }
+    }
+}
+
+/// Resolves as the system does, leaving out link-local and instance-metadata
+/// addresses; a name that resolves only to those is an error.
+struct NoMetadataResolver;
+
+impl reqwest::dns::Resolve for NoMetadataResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| !is_metadata_address(a.ip()))
+                .collect();
+            if allowed.is_empty() && !found.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to link-local or instance-metadata addresses: no \
+                     alert is sent there"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 /// What is wrong with `url` as a service's address, if anything: it must be https,
@@ -48,6 +118,9 @@ pub enum UrlProblem {
 pub fn url_problem(url: &Url) -> Option<UrlProblem> {
     if !url.username().is_empty() || url.password().is_some() {
         return Some(UrlProblem::Credentials);
+    }
+    if targets_metadata(url) {
+        return Some(UrlProblem::Metadata);
     }
     match url.scheme() {
         "https" if url.host().is_some() => None,
@@ -78,6 +151,10 @@ pub fn service_url(field: &str, example: &str, value: &str) -> Result<Url, Notif
         Some(UrlProblem::Credentials) => Err(NotifyError::Setup(format!(
             "{field} must not carry a user or password: credentials come from the \
              channel's Secret"
+        ))),
+        Some(UrlProblem::Metadata) => Err(NotifyError::Setup(format!(
+            "{field} points at a link-local or instance-metadata address: no alert is sent \
+             there"
         ))),
         Some(UrlProblem::PlainHttp | UrlProblem::NotHttps) => {
             let given = match url.host_str() {
@@ -196,6 +273,37 @@ pub async fn check(
         retry_after,
         detail: shorten(body.trim()),
     })
+}
+
+/// The longest reason shown for an error answer.
+const REASON_LIMIT: usize = 160;
+
+/// A short, sanitised reason from a service's error text: the service's own words
+/// (a Slack error token, a message a channel took out of the service's JSON), on one
+/// line, URLs cut to their host, at most [`REASON_LIMIT`] characters; markup (a CDN's
+/// error page) or a raw JSON or XML document is no reason and is left out whole.
+pub fn reason(text: &str) -> String {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    let markup = ["<html", "<!doctype", "<body", "<head", "</", "<?xml"]
+        .iter()
+        .any(|tag| lower.contains(tag));
+    let document = text.starts_with('{') || text.starts_with('[');
+    if text.is_empty() || markup || document {
+        return String::new();
+    }
+    let words: Vec<String> = shorten(text)
+        .split_whitespace()
+        .map(|word| match word.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let host = host.rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}")
+            }
+            None => word.to_string(),
+        })
+        .collect();
+    cut(&words.join(" "), REASON_LIMIT)
 }
 
 /// A service's text for an error message: on one line, at most [`DETAIL_LIMIT`]
@@ -332,5 +440,81 @@ mod tests {
             endpoint(&site, &["rest", "api", "2", "issue", "SEC 1", "comment"]).as_str(),
             "https://jira.example.com/jira/rest/api/2/issue/SEC%201/comment"
         );
+    }
+
+    #[test]
+    fn metadata_addresses_and_names_are_refused_even_over_https() {
+        let problem = |text: &str| url_problem(&Url::parse(text).unwrap());
+        for bad in [
+            "https://169.254.169.254/latest/meta-data/",
+            "http://169.254.170.2/v2/credentials",
+            "https://[fd00:ec2::254]/latest",
+            "https://[fe80::1]:8443/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://instance-data/latest",
+            "https://INSTANCE-DATA.ec2.internal./x",
+            "https://metadata.google.internal/computeMetadata/v1/",
+            // The URL parser normalises another spelling of 169.254.169.254.
+            "https://2852039166/",
+        ] {
+            assert_eq!(problem(bad), Some(UrlProblem::Metadata), "{bad}");
+        }
+        for good in [
+            "https://instance-data-store.example.com/",
+            "https://metadata.example.com/",
+            "https://169.255.0.1/",
+        ] {
+            assert_eq!(problem(good), None, "{good}");
+        }
+        assert_eq!(
+            refusal(service_url(
+                "jira.url",
+                "https://x",
+                "https://169.254.169.254/"
+            )),
+            "jira.url points at a link-local or instance-metadata address: no alert is sent \
+             there"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_never_hands_out_a_metadata_address() {
+        use reqwest::dns::Resolve;
+        let resolve = |host: &str| NoMetadataResolver.resolve(host.parse().unwrap());
+        let refused = match resolve("169.254.169.254").await {
+            Ok(_) => panic!("a metadata address was resolved"),
+            Err(error) => error.to_string(),
+        };
+        assert_eq!(
+            refused,
+            "169.254.169.254 resolves only to link-local or instance-metadata addresses: no \
+             alert is sent there"
+        );
+        let found: Vec<_> = resolve("127.0.0.1").await.unwrap().collect();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].ip().is_loopback());
+    }
+
+    #[test]
+    fn a_reason_is_the_services_words_never_a_page_or_document() {
+        assert_eq!(reason("invalid_token"), "invalid_token");
+        assert_eq!(
+            reason("  channel_not_found\n(retry later) "),
+            "channel_not_found (retry later)"
+        );
+        assert_eq!(
+            reason("<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"),
+            ""
+        );
+        assert_eq!(reason("<html>\n<head><title>503</title></head>"), "");
+        assert_eq!(reason(r#"{"errors":["x"],"secret":"abc"}"#), "");
+        assert_eq!(reason("<?xml version=\"1.0\"?><Error/>"), "");
+        assert_eq!(
+            reason("see https://user:pw@status.example.com/incidents/42?token=abc for details"),
+            "see https://status.example.com for details"
+        );
+        let long = reason(&"word ".repeat(200));
+        assert_eq!(long.chars().count(), REASON_LIMIT);
+        assert!(long.ends_with('…'));
     }
 }

@@ -108,11 +108,14 @@ pub enum NotifyError {
     Setup(String),
 }
 
+/// The service's reason as the status, events and output show it: a short sanitised
+/// reason (an error page or a raw document is left out: never a response body).
 fn detail_suffix(detail: &str) -> String {
-    if detail.is_empty() {
+    let reason = http::reason(detail);
+    if reason.is_empty() {
         String::new()
     } else {
-        format!(": {detail}")
+        format!(": {reason}")
     }
 }
 

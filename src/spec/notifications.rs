@@ -187,6 +187,7 @@ pub struct PagerDutySpec {
     /// EU accounts use `https://events.eu.pagerduty.com/v2/enqueue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new(METADATA_RULE).message(METADATA_MESSAGE))]
     #[x_kube(validation = Rule::new(URL_RULE).message("eventsUrl must be an https:// URL (http:// only to 127.0.0.1 or localhost)"))]
     pub events_url: Option<String>,
 }
@@ -200,6 +201,7 @@ pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue"
 pub struct JiraSpec {
     /// The site, such as `https://example.atlassian.net`.
     #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(METADATA_RULE).message(METADATA_MESSAGE))]
     #[x_kube(validation = Rule::new(URL_RULE).message("jira.url must be an https:// URL such as https://example.atlassian.net (http:// only to 127.0.0.1 or localhost)"))]
     pub url: String,
     /// The project key, such as `SEC`.
@@ -225,6 +227,7 @@ fn default_issue_type() -> String {
 pub struct ServiceNowSpec {
     /// The instance, such as `https://example.service-now.com`.
     #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(METADATA_RULE).message(METADATA_MESSAGE))]
     #[x_kube(validation = Rule::new(URL_RULE).message("serviceNow.instanceUrl must be an https:// URL such as https://example.service-now.com (http:// only to 127.0.0.1 or localhost)"))]
     pub instance_url: String,
     /// A Secret with the keys `user` and `password`.
@@ -234,6 +237,10 @@ pub struct ServiceNowSpec {
 /// An https URL, or http to this machine (a local relay, the tests): a credential
 /// never crosses a network in clear text.
 pub const URL_RULE: &str = r"self.matches('^https://[^/?#@\\s]+') || self.matches('^http://(127[.]0[.]0[.]1|localhost|\\[::1\\])(:[0-9]+)?(/|$)')";
+/// Not a link-local or instance-metadata host, where the operator's own credentials
+/// can be read (the controller checks resolved addresses too).
+pub const METADATA_RULE: &str = r"!self.lowerAscii().matches('^https?://(169[.]254[.]|\\[(fe[89ab][0-9a-f]:|fd00:ec2::254\\])|(instance-data([.]ec2[.]internal)?|metadata|metadata[.]google[.]internal)[.]?(:|/|$))')";
+const METADATA_MESSAGE: &str = "a channel URL must not point at a link-local or instance-metadata address such as 169.254.169.254";
 /// A Kubernetes object name (DNS subdomain).
 const SECRET_NAME_RULE: &str = "self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')";
 const SECRET_NAME_MESSAGE: &str =
@@ -663,6 +670,10 @@ pub fn check_url(text: &str) -> Result<reqwest::Url, String> {
             "{text:?} uses plain http: use https:// (plain http is allowed only to 127.0.0.1 or localhost), so credentials never cross a network in clear text"
         )),
         Some(UrlProblem::NotHttps) => Err(format!("{text:?} is not an https:// URL")),
+        Some(UrlProblem::Metadata) => Err(format!(
+            "{text:?} points at a link-local or instance-metadata address (such as \
+             169.254.169.254): alerts are never sent there"
+        )),
     }
 }
 

@@ -1195,6 +1195,17 @@ mod tests {
             problems(&complete_with(from, "        url: http://127.0.0.1:8080\n")),
             Vec::<String>::new()
         );
+        assert_eq!(
+            problems(&complete_with(
+                from,
+                "        url: https://169.254.169.254/latest/meta-data/\n"
+            )),
+            [
+                "spec.notifications[2].jira.url: \"https://169.254.169.254/latest/meta-data/\" \
+                 points at a link-local or instance-metadata address (such as 169.254.169.254): \
+                 alerts are never sent there"
+            ]
+        );
         let events = "        eventsUrl: https://events.eu.pagerduty.com/v2/enqueue\n";
         assert_eq!(
             problems(&complete_with(events, "        eventsUrl: ftp://events\n")),
