@@ -39,6 +39,46 @@ fn invalid_policy_exits_with_2_and_names_the_field_and_the_fix() {
 }
 
 #[test]
+fn a_world_equivalent_trusted_set_exits_with_2_naming_the_field_and_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (trusted, family, bound) in [
+        ("0.0.0.0/1, 128.0.0.0/1", "IPv4", "/8"),
+        ("\"2000::/4\", \"3000::/4\"", "IPv6", "/16"),
+    ] {
+        let policy = policy_file(&dir, "us-east-1", "Enforce", trusted);
+        let output = command(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+            &["remediate", "--policy", &policy],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(status(&output), 2, "{trusted}: {}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("spec.trustedCidrs:"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("trusted {family} ranges hold"))
+                && stderr.contains(&format!("more than a {bound}")),
+            "{stderr}"
+        );
+    }
+    let mapped = policy_file(&dir, "us-east-1", "Enforce", "\"::ffff:10.0.0.0/104\"");
+    let output = command(
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        &["audit", "--policy", &mapped],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(status(&output), 2);
+    assert!(
+        text(&output.stderr).contains("IPv4-mapped"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
 fn misspelt_mode_and_missing_file_and_unknown_flag_exit_with_2() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(&dir, "us-east-1", "Enforced", "10.0.0.0/8");

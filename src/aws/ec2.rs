@@ -180,7 +180,7 @@ impl Ec2 {
         change: &ChangeSet,
     ) -> Result<Vec<RuleId>, Ec2Error> {
         let mut ids = Vec::new();
-        for auth in &change.authorize {
+        for (done, auth) in change.authorize.iter().enumerate() {
             match self
                 .send_authorize(group, std::slice::from_ref(auth), &change.owner)
                 .await
@@ -188,8 +188,10 @@ impl Ec2 {
                 Ok(created) => ids.extend(created),
                 Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
                 Err(source) => {
-                    return Err(Ec2Error::Authorize {
+                    return Err(Ec2Error::AuthorizePartly {
                         group: group.clone(),
+                        done,
+                        of: change.authorize.len(),
                         source,
                     });
                 }
@@ -399,13 +401,15 @@ impl SecurityGroups for Ec2 {
             // A rule is already gone, and a non-default VPC then refuses the whole
             // call: revoke the rest one by one.
             Err(e) if is_gone(&e) => {
-                for rule in rules {
+                for (done, rule) in rules.iter().enumerate() {
                     match self.send_revoke(group, std::slice::from_ref(rule)).await {
                         Ok(()) => {}
                         Err(e) if is_gone(&e) => {}
                         Err(source) => {
-                            return Err(Ec2Error::Revoke {
+                            return Err(Ec2Error::RevokePartly {
                                 group: group.clone(),
+                                done,
+                                of: rules.len(),
                                 source,
                             });
                         }

@@ -337,9 +337,27 @@ pub enum Ec2Error {
         #[source]
         source: AwsError,
     },
+    /// A one-by-one fallback stopped part-way: the rules it did change stay pending
+    /// in the change record, settled against AWS by the next pass.
+    #[error("failed to authorize ingress in {group} after adding {done} of {of} rules one by one")]
+    AuthorizePartly {
+        group: SecurityGroupId,
+        done: usize,
+        of: usize,
+        #[source]
+        source: AwsError,
+    },
     #[error("failed to revoke ingress rules in {group}")]
     Revoke {
         group: SecurityGroupId,
+        #[source]
+        source: AwsError,
+    },
+    #[error("failed to revoke ingress rules in {group} after revoking {done} of {of} one by one")]
+    RevokePartly {
+        group: SecurityGroupId,
+        done: usize,
+        of: usize,
         #[source]
         source: AwsError,
     },
@@ -366,7 +384,9 @@ impl Ec2Error {
             | Ec2Error::Remember { source, .. }
             | Ec2Error::Forget { source, .. }
             | Ec2Error::Authorize { source, .. }
+            | Ec2Error::AuthorizePartly { source, .. }
             | Ec2Error::Revoke { source, .. }
+            | Ec2Error::RevokePartly { source, .. }
             | Ec2Error::Restore { source, .. } => source,
         }
     }

@@ -9,6 +9,7 @@ pub mod channel_checks;
 pub mod cli;
 pub mod findings;
 pub mod mock_api;
+pub mod proxy;
 pub mod receiver;
 
 #[allow(unused_imports)]
@@ -281,6 +282,64 @@ impl World {
             .collect();
         lines.sort();
         lines
+    }
+
+    /// The group's ingress as sorted lines `tcp 22-22 10.0.0.0/8 by default/a`: the
+    /// owner is the operator's ownership tag (none for a rule a person added).
+    pub async fn owners(&self, group: &str) -> Vec<String> {
+        let rules = self
+            .ec2
+            .describe_security_group_rules()
+            .filters(Filter::builder().name("group-id").values(group).build())
+            .send()
+            .await
+            .expect("describe rules");
+        let mut lines: Vec<String> = rules
+            .security_group_rules()
+            .iter()
+            .filter(|r| r.is_egress() == Some(false))
+            .map(|r| {
+                let source = r
+                    .cidr_ipv4()
+                    .or(r.cidr_ipv6())
+                    .or(r.prefix_list_id())
+                    .unwrap_or_default();
+                let owner = r
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("guardduty-operator/managed-by"))
+                    .and_then(|t| t.value())
+                    .map(|o| format!(" by {o}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}-{} {source}{owner}",
+                    r.ip_protocol().unwrap_or_default(),
+                    r.from_port().unwrap_or(-1),
+                    r.to_port().unwrap_or(-1),
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// The group's watch tags: owner → value (`tcp:22 udp:3389`).
+    pub async fn watches(&self, group: &str) -> std::collections::BTreeMap<String, String> {
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .group_ids(group)
+            .send()
+            .await
+            .expect("describe the group");
+        groups.security_groups()[0]
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                let owner = t.key()?.strip_prefix("guardduty-operator/watch/")?;
+                Some((owner.to_string(), t.value().unwrap_or_default().to_string()))
+            })
+            .collect()
     }
 
     /// Stores findings in the emulator, in this world's region (the emulator serves a
