@@ -352,6 +352,47 @@ async fn an_invalid_policy_gets_ready_false_invalid_spec_and_waits_for_a_change(
     verify(server, ctx).await;
 }
 
+#[tokio::test]
+async fn a_policy_outside_the_allowed_namespaces_gets_ready_false_and_nothing_in_aws() {
+    // Not even a finalizer: the policy carries no authority here.
+    let outside = policy(json!({
+        "trustedCidrs": ["10.0.0.0/8"],
+        "remediation": {"mode": "Enforce"},
+    }));
+    let (client, handle) = mock_client();
+    let allowed = guardduty_operator::controller::reconcile::AllowedNamespaces::from_flags(
+        &["guardduty-operator".to_string(), "platform".to_string()],
+        "unused",
+    );
+    let ctx = Arc::new(Context::new(client, NoAws).allowing(allowed));
+    let server = serve(
+        handle,
+        vec![
+            status_patch(
+                |body| {
+                    let ready = condition(&body["status"], "Ready");
+                    assert_eq!(ready["status"], "False", "{ready:#}");
+                    assert_eq!(ready["reason"], "NamespaceNotAllowed", "{ready:#}");
+                    let message = ready["message"].as_str().unwrap();
+                    assert!(
+                        message.contains("namespace security")
+                            && message.contains("guardduty-operator, platform")
+                            && message.contains("policyNamespaces"),
+                        "{message}"
+                    );
+                },
+                outside.to_json(),
+            ),
+            event("NamespaceNotAllowed", "Warning"),
+        ],
+    );
+
+    let action = reconciled(outside, &ctx).await.unwrap();
+
+    assert_eq!(action, Action::await_change());
+    verify(server, ctx).await;
+}
+
 /// Reconciles `policy`, failing at once if any request reaches the API server.
 async fn reconcile_expecting_no_request(
     policy: GuardDutyPolicy,
@@ -884,6 +925,97 @@ mod in_memory {
         assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
         drop(ctx);
         assert_no_request(&mut handle).await;
+        assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_status_patch_after_aws_changed_loses_neither_the_record_nor_the_pass() {
+        let aws = open_ssh_account();
+        let (ctx, handle) = mock_context(aws.clone());
+        let policy = memory_policy(json!({}));
+        let unavailable = json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "etcdserver: request timed out", "reason": "InternalError", "code": 500,
+        });
+        let server = serve(
+            handle,
+            vec![
+                intent_patch(policy.to_json()),
+                status_patch(|_| {}, unavailable).status(500),
+            ],
+        );
+        let failed = reconciled(policy.clone(), &ctx).await;
+        assert!(failed.is_err(), "the failed patch is an error: {failed:?}");
+        let (handle, _) = served(server).await;
+        assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+
+        // The retry finds the object without that status: the pass it runs has
+        // nothing to change, and the status it writes still records the changes.
+        let server = serve(
+            handle,
+            vec![status_patch(
+                |body| {
+                    let changes = &body["status"]["changes"];
+                    assert_eq!(
+                        changes["added"].as_array().map(Vec::len),
+                        Some(1),
+                        "{changes:#}"
+                    );
+                    assert_eq!(changes["added"][0]["cidr"], "10.0.0.0/8");
+                    assert_eq!(changes["revoked"].as_array().map(Vec::len), Some(1));
+                    assert_eq!(changes["revoked"][0]["cidr"], "0.0.0.0/0");
+                    assert_eq!(changes["pending"], Value::Null, "{changes:#}");
+                },
+                policy.to_json(),
+            )],
+        );
+        reconciled(policy, &ctx).await.unwrap();
+        verify(server, ctx).await;
+    }
+
+    #[tokio::test]
+    async fn an_operator_restarted_mid_pass_settles_the_intent_it_wrote() {
+        let aws = open_ssh_account();
+        let (ctx, handle) = mock_context(aws.clone());
+        let policy = memory_policy(json!({}));
+        let unavailable = json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "the lease was lost", "reason": "InternalError", "code": 500,
+        });
+        let server = serve(
+            handle,
+            vec![
+                intent_patch(policy.to_json()),
+                status_patch(|_| {}, unavailable).status(500),
+            ],
+        );
+        assert!(reconciled(policy.clone(), &ctx).await.is_err());
+        let (handle, bodies) = served(server).await;
+        drop(handle);
+        drop(ctx);
+
+        // A new replica: no memory of the pass, only the intent on the object.
+        let (ctx, handle) = mock_context(aws.clone());
+        let observed = policy.clone().with_status(bodies[0]["status"].clone());
+        let server = serve(
+            handle,
+            vec![status_patch(
+                |body| {
+                    let changes = &body["status"]["changes"];
+                    assert_eq!(changes["pending"], Value::Null, "{changes:#}");
+                    let added = changes["added"].as_array().unwrap();
+                    assert_eq!(added.len(), 1, "{changes:#}");
+                    assert!(
+                        added[0]["ruleId"].is_string(),
+                        "found on AWS by its ownership tag: {changes:#}"
+                    );
+                    assert_eq!(changes["revoked"][0]["cidr"], "0.0.0.0/0");
+                },
+                policy.to_json(),
+            )],
+        );
+        reconciled(observed, &ctx).await.unwrap();
+        verify(server, ctx).await;
         assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
     }
 

@@ -355,3 +355,62 @@ async fn a_one_by_one_fallback_stopped_part_way_is_recorded_and_settled_next_run
     );
     assert_eq!(changes["revoked"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn a_second_run_on_the_same_state_file_waits_then_exits_2_and_the_finding_is_alerted_once() {
+    let world = World::new("cn-northwest-1").await;
+    let web = world.group("web", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let instance = world.instance(&[&web]).await;
+    world.post(vec![port_probe(
+        "fa000000000000000000000000000030",
+        8.0,
+        &instance,
+        &[&web],
+        &[22],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let slack = Receiver::start(vec![Answer::new(200, "ok")]).await;
+    let secrets = secrets_dir(&dir, &slack);
+    let policy = policy_file(&dir, "locked", &world.region, "10.0.0.0/8");
+    let state_path = dir.path().join("state.json").to_string_lossy().into_owned();
+
+    // The first run is stopped in the middle of its pass, holding the lock.
+    let proxy = Proxy::start(&moto_url()).await;
+    proxy.fault("AuthorizeSecurityGroupIngress", 0, usize::MAX, Fault::Hold);
+    let mut first = remediate(&proxy.url, &world, &policy, &state_path, &secrets)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the first run");
+    proxy.until_held(Duration::from_secs(60)).await;
+
+    let mut second = remediate(&moto_url(), &world, &policy, &state_path, &secrets);
+    second.args(["--lock-timeout", "1"]);
+    let output = run(second).await;
+    assert_eq!(status(&output), 2, "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("another run holds the state file") && stderr.contains("--lock-timeout"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "the second run did no pass");
+    assert!(slack.received().is_empty());
+    assert_eq!(world.ingress(&web).await, ["tcp 22-22 0.0.0.0/0"]);
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let output = run(remediate(
+        &moto_url(),
+        &world,
+        &policy,
+        &state_path,
+        &secrets,
+    ))
+    .await;
+    assert_eq!(status(&output), 0, "{}", text(&output.stderr));
+    assert_eq!(
+        world.owners(&web).await,
+        ["tcp 22-22 10.0.0.0/8 by default/locked"]
+    );
+    assert_eq!(slack.received().len(), 1, "alerted once");
+}

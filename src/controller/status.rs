@@ -1680,6 +1680,27 @@ mod tests {
     }
 
     #[test]
+    fn a_withheld_alert_makes_notifications_delivered_false_record_full() {
+        let report = World::open_ssh(1).enforced();
+        let mut notify = notified(&[]);
+        notify.withheld.insert("oncall".into(), 2);
+        let status = with_alerts(&report, &notify);
+        assert_eq!(
+            state(&status, NOTIFICATIONS_DELIVERED),
+            ("False", "RecordFull")
+        );
+        assert_eq!(
+            condition(&status, NOTIFICATIONS_DELIVERED).message,
+            format!(
+                "2 alerts withheld: the alert record of oncall is full of findings at least as \
+                 severe (at most {} entries); they go out as findings are resolved",
+                crate::spec::MAX_ALERT_RECORD
+            )
+        );
+        assert_eq!(state(&status, READY).0, "False");
+    }
+
+    #[test]
     fn a_failed_channel_makes_notifications_delivered_and_ready_false_naming_it() {
         let report = World::open_ssh(1).enforced();
         let notify = notified(&[("chat", "Slack answered HTTP 500: rollup_error")]);
