@@ -2,8 +2,11 @@
 //! counts (describes batched across groups, run concurrently), and the mutating
 //! calls, each once per group: authorize (tagged as the operator's), revoke, and
 //! restore (untagged: rules put back as they were by `deletionPolicy: Revert`).
+//! Every request, each page and each one-by-one retry included, first takes a token
+//! of its kind from the account-region's [`Pacer`], when the adapter has one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -12,6 +15,7 @@ use aws_sdk_ec2::types::{
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
 
+use super::pace::{PacedPages, Pacer};
 use super::{CONCURRENCY, aws_error};
 use crate::domain::cidr::{Cidr, Family};
 use crate::domain::ids::{InstanceId, RuleId, SecurityGroupId};
@@ -36,11 +40,40 @@ const PAGE: i32 = 1000;
 #[derive(Debug, Clone)]
 pub struct Ec2 {
     client: Client,
+    /// The buckets of the client's account-region; `None`: calls go unpaced.
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl Ec2 {
+    /// An adapter whose calls are not paced: for emulators, tests and benchmarks,
+    /// where no account's throttling is at stake. Real accounts: [`Ec2::paced`].
     pub fn new(client: Client) -> Self {
-        Ec2 { client }
+        Ec2 {
+            client,
+            pacer: None,
+        }
+    }
+
+    /// An adapter that takes a token from `pacer` before every call: the pacer of
+    /// the client's account and region, shared by all its clients
+    /// ([`super::pace::Pacers::for_account_region`]).
+    pub fn paced(client: Client, pacer: Arc<Pacer>) -> Self {
+        Ec2 {
+            client,
+            pacer: Some(pacer),
+        }
+    }
+
+    /// Waits for a mutating token, when paced; right before the call is sent.
+    async fn before_mutating(&self) {
+        if let Some(pacer) = &self.pacer {
+            pacer.mutating().await;
+        }
+    }
+
+    /// Paces the pages of one describe: a describe token before each page.
+    fn paced_pages(&self) -> PacedPages<'_> {
+        PacedPages::new(self.pacer.as_deref())
     }
 
     async fn rules(&self, filter: Filter) -> Result<Vec<SecurityGroupRule>, Ec2Error> {
@@ -52,7 +85,8 @@ impl Ec2 {
             .max_results(PAGE)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        let mut paced = self.paced_pages();
+        while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(|e| Ec2Error::DescribeRules(aws_error(e)))?;
             rules.extend(page.security_group_rules().iter().cloned());
         }
@@ -72,7 +106,8 @@ impl Ec2 {
             .max_results(PAGE)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        let mut paced = self.paced_pages();
+        while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(|e| Ec2Error::DescribeInterfaces(aws_error(e)))?;
             for eni in page.network_interfaces() {
                 for group in eni.groups() {
@@ -97,7 +132,8 @@ impl Ec2 {
                 .max_results(PAGE)
                 .into_paginator()
                 .send();
-            while let Some(page) = pages.next().await {
+            let mut paced = self.paced_pages();
+            while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
                 let page = page.map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))?;
                 groups.extend(page.security_groups().iter().cloned());
             }
@@ -147,7 +183,8 @@ impl Ec2 {
             .max_results(PAGE)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        let mut paced = self.paced_pages();
+        while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(|e| Ec2Error::DescribeInstances(aws_error(e)))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                 let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) else {
@@ -206,6 +243,7 @@ impl Ec2 {
         rules: &[Authorization],
         owner: &str,
     ) -> Result<Vec<RuleId>, AwsError> {
+        self.before_mutating().await;
         let output = self
             .client
             .authorize_security_group_ingress()
@@ -240,7 +278,8 @@ impl Ec2 {
             .max_results(100)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        let mut paced = self.paced_pages();
+        while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(aws_error)?;
             entries.extend(
                 page.entries()
@@ -258,6 +297,7 @@ impl Ec2 {
         group: &SecurityGroupId,
         rules: &[Restoration],
     ) -> Result<(), AwsError> {
+        self.before_mutating().await;
         self.client
             .authorize_security_group_ingress()
             .group_id(group.as_str())
@@ -269,6 +309,7 @@ impl Ec2 {
     }
 
     async fn send_revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), AwsError> {
+        self.before_mutating().await;
         self.client
             .revoke_security_group_ingress()
             .group_id(group.as_str())
@@ -305,7 +346,8 @@ impl SecurityGroups for Ec2 {
             .max_results(PAGE)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        let mut paced = self.paced_pages();
+        while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(|e| Ec2Error::DescribeWatched(aws_error(e)))?;
             ids.extend(
                 page.security_groups()
@@ -337,6 +379,7 @@ impl SecurityGroups for Ec2 {
         groups: &[SecurityGroupId],
     ) -> Result<(), Ec2Error> {
         for batch in groups.chunks(TAG_BATCH) {
+            self.before_mutating().await;
             self.client
                 .create_tags()
                 .set_resources(Some(batch.iter().map(ToString::to_string).collect()))
@@ -353,6 +396,7 @@ impl SecurityGroups for Ec2 {
 
     async fn forget(&self, owner: &str, groups: &[SecurityGroupId]) -> Result<(), Ec2Error> {
         for batch in groups.chunks(TAG_BATCH) {
+            self.before_mutating().await;
             self.client
                 .delete_tags()
                 .set_resources(Some(batch.iter().map(ToString::to_string).collect()))
