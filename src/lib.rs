@@ -28,6 +28,7 @@
 pub mod aws;
 pub mod cli;
 pub mod controller;
+pub mod events;
 pub use guardduty_core as domain;
 pub mod notify;
 pub mod pass;

@@ -294,6 +294,8 @@ async fn each_channel_hears_its_findings_once_and_again_when_the_operator_acts()
             "finding": HIGH_PROBE,
             "type": "Recon:EC2/PortProbeUnprotectedPort",
             "severity": 8.0,
+            "account": ACCOUNT,
+            "region": scene.world.region,
             "response": "closed"
         }])
     );

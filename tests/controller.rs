@@ -12,8 +12,6 @@ use crate::common::mock_api::{
 };
 use crate::common::receiver::{Answer, Receiver};
 use crate::common::*;
-use guardduty_operator::aws::ApiCallCounter;
-use guardduty_operator::aws::clients::alert_clients;
 use guardduty_operator::aws::ec2::Ec2;
 use guardduty_operator::aws::guardduty::GuardDuty;
 use guardduty_operator::controller::reconcile::{Context, FIELD_MANAGER, FINALIZER, reconcile};
@@ -185,46 +183,6 @@ impl AwsFactory for NoAws {
     }
 }
 
-/// The world's moto EC2 and GuardDuty emulator, for its region only.
-struct WorldAws {
-    region: String,
-    config: aws_config::SdkConfig,
-    guardduty_url: String,
-}
-
-impl WorldAws {
-    fn of(world: &World) -> WorldAws {
-        WorldAws {
-            region: world.region.clone(),
-            config: world.config.clone(),
-            guardduty_url: world.guardduty_url.clone(),
-        }
-    }
-}
-
-impl AwsFactory for WorldAws {
-    type Findings = GuardDuty;
-    type Ec2 = Ec2;
-
-    async fn clients(
-        &self,
-        region: Option<&str>,
-    ) -> Result<AwsClients<GuardDuty, Ec2>, AwsSetupError> {
-        assert_eq!(region, Some(self.region.as_str()), "the policy's region");
-        Ok(AwsClients {
-            guardduty: GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
-                aws_sdk_guardduty::config::Builder::from(&self.config)
-                    .endpoint_url(&self.guardduty_url)
-                    .build(),
-            )),
-            ec2: Ec2::new(aws_sdk_ec2::Client::new(&self.config)),
-            account_id: Some(ACCOUNT.to_string()),
-            region: self.region.clone(),
-            alerts: alert_clients(&self.config, &ApiCallCounter::default()),
-        })
-    }
-}
-
 /// A world-open SSH group behind an instance with a port-probe finding on port 22.
 async fn world_open_ssh(world: &World) -> String {
     let group = world.group("ssh", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
@@ -293,7 +251,7 @@ async fn an_enforced_policy_converges_the_group_and_applies_a_ready_status() {
     let world = World::new("ap-south-1").await;
     let group = world_open_ssh(&world).await;
     let policy = enforce_policy(&world.region);
-    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let (ctx, handle) = mock_context(WorldAws::of(&[&world]));
     let reply = policy.to_json();
     let server = serve(
         handle,
@@ -415,7 +373,7 @@ async fn a_quiet_pass_sends_nothing_to_the_api_server() {
     let world = World::new("ap-northeast-2").await;
     let group = world_open_ssh(&world).await;
     let policy = enforce_policy(&world.region);
-    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let (ctx, handle) = mock_context(WorldAws::of(&[&world]));
     // The pass that changes the group.
     let server = serve(
         handle,
@@ -443,7 +401,7 @@ async fn a_quiet_pass_sends_nothing_to_the_api_server() {
 
     // A quiet pass when it is due (here: a fresh controller), with that status on the
     // object: not a single request.
-    let (ctx, mut handle) = mock_context(WorldAws::of(&world));
+    let (ctx, mut handle) = mock_context(WorldAws::of(&[&world]));
     let action = reconcile_expecting_no_request(observed, &ctx, &mut handle).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
     drop(ctx);
@@ -495,7 +453,7 @@ async fn deleting_a_reverted_policy_restores_the_group_before_the_finalizer_goes
         "deletionPolicy": "Revert",
     }))
     .finalized();
-    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let (ctx, handle) = mock_context(WorldAws::of(&[&world]));
     // The pass converges the group and records what it changed on the status.
     let server = serve(
         handle,
@@ -678,7 +636,7 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
     world_open_ssh(&world).await;
     let slack = Receiver::start(vec![Answer::new(200, "ok")]).await;
     let policy = alerting_policy(&world.region);
-    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let (ctx, handle) = mock_context(WorldAws::of(&[&world]));
     let server = serve(
         handle,
         vec![
@@ -700,6 +658,8 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
                             "severity": 5.0,
                             "response": "closed",
                             "since": status["alerts"]["delivered"][0]["since"],
+                            "account": ACCOUNT,
+                            "region": "ap-southeast-3",
                         }])
                     );
                     assert!(!status.to_string().contains("CONTROLLERSECRET"));
@@ -725,7 +685,7 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
     // been rotated) and sends nothing else: no alert, no patch, no event.
     drop(handle);
     let observed = policy.with_status(bodies[2]["status"].clone());
-    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let (ctx, handle) = mock_context(WorldAws::of(&[&world]));
     let server = serve(handle, vec![slack_secret(&slack)]);
     let action = reconciled(observed, &ctx).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(5 * 60)));
@@ -739,7 +699,7 @@ async fn a_failing_channel_shows_on_the_status_and_in_one_event_and_remediation_
     let group = world_open_ssh(&world).await;
     let slack = Receiver::start(vec![Answer::new(403, "action_prohibited")]).await;
     let policy = alerting_policy(&world.region);
-    let (ctx, handle) = mock_context(WorldAws::of(&world));
+    let (ctx, handle) = mock_context(WorldAws::of(&[&world]));
     let server = serve(
         handle,
         vec![
@@ -1017,6 +977,95 @@ mod in_memory {
         reconciled(observed, &ctx).await.unwrap();
         verify(server, ctx).await;
         assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+    }
+
+    /// Routes every event to the policy `security/web`.
+    struct ToWeb;
+
+    impl guardduty_operator::events::Router for ToWeb {
+        fn selecting(&self, _: &Finding) -> Vec<String> {
+            vec![format!("{NAMESPACE}/{NAME}")]
+        }
+        fn wake(&self, _: &str) {}
+    }
+
+    #[tokio::test]
+    async fn a_finding_event_makes_a_pass_of_its_finding_at_once_and_its_message_is_deleted() {
+        use guardduty_operator::events::{Inbox, Message, route};
+        // GuardDuty lists nothing: only the event tells of the finding.
+        let aws = MemoryAws::new(
+            MemoryAccount::with_groups([SecurityGroup::world_open(
+                "sg-1",
+                Traffic::Tcp(PortRange::single(22)),
+            )])
+            .with_instances([Instance {
+                id: InstanceId::parse("i-1").unwrap(),
+                state: InstanceState::Running,
+                security_groups: vec![SecurityGroupId::parse("sg-1").unwrap()],
+            }]),
+        );
+        let (inbox, mut receipts) = Inbox::new();
+        let inbox = Arc::new(inbox);
+        let (client, handle) = mock_client();
+        let ctx = Arc::new(Context::new(client, aws.clone()).with_inbox(inbox.clone()));
+        let policy = memory_policy(json!({}));
+        // The periodic pass: nothing to do, its status written.
+        let server = serve(handle, vec![status_patch(|_| {}, policy.to_json())]);
+        let periodic = reconciled(policy.clone(), &ctx).await.unwrap();
+        assert_eq!(periodic, Action::requeue(Duration::from_secs(5 * 60)));
+        let (handle, bodies) = served(server).await;
+        assert_eq!(ingress(&aws), ["0.0.0.0/0 tcp/22"]);
+
+        let finding = crate::common::findings::port_probe_finding(
+            DETECTOR,
+            "f0000000000000000000000000000e01",
+            8.0,
+            "i-1",
+            &["sg-1"],
+            &[22],
+        );
+        let message = Message {
+            id: "m-1".into(),
+            receipt: "receipt-1".into(),
+            body: json!({
+                "version": "0", "id": "ev-1", "detail-type": "GuardDuty Finding",
+                "source": "aws.guardduty", "account": ACCOUNT, "region": "us-east-1",
+                "time": "2026-12-01T10:00:00Z", "resources": [], "detail": finding,
+            })
+            .to_string(),
+        };
+        route(&message, &ToWeb, &inbox);
+        assert!(receipts.try_recv().is_err(), "not deleted before its pass");
+
+        // The next reconcile, though the periodic pass is not due: the event's pass.
+        let observed = policy.clone().with_status(bodies[0]["status"].clone());
+        let server = serve(
+            handle,
+            vec![
+                intent_patch(policy.to_json()),
+                status_patch(
+                    |body| {
+                        let status = &body["status"];
+                        assert_eq!(
+                            status["recentActions"][0]["findingId"],
+                            "f0000000000000000000000000000e01",
+                            "{status:#}"
+                        );
+                    },
+                    policy.to_json(),
+                ),
+                event("RuleRevoked", "Normal"),
+            ],
+        );
+        let action = reconciled(observed, &ctx).await.unwrap();
+        verify(server, ctx).await;
+        assert_eq!(ingress(&aws), ["10.0.0.0/8 tcp/22 [managed]"]);
+        assert_eq!(receipts.try_recv().unwrap(), "receipt-1");
+        assert_ne!(
+            action,
+            Action::requeue(Duration::from_secs(5 * 60)),
+            "the periodic pass keeps its time"
+        );
     }
 
     #[tokio::test]

@@ -195,7 +195,7 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
         }
     });
     assert_eq!(problems, Vec::<String>::new());
-    assert_eq!(rules, 39, "every rule of src/spec/, and no other");
+    assert_eq!(rules, 48, "every rule of src/spec/, and no other");
     let mut errors = Vec::new();
     collect_compilation_errors(&compiled, &mut errors);
     assert_eq!(errors, Vec::<String>::new());
@@ -828,4 +828,94 @@ fn the_chart_ships_the_same_crd_as_crds() {
         std::fs::read_to_string(chart_copy).unwrap() == std::fs::read_to_string(CRD_FILE).unwrap(),
         "{chart_copy} differs from {CRD_FILE}: copy it (cp {CRD_FILE} {chart_copy})"
     );
+}
+
+/// The complete fixture with `region` out and `regions` set.
+fn with_regions(regions: Value) -> Value {
+    let mut object = complete();
+    let spec = object["spec"].as_object_mut().unwrap();
+    spec.remove("region");
+    spec.remove("detectorId");
+    spec.insert("regions".into(), regions);
+    object
+}
+
+#[test]
+fn regions_are_region_codes_listed_once_and_exclusive_with_region() {
+    assert_eq!(
+        refusals(&with_regions(json!(["us-east-1", "eu-west-1"]))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        refusals(&with_regions(json!(["us-east-1", "us-east-1"]))),
+        ["spec.regions: regions must not list a region twice"]
+    );
+    assert_eq!(
+        refusals(&with_regions(json!(["us-east"]))),
+        ["spec.regions: each of regions must be an AWS region code such as us-east-1 or eu-west-2"]
+    );
+    let mut both = with_regions(json!(["eu-west-1"]));
+    both["spec"]["region"] = json!("us-east-1");
+    assert_eq!(
+        refusals(&both),
+        [
+            "spec.regions: give either region or regions, not both: regions lists every region, \
+          region is the one-region shorthand"
+        ]
+    );
+    let mut detector = with_regions(json!(["us-east-1", "eu-west-1"]));
+    detector["spec"]["detectorId"] = json!("12abc34d567e8fa901bc2d34e56789f0");
+    assert_eq!(
+        refusals(&detector),
+        [
+            "spec.detectorId: detectorId names one region's detector: leave it empty when regions \
+          lists several, and the operator finds each region's detector"
+        ]
+    );
+}
+
+#[test]
+fn member_accounts_name_a_role_and_twelve_digit_accounts() {
+    assert_refused(
+        "/memberAccounts/roleName",
+        json!("arn:aws:iam::1:role/x"),
+        "spec.memberAccounts.roleName",
+        "roleName must be an IAM role name: 1 to 64 letters, digits and +=,.@_-",
+    );
+    assert_refused(
+        "/memberAccounts/accounts/0",
+        json!("12345"),
+        "spec.memberAccounts.accounts",
+        "each of accounts must be a 12-digit AWS account id",
+    );
+    assert_refused(
+        "/memberAccounts/externalId",
+        json!("a b"),
+        "spec.memberAccounts.externalId",
+        "externalId must be 2 to 1224 letters, digits and +=,.@:/_-, or empty",
+    );
+    assert_accepted(
+        "/memberAccounts/roleName",
+        json!("guardduty-operator-member"),
+    );
+    assert_accepted("/memberAccounts/externalId", json!(""));
+}
+
+#[test]
+fn the_full_resync_interval_is_a_duration_from_five_minutes_to_a_day() {
+    for bad in ["1m", "25h"] {
+        assert_refused(
+            "/fullResyncInterval",
+            json!(bad),
+            "spec.fullResyncInterval",
+            "fullResyncInterval must be from 5m to 24h",
+        );
+    }
+    assert_refused(
+        "/fullResyncInterval",
+        json!("hourly"),
+        "spec.fullResyncInterval",
+        "fullResyncInterval must be a duration such as 30m or 1h",
+    );
+    assert_accepted("/fullResyncInterval", json!("30m"));
 }

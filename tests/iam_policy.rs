@@ -8,8 +8,9 @@ use std::path::Path;
 /// Operations AWS allows without a policy statement.
 const ALWAYS_ALLOWED: [&str; 1] = ["sts:GetCallerIdentity"];
 /// Actions the calls need beyond their own name: authorize with TagSpecifications
-/// also needs CreateTags on the new rules.
-const IMPLIED: [&str; 1] = ["ec2:CreateTags"];
+/// also needs CreateTags on the new rules; member accounts' credentials come from
+/// aws-config's AssumeRoleProvider (sts:AssumeRole, see `clients::member_config`).
+const IMPLIED: [&str; 2] = ["ec2:CreateTags", "sts:AssumeRole"];
 
 fn pascal(snake: &str) -> String {
     snake
@@ -66,18 +67,28 @@ fn policy_actions() -> BTreeSet<String> {
 
 /// The adapters that call AWS: (source file, IAM service prefix, the receiver of
 /// the SDK calls). SES v2's operations are authorized by `ses:` actions.
-const ADAPTERS: [(&str, &str, &str); 5] = [
+const ADAPTERS: [(&str, &str, &str); 6] = [
     ("src/aws/ec2.rs", "ec2", "client"),
+    ("src/aws/sqs.rs", "sqs", "client"),
     ("src/aws/guardduty.rs", "guardduty", "client"),
     ("src/aws/clients.rs", "sts", "sts"),
     ("src/notify/email.rs", "ses", "client"),
     ("src/notify/sms.rs", "sns", "client"),
 ];
 
+/// Operations IAM authorizes under another action's name.
+const AUTHORIZED_AS: [(&str, &str); 1] = [("sqs:DeleteMessageBatch", "sqs:DeleteMessage")];
+
 fn called() -> BTreeSet<String> {
     ADAPTERS
         .iter()
         .flat_map(|(path, service, receiver)| operations_in(Path::new(path), service, receiver))
+        .map(|op| {
+            AUTHORIZED_AS
+                .iter()
+                .find(|(called, _)| *called == op)
+                .map_or(op.clone(), |(_, action)| action.to_string())
+        })
         .collect()
 }
 
@@ -103,6 +114,15 @@ fn every_operation_the_code_calls_is_allowed() {
 }
 
 #[test]
+fn member_roles_are_assumed_where_the_policy_says() {
+    let clients = std::fs::read_to_string("src/aws/clients.rs").unwrap();
+    assert!(
+        clients.contains("AssumeRoleProvider"),
+        "sts:AssumeRole is allowed for the member roles the clients assume"
+    );
+}
+
+#[test]
 fn the_policy_allows_nothing_the_code_does_not_call() {
     let called = called();
     let extra: Vec<String> = policy_actions()
@@ -112,5 +132,54 @@ fn the_policy_allows_nothing_the_code_does_not_call() {
     assert!(
         extra.is_empty(),
         "deploy/iam-policy.json allows more than the code calls: {extra:?}"
+    );
+}
+
+fn actions_of(path: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("the policy is JSON");
+    let mut actions = BTreeSet::new();
+    for statement in policy["Statement"].as_array().expect("statements") {
+        match &statement["Action"] {
+            serde_json::Value::String(a) => {
+                actions.insert(a.clone());
+            }
+            serde_json::Value::Array(list) => {
+                actions.extend(list.iter().map(|a| a.as_str().unwrap().to_string()));
+            }
+            other => panic!("unexpected Action {other}"),
+        }
+    }
+    actions
+}
+
+#[test]
+fn a_member_role_allows_exactly_the_ec2_actions_the_operator_uses() {
+    let operator: BTreeSet<String> = policy_actions()
+        .into_iter()
+        .filter(|a| a.starts_with("ec2:"))
+        .collect();
+    assert_eq!(
+        actions_of("deploy/member-role-permission-policy.json"),
+        operator,
+        "the member role (deploy/member-role-permission-policy.json) and the operator's EC2 \
+         permissions must stay the same"
+    );
+    let trust = actions_of("deploy/member-role-trust-policy.json");
+    assert_eq!(trust, BTreeSet::from(["sts:AssumeRole".to_string()]));
+}
+
+#[test]
+fn the_eventbridge_rule_matches_guardduty_finding_events_and_the_queue_takes_them() {
+    let text = std::fs::read_to_string("deploy/eventbridge-rule.json").unwrap();
+    let pattern: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pattern["source"], serde_json::json!(["aws.guardduty"]));
+    assert_eq!(
+        pattern["detail-type"],
+        serde_json::json!(["GuardDuty Finding"])
+    );
+    assert_eq!(
+        actions_of("deploy/sqs-queue-policy.json"),
+        BTreeSet::from(["sqs:SendMessage".to_string()])
     );
 }

@@ -7,7 +7,7 @@
 //! (resolved) when it is no longer listed. The record only moves on a delivery, so a
 //! failed alert is tried again on the next pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -398,6 +398,13 @@ pub struct Delivered {
     /// make room first when the record is full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// The finding's account and region, so that it is resolved only when its
+    /// region's findings were all read (`None`: recorded before policies covered
+    /// several regions: the policy's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// What every channel was told, keyed by channel and finding: the memory that makes
@@ -463,6 +470,8 @@ impl AlertRecord {
                 severity,
                 response: alert.response.kind(),
                 since,
+                account: Some(alert.finding.account_id.clone()),
+                region: Some(alert.finding.region.clone()),
             },
         );
     }
@@ -484,10 +493,31 @@ pub struct Seen {
 /// The pass's context for alerts about findings no longer listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
-    /// False when the findings could not be read: nothing is resolved then.
-    pub complete: bool,
+    /// The regions whose open findings the pass holds, every one: a recorded finding
+    /// of such a region that the pass does not hold is resolved. Empty when the
+    /// findings could not be read, or the pass was about a few findings (an event).
+    pub complete: BTreeSet<String>,
+    /// The account and region of a recorded finding that has none (recorded before
+    /// policies covered several regions).
     pub account_id: String,
     pub region: String,
+}
+
+impl Listing {
+    /// Every finding of `region` was read.
+    pub fn complete_in(region: &str, account_id: &str) -> Listing {
+        Listing {
+            complete: BTreeSet::from([region.to_string()]),
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+        }
+    }
+
+    /// Is the recorded finding no longer open, if the pass does not hold it?
+    fn settles(&self, recorded: &Delivered) -> bool {
+        self.complete
+            .contains(recorded.region.as_deref().unwrap_or(&self.region))
+    }
 }
 
 /// The alerts of one pass, and what was held back.
@@ -527,14 +557,10 @@ pub fn plan_alerts(
     let mut plan = AlertPlan::default();
     let listed: BTreeMap<&FindingId, &Seen> = seen.iter().map(|s| (&s.finding.id, s)).collect();
     // Entries of findings no longer listed go with their resolve: they make room.
-    let resolving = if listing.complete {
-        record
-            .entries()
-            .filter(|d| !listed.contains_key(&d.finding))
-            .count()
-    } else {
-        0
-    };
+    let resolving = record
+        .entries()
+        .filter(|d| listing.settles(d) && !listed.contains_key(&d.finding))
+        .count();
     let mut free = (limits.record_capacity + resolving).saturating_sub(record.len());
     // Listed entries that may make room for a more severe new finding: lowest
     // severity first, then the oldest.
@@ -573,34 +599,37 @@ pub fn plan_alerts(
                 evicts: None,
             });
         }
-        if listing.complete {
-            for before in record
-                .entries()
-                .filter(|d| d.channel == route.channel && !listed.contains_key(&d.finding))
-            {
-                due.push(Alert {
-                    channel: route.channel.clone(),
-                    event: AlertEvent::Resolved,
-                    finding: FindingSummary {
-                        id: before.finding.clone(),
-                        finding_type: before.finding_type.clone(),
-                        title: String::new(),
-                        severity: Severity::of_finding(before.severity).unwrap_or(Severity::MIN),
-                        account_id: listing.account_id.clone(),
-                        region: listing.region.clone(),
-                        instance: None,
-                        security_groups: Vec::new(),
-                        ports: Vec::new(),
-                        remote_ips: Vec::new(),
-                        first_seen: None,
-                        last_seen: None,
-                        count: None,
-                        sample: false,
-                    },
-                    response: Response::NoLongerListed,
-                    evicts: None,
-                });
-            }
+        for before in record.entries().filter(|d| {
+            d.channel == route.channel && listing.settles(d) && !listed.contains_key(&d.finding)
+        }) {
+            due.push(Alert {
+                channel: route.channel.clone(),
+                event: AlertEvent::Resolved,
+                finding: FindingSummary {
+                    id: before.finding.clone(),
+                    finding_type: before.finding_type.clone(),
+                    title: String::new(),
+                    severity: Severity::of_finding(before.severity).unwrap_or(Severity::MIN),
+                    account_id: before
+                        .account
+                        .clone()
+                        .unwrap_or_else(|| listing.account_id.clone()),
+                    region: before
+                        .region
+                        .clone()
+                        .unwrap_or_else(|| listing.region.clone()),
+                    instance: None,
+                    security_groups: Vec::new(),
+                    ports: Vec::new(),
+                    remote_ips: Vec::new(),
+                    first_seen: None,
+                    last_seen: None,
+                    count: None,
+                    sample: false,
+                },
+                response: Response::NoLongerListed,
+                evicts: None,
+            });
         }
         // Highest severity first; then by finding id, so the order is deterministic.
         due.sort_by(|a, b| {
@@ -706,11 +735,7 @@ mod tests {
     }
 
     fn listing() -> Listing {
-        Listing {
-            complete: true,
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-        }
+        Listing::complete_in("us-east-1", "123456789012")
     }
 
     /// Plans and delivers every alert, as a pass whose channels all work.
@@ -860,11 +885,32 @@ mod tests {
         let mut record = AlertRecord::default();
         pass(&routes, &[seen(1, 8.0, planned())], &mut record);
         let unread = Listing {
-            complete: false,
+            complete: Default::default(),
             ..listing()
         };
         let plan = plan_alerts(&routes, &[], &record, &unread, LIMITS);
         assert_eq!(plan.alerts, []);
+    }
+
+    #[test]
+    fn a_finding_is_resolved_only_when_its_own_region_was_read() {
+        let routes = [route("oncall", 1.0, &[])];
+        let mut record = AlertRecord::default();
+        let mut west = seen(2, 8.0, planned());
+        west.finding.region = "eu-west-1".into();
+        pass(&routes, &[seen(1, 8.0, planned()), west], &mut record);
+        // Only us-east-1 was read this pass, and neither finding is listed.
+        let plan = plan_alerts(&routes, &[], &record, &listing(), LIMITS);
+        let resolved: Vec<_> = plan
+            .alerts
+            .iter()
+            .map(|a| (a.finding.id.to_string(), a.finding.region.clone()))
+            .collect();
+        assert_eq!(
+            resolved,
+            [(summary(1, 8.0, "x").id.to_string(), "us-east-1".into())]
+        );
+        assert_eq!(plan.alerts[0].event, AlertEvent::Resolved);
     }
 
     #[test]

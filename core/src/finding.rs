@@ -158,6 +158,9 @@ pub enum ReportOnly {
     /// members' findings); remediating there needs a role in that account.
     #[serde(rename_all = "camelCase")]
     OtherAccount { account: String },
+    /// A member account left out of `memberAccounts.accounts`.
+    #[serde(rename_all = "camelCase")]
+    AccountNotAllowed { account: String },
     /// Remediation mode is Off.
     RemediationOff,
     /// Every port the finding names serves everyone by design
@@ -191,6 +194,11 @@ impl fmt::Display for ReportOnly {
             ReportOnly::OtherAccount { account } => write!(
                 f,
                 "belongs to account {account}, not the one of these credentials: not remediated"
+            ),
+            ReportOnly::AccountNotAllowed { account } => write!(
+                f,
+                "belongs to account {account}, which is not among memberAccounts.accounts: not \
+                 remediated"
             ),
             ReportOnly::RemediationOff => f.write_str("remediation mode is Off"),
             ReportOnly::PublicPorts { ports } => write!(

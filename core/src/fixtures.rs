@@ -43,6 +43,8 @@ impl Policy {
             ports: Default::default(),
             max_network_interfaces: DEFAULT_MAX_NETWORK_INTERFACES,
             all_traffic_rules: AllTrafficRules::Refuse,
+            member_accounts: None,
+            finding_feedback: false,
         }
     }
 
@@ -203,9 +205,21 @@ impl GroupOutcome {
 
 /// An account as one pass sees it, and the reports of passes over it: the fixture of
 /// the status, events and alerting tests.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct World {
     pub observation: Observation,
+}
+
+impl Default for World {
+    /// An empty account in us-east-1.
+    fn default() -> World {
+        World {
+            observation: Observation {
+                region: "us-east-1".into(),
+                ..Observation::default()
+            },
+        }
+    }
 }
 
 impl World {
@@ -281,15 +295,20 @@ impl World {
             .changes()
             .filter_map(|(group, change)| outcome(group, change))
             .collect();
+        let region = self.observation.region.clone();
         PassReport {
             mode: policy.mode,
-            detector: Some("d1".into()),
+            regions: vec![region.clone()],
+            detectors: [(region.clone(), "d1".to_string())].into(),
             findings: self.observation.findings.clone(),
+            listed: [(region, crate::known::Read::Full)].into(),
+            targeted: false,
             applied: policy.mode == Mode::Enforce,
             plan: Some(plan),
             outcomes,
             archived: Vec::new(),
-            failure: None,
+            feedback: Vec::new(),
+            failures: Vec::new(),
             record: Default::default(),
         }
     }
@@ -334,23 +353,32 @@ impl World {
 /// when the step comes after reading them.
 pub fn failed_at(world: &World, step: Step, category: Category) -> PassReport {
     let read = !step.reads_findings();
+    let region = world.observation.region.clone();
     PassReport {
         mode: Mode::DryRun,
-        detector: (step != Step::FindDetector).then(|| "d1".to_string()),
+        regions: vec![region.clone()],
+        detectors: if step == Step::FindDetector {
+            Default::default()
+        } else {
+            [(region.clone(), "d1".to_string())].into()
+        },
         findings: if read {
             world.observation.findings.clone()
         } else {
             Vec::new()
         },
+        listed: if read {
+            [(region.clone(), crate::known::Read::Full)].into()
+        } else {
+            Default::default()
+        },
+        targeted: false,
         plan: None,
         applied: false,
         outcomes: Vec::new(),
         archived: Vec::new(),
-        failure: Some(Failure {
-            step,
-            category,
-            error: "connection refused".into(),
-        }),
+        feedback: Vec::new(),
+        failures: vec![Failure::new(step, category, "connection refused").in_region(&region)],
         record: Default::default(),
     }
 }

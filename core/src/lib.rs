@@ -5,6 +5,7 @@
 //! adapters translate to and from these types at the edge.
 //!
 //! ```text
+//!  event (EventBridge JSON) ────────> finding
 //!  finding, policy, security_group ─> plan (every decision) ─> Plan
 //!  Plan + executor results ─────────> outcome (PassReport) ─> response (per finding)
 //!                                                            ─> record (change record, revert plan)
@@ -14,9 +15,12 @@
 pub mod address_space;
 pub mod alert;
 pub mod cidr;
+pub mod event;
 pub mod finding;
 pub mod ids;
+pub mod known;
 pub mod outcome;
+pub mod pace;
 pub mod plan;
 pub mod policy;
 pub mod record;

@@ -39,6 +39,8 @@ pub struct Observation {
     /// The account the credentials belong to; findings of other accounts are
     /// reported, never acted on. `None` when unknown (every finding is taken as ours).
     pub account_id: Option<String>,
+    /// The region the pass reads.
+    pub region: String,
     /// The findings the policy selects.
     pub findings: Vec<Finding>,
     /// The instances those findings name, as they are now.
@@ -79,8 +81,12 @@ pub fn instances_to_describe(
 fn triage_in(policy: &Policy, account_id: Option<&str>, finding: &Finding) -> Triage {
     match (triage(finding), account_id) {
         (Triage::Close { .. }, Some(ours)) if finding.account_id != ours => {
-            Triage::Report(ReportOnly::OtherAccount {
-                account: finding.account_id.clone(),
+            let account = finding.account_id.clone();
+            Triage::Report(match &policy.member_accounts {
+                Some(members) if !members.allows(&account) => {
+                    ReportOnly::AccountNotAllowed { account }
+                }
+                _ => ReportOnly::OtherAccount { account },
             })
         }
         (
@@ -444,6 +450,10 @@ pub enum Verdict {
 #[serde(rename_all = "camelCase")]
 pub struct GroupPlan {
     pub group: SecurityGroupId,
+    /// The account the group is in (`None`: the credentials' account, unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    pub region: String,
     pub name: String,
     pub vpc_id: Option<String>,
     /// How many network interfaces the change reaches.
@@ -484,6 +494,21 @@ impl Plan {
 
     pub fn group(&self, id: &SecurityGroupId) -> Option<&GroupPlan> {
         self.groups.iter().find(|g| &g.group == id)
+    }
+
+    /// The plans of several accounts and regions as one: every finding's decision,
+    /// every group (in the order of the plans).
+    pub fn merged(mode: Mode, plans: impl IntoIterator<Item = Plan>) -> Plan {
+        let mut merged = Plan {
+            mode,
+            findings: BTreeMap::new(),
+            groups: Vec::new(),
+        };
+        for plan in plans {
+            merged.findings.extend(plan.findings);
+            merged.groups.extend(plan.groups);
+        }
+        merged
     }
 }
 
@@ -596,6 +621,8 @@ pub fn plan(policy: &Policy, observed: &Observation) -> Plan {
             match observed.groups.get(&id) {
                 None => GroupPlan {
                     group: id,
+                    account: observed.account_id.clone(),
+                    region: observed.region.clone(),
                     name: String::new(),
                     vpc_id: None,
                     network_interfaces: 0,
@@ -673,6 +700,8 @@ fn plan_group(
     };
     GroupPlan {
         group: group.id.clone(),
+        account: observed.account_id.clone(),
+        region: observed.region.clone(),
         name: group.name.clone(),
         vpc_id: group.vpc_id.clone(),
         network_interfaces: group.network_interfaces,

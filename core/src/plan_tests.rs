@@ -136,6 +136,7 @@ fn observe(
 ) -> Observation {
     Observation {
         account_id: Some("123456789012".into()),
+        region: "us-east-1".into(),
         findings,
         instances: instance_groups
             .iter()
@@ -707,6 +708,42 @@ fn finding_of_another_account_is_reported_and_its_instance_not_described() {
         &FindingDecision::Report(ReportOnly::OtherAccount {
             account: "210987654321".into()
         })
+    );
+}
+
+#[test]
+fn a_member_account_left_out_of_the_allow_list_is_reported_as_not_allowed() {
+    let mut member = probe("f1", "i-1", &[22]);
+    member.account_id = "210987654321".into();
+    let policy = Policy {
+        member_accounts: Some(crate::policy::MemberAccounts {
+            role_name: "gdo".into(),
+            external_id: None,
+            accounts: ["111111111111".to_string()].into(),
+        }),
+        ..Policy::test().enforce()
+    };
+    assert!(!policy.remediates_account("210987654321", "123456789012"));
+    assert!(policy.remediates_account("111111111111", "123456789012"));
+    assert!(policy.remediates_account("123456789012", "123456789012"));
+    let observed = observe(vec![member], &[("i-1", &["sg-1"])], Vec::new());
+    assert_eq!(
+        plan(&policy, &observed).findings.values().next().unwrap(),
+        &FindingDecision::Report(ReportOnly::AccountNotAllowed {
+            account: "210987654321".into()
+        })
+    );
+    let every = crate::policy::MemberAccounts {
+        accounts: Default::default(),
+        ..policy.member_accounts.clone().unwrap()
+    };
+    assert!(
+        every.allows("210987654321"),
+        "an empty list allows every member"
+    );
+    assert_eq!(
+        every.role_arn("210987654321", "us-gov-west-1"),
+        "arn:aws-us-gov:iam::210987654321:role/gdo"
     );
 }
 

@@ -155,6 +155,54 @@ pub struct Policy {
     /// A group used by more network interfaces is refused.
     pub max_network_interfaces: usize,
     pub all_traffic_rules: AllTrafficRules,
+    /// How findings of member accounts are remediated; `None`: they are reported.
+    pub member_accounts: Option<MemberAccounts>,
+    /// Tell GuardDuty a remediated finding was useful (UpdateFindingsFeedback).
+    pub finding_feedback: bool,
+}
+
+/// Member accounts of a GuardDuty administrator account, remediated through a role the
+/// operator assumes in each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccounts {
+    /// The role's name in every member account (`arn:aws:iam::<account>:role/<name>`).
+    pub role_name: String,
+    /// The external id the role's trust policy asks for, if any.
+    pub external_id: Option<String>,
+    /// The only accounts remediated; empty: every member account.
+    pub accounts: BTreeSet<String>,
+}
+
+impl MemberAccounts {
+    pub fn allows(&self, account: &str) -> bool {
+        self.accounts.is_empty() || self.accounts.contains(account)
+    }
+
+    /// The ARN of the role to assume in `account`, in the partition of `region`.
+    pub fn role_arn(&self, account: &str, region: &str) -> String {
+        format!(
+            "arn:{}:iam::{account}:role/{}",
+            partition(region),
+            self.role_name
+        )
+    }
+}
+
+/// The AWS partition a region belongs to.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("eu-isoe-") {
+        "aws-iso-e"
+    } else {
+        "aws"
+    }
 }
 
 pub const DEFAULT_EXEMPT_TAG: &str = "guardduty-operator/exempt";
@@ -176,6 +224,15 @@ impl Policy {
                 RevokeScope::Public => is_public(source),
                 RevokeScope::Untrusted => true,
             }
+    }
+
+    /// Is a finding of `account` remediated, the caller's account being `ours`?
+    pub fn remediates_account(&self, account: &str, ours: &str) -> bool {
+        account == ours
+            || self
+                .member_accounts
+                .as_ref()
+                .is_some_and(|members| members.allows(account))
     }
 
     /// Does the policy concern this finding?

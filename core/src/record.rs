@@ -102,6 +102,14 @@ fn is_tcp(protocol: &str) -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct RecordedRule {
     pub group: String,
+    /// The account of the group, when it is not the credentials' own (a member
+    /// account) or was recorded with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The region of the group (`None`: the policy's only region, as recorded before
+    /// policies covered several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The rule's id, when AWS reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
@@ -165,6 +173,17 @@ impl ChangeRecord {
         groups: &BTreeMap<SecurityGroupId, SecurityGroup>,
         owner: &str,
     ) -> ChangeRecord {
+        self.settled_where(groups, owner, |_| true)
+    }
+
+    /// [`settled`](Self::settled), for the intents `read` says the pass read the groups
+    /// of (its account and region); the others stay pending, for a pass that reads them.
+    pub fn settled_where(
+        &self,
+        groups: &BTreeMap<SecurityGroupId, SecurityGroup>,
+        owner: &str,
+        was_read: impl Fn(&RecordedRule) -> bool,
+    ) -> ChangeRecord {
         let mut record = ChangeRecord {
             pending: None,
             ..self.clone()
@@ -172,7 +191,21 @@ impl ChangeRecord {
         let Some(intent) = &self.pending else {
             return record;
         };
-        for rule in &intent.added {
+        let unread = Intent {
+            added: intent
+                .added
+                .iter()
+                .filter(|r| !was_read(r))
+                .cloned()
+                .collect(),
+            revoked: intent
+                .revoked
+                .iter()
+                .filter(|r| !was_read(r))
+                .cloned()
+                .collect(),
+        };
+        for rule in intent.added.iter().filter(|r| was_read(r)) {
             let Some((group, source, protocol, ports)) = read(rule) else {
                 continue;
             };
@@ -193,7 +226,7 @@ impl ChangeRecord {
                 },
             );
         }
-        for rule in &intent.revoked {
+        for rule in intent.revoked.iter().filter(|r| was_read(r)) {
             let Some(group) = SecurityGroupId::parse(&rule.group)
                 .ok()
                 .and_then(|g| groups.get(&g))
@@ -209,13 +242,61 @@ impl ChangeRecord {
             }
         }
         bound(&mut record);
+        record.pending = (!unread.is_empty()).then_some(unread);
         record
     }
 
-    /// The record with `intent` pending: what is written before the pass's calls.
+    /// The record split by where its rules are: per region (`default_region` for a
+    /// rule recorded without one) and account (`None`: recorded without one, the
+    /// credentials' own). Each part keeps the `truncated` flag.
+    pub fn by_place(
+        &self,
+        default_region: &str,
+    ) -> BTreeMap<(String, Option<String>), ChangeRecord> {
+        let mut parts: BTreeMap<(String, Option<String>), ChangeRecord> = BTreeMap::new();
+        let place = |rule: &RecordedRule| {
+            (
+                rule.region
+                    .clone()
+                    .unwrap_or_else(|| default_region.to_string()),
+                rule.account.clone(),
+            )
+        };
+        for rule in &self.added {
+            entry(&mut parts, place(rule), self.truncated)
+                .added
+                .push(rule.clone());
+        }
+        for rule in &self.revoked {
+            entry(&mut parts, place(rule), self.truncated)
+                .revoked
+                .push(rule.clone());
+        }
+        if let Some(pending) = &self.pending {
+            for rule in &pending.added {
+                let intent = entry(&mut parts, place(rule), self.truncated)
+                    .pending
+                    .get_or_insert_with(Intent::default);
+                intent.added.push(rule.clone());
+            }
+            for rule in &pending.revoked {
+                let intent = entry(&mut parts, place(rule), self.truncated)
+                    .pending
+                    .get_or_insert_with(Intent::default);
+                intent.revoked.push(rule.clone());
+            }
+        }
+        parts
+    }
+
+    /// The record with `intent` pending too (beside what is still pending from
+    /// regions this pass did not read): what is written before the pass's calls.
     pub fn with_intent(&self, intent: Intent) -> ChangeRecord {
+        let mut pending = self.pending.clone().unwrap_or_default();
+        pending.added.extend(intent.added);
+        pending.revoked.extend(intent.revoked);
         ChangeRecord {
-            pending: (!intent.is_empty()).then_some(intent),
+            pending: (!pending.is_empty()).then_some(pending),
             ..self.clone()
         }
     }
@@ -229,7 +310,8 @@ impl ChangeRecord {
             pending: None,
             ..self.clone()
         };
-        let mut pending = Intent::default();
+        // What is still pending from regions this pass did not read stays pending.
+        let mut pending = self.pending.clone().unwrap_or_default();
         for outcome in outcomes {
             let Some((group_plan, change)) = plan.changes().find(|(g, _)| g.group == outcome.group)
             else {
@@ -297,6 +379,8 @@ fn rules_of(
         .iter()
         .map(|auth| RecordedRule {
             group: group.group.to_string(),
+            account: group.account.clone(),
+            region: Some(group.region.clone()),
             rule_id: None,
             protocol: auth.protocol.as_str().to_string(),
             from_port: auth.ports.from,
@@ -312,6 +396,8 @@ fn rules_of(
         .iter()
         .map(|revocation| RecordedRule {
             group: group.group.to_string(),
+            account: group.account.clone(),
+            region: Some(group.region.clone()),
             rule_id: Some(revocation.rule.to_string()),
             protocol: revocation.protocol.as_str().to_string(),
             from_port: revocation.ports.from,
@@ -323,6 +409,18 @@ fn rules_of(
         })
         .collect();
     (added, revoked)
+}
+
+/// The part of [`ChangeRecord::by_place`] at `place`, created empty.
+fn entry(
+    parts: &mut BTreeMap<(String, Option<String>), ChangeRecord>,
+    place: (String, Option<String>),
+    truncated: bool,
+) -> &mut ChangeRecord {
+    parts.entry(place).or_insert_with(|| ChangeRecord {
+        truncated,
+        ..ChangeRecord::default()
+    })
 }
 
 /// Each list keeps its newest [`MAX_RECORDED_RULES`] entries; dropping older ones
@@ -393,8 +491,22 @@ pub struct Removal {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevertSteps {
+    /// The group's account, as recorded (`None`: the credentials' own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The group's region, as recorded (`None`: the policy's only region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub restore: Vec<Restoration>,
     pub remove: Vec<Removal>,
+}
+
+impl RevertSteps {
+    /// Takes the group's account and region from one of its recorded rules.
+    fn place(&mut self, rule: &RecordedRule) {
+        self.account = self.account.take().or_else(|| rule.account.clone());
+        self.region = self.region.take().or_else(|| rule.region.clone());
+    }
 }
 
 /// The record as per-group steps, groups and rules sorted (pure). Only recorded
@@ -404,7 +516,9 @@ pub fn revert_plan(record: &ChangeRecord) -> Vec<(SecurityGroupId, RevertSteps)>
     let mut groups: BTreeMap<SecurityGroupId, RevertSteps> = BTreeMap::new();
     for rule in &record.revoked {
         if let Some((group, source, protocol, ports)) = read(rule) {
-            groups.entry(group).or_default().restore.push(Restoration {
+            let steps = groups.entry(group).or_default();
+            steps.place(rule);
+            steps.restore.push(Restoration {
                 source,
                 protocol,
                 ports,
@@ -412,13 +526,15 @@ pub fn revert_plan(record: &ChangeRecord) -> Vec<(SecurityGroupId, RevertSteps)>
             });
         }
     }
-    for rule in &record.added {
-        if let Some((group, source, protocol, ports)) = read(rule) {
-            let rule = rule
+    for recorded in &record.added {
+        if let Some((group, source, protocol, ports)) = read(recorded) {
+            let rule = recorded
                 .rule_id
                 .as_deref()
                 .and_then(|id| RuleId::parse(id).ok());
-            groups.entry(group).or_default().remove.push(Removal {
+            let steps = groups.entry(group).or_default();
+            steps.place(recorded);
+            steps.remove.push(Removal {
                 rule,
                 source,
                 protocol,
@@ -711,6 +827,8 @@ mod tests {
                 .iter()
                 .map(|(group, change, _, _)| GroupPlan {
                     group: sg(group),
+                    account: None,
+                    region: "us-east-1".into(),
                     name: (*group).into(),
                     vpc_id: None,
                     network_interfaces: 1,
@@ -723,8 +841,12 @@ mod tests {
         };
         PassReport {
             mode: Mode::Enforce,
-            detector: Some("d1".into()),
+            regions: vec!["us-east-1".into()],
+            detectors: [("us-east-1".to_string(), "d1".to_string())].into(),
             findings: Vec::new(),
+            listed: [("us-east-1".to_string(), crate::known::Read::Full)].into(),
+            targeted: false,
+            feedback: Vec::new(),
             plan: Some(plan),
             applied: true,
             outcomes: groups
@@ -737,7 +859,7 @@ mod tests {
                 })
                 .collect(),
             archived: Vec::new(),
-            failure: None,
+            failures: Vec::new(),
             record: ChangeRecord::default(),
         }
     }
@@ -777,6 +899,8 @@ mod tests {
     fn recorded(group: &str, id: Option<&str>, range: PortRange, source: &str) -> RecordedRule {
         RecordedRule {
             group: group.into(),
+            account: None,
+            region: Some("us-east-1".into()),
             rule_id: id.map(str::to_string),
             protocol: "tcp".into(),
             from_port: range.from,
@@ -794,6 +918,102 @@ mod tests {
             .iter()
             .map(|r| format!("{} {} {}-{}", r.group, r.cidr, r.from_port, r.to_port))
             .collect()
+    }
+
+    /// A rule recorded in `region` of `account` (`None`: the credentials' own).
+    fn placed(group: &str, account: Option<&str>, region: &str) -> RecordedRule {
+        RecordedRule {
+            account: account.map(str::to_string),
+            region: Some(region.into()),
+            ..recorded(group, None, ports(22, 22), "10.0.0.0/8")
+        }
+    }
+
+    #[test]
+    fn an_intent_of_a_region_not_read_stays_pending_and_the_next_intent_joins_it() {
+        let record = ChangeRecord {
+            pending: Some(Intent {
+                added: vec![
+                    placed("sg-1", None, "us-east-1"),
+                    placed("sg-2", None, "eu-west-1"),
+                ],
+                revoked: Vec::new(),
+            }),
+            ..ChangeRecord::default()
+        };
+        // us-east-1 was read, and sg-1 does not hold the rule: it was never added.
+        let groups = BTreeMap::from([(
+            sg("sg-1"),
+            SecurityGroup::world_open("sg-1", Traffic::Tcp(PortRange::single(22))),
+        )]);
+        let settled = record.settled_where(&groups, TEST_OWNER, |r| {
+            r.region.as_deref() == Some("us-east-1")
+        });
+        assert!(settled.added.is_empty());
+        let pending = settled.pending.clone().expect("eu-west-1's intent stays");
+        assert_eq!(
+            keys(&pending.added),
+            keys(&[placed("sg-2", None, "eu-west-1")])
+        );
+
+        let next = settled.with_intent(Intent {
+            added: vec![placed("sg-3", None, "us-east-1")],
+            revoked: Vec::new(),
+        });
+        assert_eq!(next.pending.unwrap().added.len(), 2, "both are pending now");
+    }
+
+    #[test]
+    fn a_record_splits_by_region_and_account_with_the_default_region_for_old_entries() {
+        let old = RecordedRule {
+            region: None,
+            ..placed("sg-9", None, "unused")
+        };
+        let record = ChangeRecord {
+            added: vec![
+                placed("sg-1", None, "us-east-1"),
+                placed("sg-2", Some("111111111111"), "us-east-1"),
+                old,
+            ],
+            revoked: vec![placed("sg-3", None, "eu-west-1")],
+            truncated: true,
+            pending: Some(Intent {
+                added: vec![placed("sg-4", Some("111111111111"), "us-east-1")],
+                revoked: Vec::new(),
+            }),
+        };
+        let parts = record.by_place("us-east-1");
+        let places: Vec<_> = parts.keys().cloned().collect();
+        assert_eq!(
+            places,
+            [
+                ("eu-west-1".to_string(), None),
+                ("us-east-1".to_string(), None),
+                ("us-east-1".to_string(), Some("111111111111".to_string())),
+            ]
+        );
+        let own = &parts[&("us-east-1".to_string(), None)];
+        assert_eq!(own.added.len(), 2, "the old entry joins the default region");
+        let member = &parts[&("us-east-1".to_string(), Some("111111111111".to_string()))];
+        assert_eq!(member.added.len(), 1);
+        assert_eq!(member.pending.as_ref().unwrap().added.len(), 1);
+        assert!(parts.values().all(|p| p.truncated));
+        let rules: usize = parts
+            .values()
+            .map(|p| p.added.len() + p.revoked.len())
+            .sum();
+        assert_eq!(rules, 4, "every rule in exactly one part");
+    }
+
+    #[test]
+    fn revert_steps_carry_the_groups_account_and_region() {
+        let record = ChangeRecord {
+            added: vec![placed("sg-2", Some("111111111111"), "eu-west-1")],
+            ..ChangeRecord::default()
+        };
+        let plan = revert_plan(&record);
+        assert_eq!(plan[0].1.account.as_deref(), Some("111111111111"));
+        assert_eq!(plan[0].1.region.as_deref(), Some("eu-west-1"));
     }
 
     #[test]
@@ -1009,6 +1229,8 @@ mod tests {
                 (
                     sg("sg-1"),
                     RevertSteps {
+                        account: None,
+                        region: Some("us-east-1".into()),
                         restore: vec![
                             Restoration {
                                 source: cidr("0.0.0.0/0"),
@@ -1034,6 +1256,8 @@ mod tests {
                 (
                     sg("sg-2"),
                     RevertSteps {
+                        account: None,
+                        region: Some("us-east-1".into()),
                         restore: Vec::new(),
                         remove: vec![Removal {
                             rule: Some(rule_id("sgr-5")),

@@ -61,29 +61,33 @@ pub fn finding_responses(report: &PassReport) -> Vec<Seen> {
 }
 
 fn finding_response(report: &PassReport, finding: &Finding) -> Response {
-    let Some(plan) = &report.plan else {
-        return match (triage(finding), &report.failure) {
+    let decided = report
+        .plan
+        .as_ref()
+        .and_then(|plan| Some((plan, plan.findings.get(&finding.id)?)));
+    let Some((plan, decision)) = decided else {
+        // Not planned: its account's or region's pass stopped before planning.
+        let failure = report.failure_for(&finding.account_id, &finding.region);
+        return match (triage(finding), failure) {
             (Triage::Report(reason), _) => Response::reported(&reason),
             (Triage::Close { .. }, Some(failure)) => Response::Failed {
                 error: failure.to_string(),
             },
-            (Triage::Close { .. }, None) => Response::Planned {
+            (Triage::Close { .. }, None) if report.plan.is_none() => Response::Planned {
                 summary: "not planned in this pass".into(),
+            },
+            (Triage::Close { .. }, None) => Response::Reported {
+                reason: "not selected by the policy".into(),
             },
         };
     };
-    let (security_groups, public_ports) = match plan.findings.get(&finding.id) {
-        Some(FindingDecision::Remediate {
+    let (security_groups, public_ports) = match decision {
+        FindingDecision::Remediate {
             security_groups,
             public_ports,
             ..
-        }) => (security_groups, public_ports),
-        Some(FindingDecision::Report(reason)) => return Response::reported(reason),
-        None => {
-            return Response::Reported {
-                reason: "not selected by the policy".into(),
-            };
-        }
+        } => (security_groups, public_ports),
+        FindingDecision::Report(reason) => return Response::reported(reason),
     };
     let mut failed = Vec::new();
     let mut refused = Vec::new();

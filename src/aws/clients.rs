@@ -8,9 +8,14 @@ use aws_config::SdkConfig;
 
 use super::ec2::Ec2;
 use super::guardduty::GuardDuty;
+use super::pace::{PaceConfig, Pacers};
 use super::{ApiCallCounter, load_config};
+use crate::domain::policy::MemberAccounts;
 use crate::notify::dispatch::AlertClients;
 use crate::ports::{AwsClients, AwsFactory, AwsSetupError};
+
+/// The session name the operator's assumed-role sessions carry (CloudTrail shows it).
+pub const SESSION_NAME: &str = "guardduty-operator";
 
 /// The adapters of the SDK.
 pub type SdkClients = AwsClients<GuardDuty, Ec2>;
@@ -28,11 +33,7 @@ pub fn from_config(
             .interceptor(counter.clone())
             .build(),
     ));
-    let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(
-        aws_sdk_ec2::config::Builder::from(config)
-            .interceptor(counter.clone())
-            .build(),
-    ));
+    let ec2 = ec2_of(config, counter);
     AwsClients {
         guardduty,
         ec2,
@@ -76,6 +77,56 @@ pub async fn account_id(
         .map_err(|error| crate::ports::error_chain(&error))
 }
 
+/// The configuration of a member account: `base`'s (region, endpoints, timeouts,
+/// retries) with the credentials of `role` in it, assumed with `base`'s credentials
+/// (sts:AssumeRole through the standard STS endpoint configuration, so
+/// `AWS_ENDPOINT_URL_STS` applies). The credentials are fetched once here, so a role
+/// that cannot be assumed is said now, then cached and refreshed before they expire
+/// by the configuration's identity cache, which every client built from it shares.
+pub async fn member_config(
+    base: &SdkConfig,
+    role: &str,
+    external_id: Option<&str>,
+) -> Result<SdkConfig, AwsSetupError> {
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+    let mut builder = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name(SESSION_NAME)
+        .configure(base);
+    if let Some(external_id) = external_id {
+        builder = builder.external_id(external_id);
+    }
+    let provider = builder.build().await;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|error| AwsSetupError::AssumeRole {
+            role: role.to_string(),
+            error: crate::ports::error_chain(&error),
+        })?;
+    Ok(base
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+        .build())
+}
+
+/// The SQS queue of finding events at `queue_url`, in the region the URL names (else
+/// `fallback`, else the SDK's); `AWS_ENDPOINT_URL_SQS` applies.
+pub async fn event_queue(queue_url: &str, fallback: Option<&str>) -> super::sqs::Sqs {
+    let region = super::sqs::queue_region(queue_url).or(fallback.map(str::to_string));
+    let config = super::load_config(region.as_deref()).await;
+    super::sqs::Sqs::new(aws_sdk_sqs::Client::new(&config), queue_url)
+}
+
+/// The EC2 adapter of a configuration, counting its calls.
+pub fn ec2_of(config: &SdkConfig, counter: &ApiCallCounter) -> Ec2 {
+    Ec2::new(aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
+    ))
+}
+
 /// Loads the SDK configuration for `region` (`None`: the SDK's own), identifies the
 /// account and builds the clients: what one pass of the command line needs.
 pub async fn load(
@@ -98,16 +149,64 @@ pub async fn load(
 }
 
 /// The production factory: the standard SDK configuration (environment, IRSA, EKS Pod
-/// Identity, IMDS) per region, loaded once per region along with the account id.
-#[derive(Debug, Default)]
+/// Identity, IMDS) per region, loaded once per region along with the account id; every
+/// EC2 client paced by its account-region's token buckets, shared by all of them.
+#[derive(Debug)]
 pub struct SdkAwsFactory {
+    /// EC2's token buckets, per account and region.
+    pacers: Pacers,
     /// Keyed by the requested region, `""` for the SDK's own.
     loaded: tokio::sync::Mutex<BTreeMap<String, (SdkConfig, Option<String>)>>,
+    /// Member accounts' configurations, keyed by role ARN and region.
+    members: tokio::sync::Mutex<BTreeMap<(String, String), SdkConfig>>,
     /// Every AWS call the controller's clients make.
     calls: ApiCallCounter,
 }
 
+impl Default for SdkAwsFactory {
+    /// EC2's own bucket sizes.
+    fn default() -> Self {
+        SdkAwsFactory::with_pacing(PaceConfig::default()).expect("EC2's own rates are valid")
+    }
+}
+
 impl SdkAwsFactory {
+    /// Pacing as the environment says (`GDO_EC2_*`, see [`PaceConfig::from_env`]).
+    pub fn from_env() -> anyhow::Result<SdkAwsFactory> {
+        let config = PaceConfig::from_env()?;
+        SdkAwsFactory::with_pacing(config)
+    }
+
+    pub fn with_pacing(config: PaceConfig) -> anyhow::Result<SdkAwsFactory> {
+        Ok(SdkAwsFactory {
+            pacers: Pacers::new(config)?,
+            loaded: Default::default(),
+            members: Default::default(),
+            calls: ApiCallCounter::default(),
+        })
+    }
+
+    /// How long EC2 calls waited for their buckets, per account and region.
+    pub fn paced(&self) -> BTreeMap<(String, String), std::time::Duration> {
+        self.pacers.waited()
+    }
+
+    /// The EC2 adapter of `config` in `account`, paced by its account-region's buckets.
+    fn paced_ec2(&self, config: &SdkConfig, account: Option<&str>) -> Ec2 {
+        let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+        let pacer = self
+            .pacers
+            .for_account_region(account.unwrap_or_default(), &region);
+        Ec2::paced(
+            aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(config)
+                    .interceptor(self.calls.clone())
+                    .build(),
+            ),
+            pacer,
+        )
+    }
+
     /// The AWS calls made so far, per operation.
     pub fn api_calls(&self) -> BTreeMap<String, u64> {
         self.calls.snapshot()
@@ -142,6 +241,39 @@ impl AwsFactory for SdkAwsFactory {
                 (config, account_id)
             }
         };
-        Ok(from_config(&config, &self.calls, account_id))
+        let ec2 = self.paced_ec2(&config, account_id.as_deref());
+        Ok(AwsClients {
+            ec2,
+            ..from_config(&config, &self.calls, account_id)
+        })
+    }
+
+    async fn member(
+        &self,
+        account: &str,
+        region: &str,
+        members: &MemberAccounts,
+    ) -> Result<Ec2, AwsSetupError> {
+        let role = members.role_arn(account, region);
+        let key = (role.clone(), region.to_string());
+        if let Some(config) = self.members.lock().await.get(&key) {
+            return Ok(self.paced_ec2(config, Some(account)));
+        }
+        let base = self.base(region).await?;
+        let config = member_config(&base, &role, members.external_id.as_deref()).await?;
+        let ec2 = self.paced_ec2(&config, Some(account));
+        self.members.lock().await.insert(key, config);
+        Ok(ec2)
+    }
+}
+
+impl SdkAwsFactory {
+    /// The operator's own configuration of `region`, loaded once.
+    async fn base(&self, region: &str) -> Result<SdkConfig, AwsSetupError> {
+        if let Some((config, _)) = self.loaded.lock().await.get(region) {
+            return Ok(config.clone());
+        }
+        self.clients(Some(region)).await?;
+        Ok(self.loaded.lock().await[region].0.clone())
     }
 }

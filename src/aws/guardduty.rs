@@ -1,6 +1,7 @@
 //! GuardDuty adapter: detector discovery, ListFindings with criteria and
-//! pagination, GetFindings in batches of 50 (concurrently), ArchiveFindings, and
-//! the translation of SDK findings into domain findings.
+//! pagination (in full, or only what was updated since a time), GetFindings in
+//! batches of 50 (concurrently), ArchiveFindings, UpdateFindingsFeedback, and the
+//! translation of SDK findings into domain findings.
 
 use std::net::IpAddr;
 
@@ -11,6 +12,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use super::{CONCURRENCY, aws_error};
 use crate::domain::finding::{Action, Direction, Finding, InstanceRef};
 use crate::domain::ids::{FindingId, InstanceId};
+use crate::domain::known::Read;
 use crate::domain::policy::Policy;
 use crate::domain::severity::Severity;
 use crate::ports::{FindingsError, FindingsSource};
@@ -32,8 +34,9 @@ impl GuardDuty {
         &self,
         detector: &str,
         policy: &Policy,
+        read: Read,
     ) -> Result<Vec<String>, FindingsError> {
-        let criteria = criteria(policy);
+        let criteria = criteria(policy, read);
         let mut ids = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -83,19 +86,28 @@ impl GuardDuty {
 
 /// The server-side part of the policy's selection. GuardDuty's severity criterion
 /// takes whole numbers, so a fractional threshold is rounded down here and
-/// applied exactly by [`Policy::selects`] afterwards.
-fn criteria(policy: &Policy) -> FindingCriteria {
-    let mut criteria = FindingCriteria::builder()
-        .criterion(
-            "severity",
-            Condition::builder()
-                .greater_than_or_equal(policy.min_severity.value().floor() as i64)
-                .build(),
-        )
-        .criterion(
+/// applied exactly by [`Policy::selects`] afterwards. An incremental read asks for
+/// what was updated since (`updatedAt` in epoch milliseconds), archived findings
+/// included, so that the caller learns which are no longer open.
+fn criteria(policy: &Policy, read: Read) -> FindingCriteria {
+    let mut criteria = FindingCriteria::builder().criterion(
+        "severity",
+        Condition::builder()
+            .greater_than_or_equal(policy.min_severity.value().floor() as i64)
+            .build(),
+    );
+    criteria = match read {
+        Read::Full => criteria.criterion(
             "service.archived",
             Condition::builder().equals("false").build(),
-        );
+        ),
+        Read::UpdatedSince(since) => criteria.criterion(
+            "updatedAt",
+            Condition::builder()
+                .greater_than_or_equal(since.0.saturating_mul(1000))
+                .build(),
+        ),
+    };
     if !policy.finding_types.is_empty() {
         criteria = criteria.criterion(
             "type",
@@ -130,21 +142,37 @@ impl FindingsSource for GuardDuty {
         &self,
         detector: &str,
         policy: &Policy,
+        read: Read,
     ) -> Result<Vec<Finding>, FindingsError> {
-        let ids = self.list_ids(detector, policy).await?;
+        let ids = self.list_ids(detector, policy, read).await?;
         let batches: Vec<Vec<String>> = ids.chunks(BATCH).map(<[String]>::to_vec).collect();
         let pages: Vec<Vec<Finding>> = stream::iter(batches)
             .map(|batch| self.get_batch(detector, batch))
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
-        let mut findings: Vec<Finding> = pages
-            .into_iter()
-            .flatten()
-            .filter(|f| policy.selects(f))
-            .collect();
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
-        Ok(findings)
+        Ok(pages.into_iter().flatten().collect())
+    }
+
+    async fn feedback(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
+        for batch in ids.chunks(BATCH) {
+            self.client
+                .update_findings_feedback()
+                .detector_id(detector)
+                .set_finding_ids(Some(
+                    batch.iter().map(|id| id.as_str().to_string()).collect(),
+                ))
+                .feedback(aws_sdk_guardduty::types::Feedback::Useful)
+                .comments("remediated by guardduty-operator")
+                .send()
+                .await
+                .map_err(|e| FindingsError::Feedback {
+                    detector: detector.to_string(),
+                    count: batch.len(),
+                    source: aws_error(e),
+                })?;
+        }
+        Ok(())
     }
 
     async fn archive(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {

@@ -5,6 +5,8 @@
 pub mod clients;
 pub mod ec2;
 pub mod guardduty;
+pub mod pace;
+pub mod sqs;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

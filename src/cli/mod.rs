@@ -1,12 +1,15 @@
 //! The `guardduty-operator` command line: one audit or remediation pass from a policy
-//! file, without a cluster, or the controller in a cluster (`controller`); the
-//! composition root, where the AWS adapters are built and handed to a pass or to the
-//! controller. Data goes to stdout; logs and progress to stderr; rendering in [`report`].
+//! file, without a cluster, passes until a signal (`watch`), or the controller in a
+//! cluster (`controller`); the composition root, where the AWS adapters are built and
+//! handed to a pass or to the controller. Data goes to stdout; logs and progress to
+//! stderr; a session's passes in [`session`], rendering in [`report`].
 //!
 //! Exit status: 0 when the pass completed, 2 for an invalid policy or usage,
 //! 1 when AWS could not be reached, a step failed or an alert was not delivered.
+//! `watch` exits 0 when stopped by a signal.
 
 pub mod report;
+pub mod session;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -14,21 +17,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::aws::ApiCallCounter;
-use crate::aws::clients::{self, SdkAwsFactory};
+use crate::aws::clients::SdkAwsFactory;
 use crate::controller::leader::{LEASE_NAME, LeaseTimings};
 use crate::controller::reconcile::{self, ControllerOptions};
-use crate::domain::alert::AlertLimits;
 use crate::domain::time::Timestamp;
-use crate::notify;
-use crate::notify::dispatch::{NotifyOptions, RetryPolicy, build_channels, notify};
-use crate::notify::secrets::{DirSecrets, NoSecrets, SecretStore};
-use crate::pass::{PassOptions, run_pass};
-use crate::ports::{AwsSetupError, NoJournal};
+use crate::pass::FindingsInput;
 use crate::spec;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use state::{State, StateJournal};
+use session::{Session, SessionArgs};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -58,6 +55,9 @@ enum Command {
     Audit(PassArgs),
     /// Like audit, then apply the plan when remediation.mode is Enforce.
     Remediate(PassArgs),
+    /// Remediate every spec.interval and on every finding event of --queue-url, until
+    /// SIGINT or SIGTERM (one report per pass on stdout).
+    Watch(WatchArgs),
     /// Print the GuardDutyPolicy CustomResourceDefinition (the YAML in crds/).
     Crd,
     /// Run the controller: reconcile every GuardDutyPolicy of the cluster (the kube
@@ -67,6 +67,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ControllerArgs {
+    /// Read GuardDuty finding events from this SQS queue (an EventBridge rule's
+    /// target) and act on each at once, beside the periodic passes.
+    #[arg(long, value_name = "URL")]
+    events_queue_url: Option<String>,
     /// Where to serve /healthz, /readyz and Prometheus /metrics.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -124,8 +128,30 @@ struct PassArgs {
     secrets_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Also act on each GuardDuty finding event of this SQS queue at once (an
+    /// EventBridge rule's target).
+    #[arg(long, value_name = "URL")]
+    queue_url: Option<String>,
+}
+
+impl PassArgs {
+    fn session(&self) -> SessionArgs<'_> {
+        SessionArgs {
+            policy: &self.policy,
+            state: self.state.as_deref(),
+            lock_timeout: Duration::from_secs(self.lock_timeout),
+            secrets_dir: self.secrets_dir.as_deref(),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Output {
+pub enum Output {
     Table,
     Json,
 }
@@ -184,6 +210,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Remediate(args) => (args, !args.dry_run),
         Command::Crd => return print_crd(),
         Command::Controller(args) => return controller(args).await,
+        Command::Watch(args) => {
+            return match watch(args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(FAILED)
+                }
+            };
+        }
     };
     match pass(args, apply).await {
         Ok(code) => code,
@@ -232,11 +267,12 @@ async fn controller(args: &ControllerArgs) -> ExitCode {
             lease_name: args.lease_name.clone(),
             lease_timings: timings,
             policy_namespaces: args.policy_namespaces.clone(),
+            events_queue_url: args.events_queue_url.clone(),
         };
         let client = kube::Client::try_default()
             .await
             .context("failed to infer the Kubernetes configuration")?;
-        reconcile::run(client, SdkAwsFactory::default(), options)
+        reconcile::run(client, SdkAwsFactory::from_env()?, options)
             .await
             .map_err(|error| anyhow::anyhow!(crate::ports::error_chain(&error)))
     }
@@ -251,193 +287,125 @@ async fn controller(args: &ControllerArgs) -> ExitCode {
 }
 
 async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
-    let text = match std::fs::read_to_string(&args.policy) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!(
-                "error: failed to read the policy {}: {error}",
-                args.policy.display()
-            );
-            return Ok(ExitCode::from(INVALID));
-        }
+    let mut session = match Session::open(&args.session()).await {
+        Ok(session) => session,
+        Err(code) => return Ok(code),
     };
-    let manifest = match spec::parse_manifest(&text) {
-        Ok(manifest) => manifest,
-        Err(error) => {
-            eprintln!("error: invalid policy {}: {error}", args.policy.display());
-            return Ok(ExitCode::from(INVALID));
-        }
-    };
-    let owner = spec::PolicyOwner::new(
-        manifest.metadata.namespace.as_deref(),
-        &manifest.metadata.name,
-    );
-    let valid = match manifest.spec.validate(&owner) {
-        Ok(valid) => valid,
-        Err(invalid) => {
-            eprintln!(
-                "error: invalid policy {}:\n{invalid}",
-                args.policy.display()
-            );
-            return Ok(ExitCode::from(INVALID));
-        }
-    };
-    // The state first, under its lock for the whole run (read state, pass, alerts,
-    // write): a second run waits, and a damaged file stops the run before anything
-    // is done.
-    let (_lock, state) = match &args.state {
-        Some(path) => {
-            let lock = match state::lock(path, Duration::from_secs(args.lock_timeout)) {
-                Ok(lock) => lock,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return Ok(ExitCode::from(INVALID));
-                }
-            };
-            match state::load(path) {
-                Ok(state) => (Some(lock), state),
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return Ok(ExitCode::from(INVALID));
-                }
-            }
-        }
-        None => {
-            if !valid.notifications.is_empty() && !args.dry_run {
-                tracing::warn!(
-                    "no --state FILE: every finding is alerted again on each run; pass --state to alert once per finding and change"
-                );
-            }
-            (None, State::default())
-        }
-    };
-    let counter = ApiCallCounter::default();
-    let aws = match clients::load(valid.region.as_deref(), &counter).await {
-        Ok((_, aws)) => aws,
-        Err(AwsSetupError::NoRegion) => {
-            eprintln!("error: no AWS region: set spec.region in the policy, or AWS_REGION");
-            return Ok(ExitCode::from(INVALID));
-        }
-        Err(AwsSetupError::IdentifyAccount { error, .. }) => {
-            eprintln!("error: failed to identify the AWS account (sts:GetCallerIdentity): {error}");
-            return Ok(ExitCode::from(FAILED));
-        }
-    };
-    let region = aws.region.clone();
-    tracing::info!(
-        policy = %manifest.metadata.name,
-        account = aws.account_id.as_deref().unwrap_or("unknown"),
-        %region,
-        mode = %valid.policy.mode,
-        apply,
-        "starting a pass"
-    );
-    let options = PassOptions {
-        detector: valid.detector_id.clone(),
-        account_id: aws.account_id.clone(),
-        apply,
-        record: state.changes.clone(),
-        now: Timestamp(k8s_openapi::jiff::Timestamp::now().as_second()),
-    };
-    let result = match (&args.state, args.dry_run) {
-        (Some(path), false) => {
-            let journal = StateJournal {
-                path,
-                alerts: &state.alerts,
-            };
-            run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options, &journal).await
-        }
-        _ => {
-            run_pass(
-                &aws.guardduty,
-                &aws.ec2,
-                &valid.policy,
-                &options,
-                &NoJournal,
-            )
-            .await
-        }
-    };
-    let notified = if valid.notifications.is_empty() {
-        None
-    } else {
-        let secrets: Box<dyn SecretStore> = match &args.secrets_dir {
-            Some(dir) => Box::new(DirSecrets::new(dir)),
-            None => Box::new(NoSecrets),
-        };
-        let channels = build_channels(
-            &valid.notifications,
-            secrets.as_ref(),
-            &aws.alerts,
-            &notify::http::client(),
-        )
-        .await;
-        let notify_options = NotifyOptions {
-            limits: AlertLimits {
-                per_channel: ALERTS_PER_CHANNEL,
-                record_capacity: STATE_CAPACITY,
-            },
-            retry: RetryPolicy::default(),
-            account_id: options.account_id.clone().unwrap_or_default(),
-            region: region.clone(),
-            dry_run: args.dry_run,
-            now: options.now,
-        };
-        Some(notify(&channels, &result, state.alerts.clone(), &notify_options).await)
-    };
-    // The record of changes and of alerts, in one durable write.
-    if let (Some(path), false) = (&args.state, args.dry_run) {
-        let after = State {
-            alerts: notified
-                .as_ref()
-                .map_or_else(|| state.alerts.clone(), |n| n.record.clone()),
-            changes: result.record.clone(),
-        };
-        if let Err(error) = state::save(path, &after) {
-            eprintln!("error: {error}");
-            return Ok(ExitCode::from(FAILED));
-        }
-    }
-    let calls = counter.snapshot();
-    tracing::info!(api_calls = ?calls, "pass finished");
-    {
-        use std::io::Write as _;
-        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-        match args.output {
-            Output::Table => {
-                write!(stdout, "{}", report::text(&result, &region))?;
-                if let Some(notified) = &notified {
-                    write!(stdout, "{}", report::alerts_text(notified))?;
-                }
-            }
-            Output::Json => {
-                report::write_json(&mut stdout, &result, &region, &calls, notified.as_ref())?
-            }
-        }
-        writeln!(stdout)?;
-        stdout
-            .flush()
-            .context("failed to write the report to stdout")?;
-    }
-    if let Some(failure) = &result.failure {
-        eprintln!("error: failed to {}: {}", failure.step, failure.error);
-    }
-    for outcome in result.outcomes.iter().filter(|o| !o.succeeded()) {
-        eprintln!(
-            "error: the change to {} did not complete (see the outcome above)",
-            outcome.group
-        );
-    }
-    let alert_failures = notified.as_ref().map(|n| n.failures()).unwrap_or_default();
-    for failure in &alert_failures {
-        eprintln!(
-            "error: {} alert(s) to {} ({}) not delivered: {}",
-            failure.undelivered, failure.channel, failure.kind, failure.error
-        );
-    }
-    Ok(if result.failed() || !alert_failures.is_empty() {
+    let passed = session.pass(apply, FindingsInput::Full).await?;
+    session.print(&passed, args.output, false)?;
+    Ok(if session::complain(&passed) {
         ExitCode::from(FAILED)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `watch`: a pass every `spec.interval` (listing only what changed since the last,
+/// in full every `spec.fullResyncInterval`) and one for the findings of each event
+/// of `--queue-url`, until SIGINT or SIGTERM; then the pass in flight finishes, the
+/// long poll is cancelled, and the exit status is 0.
+async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
+    use crate::domain::known::KnownFindings;
+    let mut session = match Session::open(&args.pass.session()).await {
+        Ok(session) => session,
+        Err(code) => return Ok(code),
+    };
+    let apply = !args.pass.dry_run;
+    let key = session.valid.policy.owner.clone();
+    let (inbox, receipts) = crate::events::Inbox::new();
+    let inbox = std::sync::Arc::new(inbox);
+    let woken = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (stop_intake, intake_stopped) = tokio::sync::oneshot::channel::<()>();
+    let intake = match &args.queue_url {
+        Some(url) => {
+            let router = std::sync::Arc::new(OnePolicy {
+                key: key.clone(),
+                valid: session.valid.clone(),
+                woken: woken.clone(),
+            });
+            let queue = std::sync::Arc::new(
+                crate::aws::clients::event_queue(url, Some(session.region())).await,
+            );
+            tracing::info!(queue = %url, "reading GuardDuty finding events");
+            Some(tokio::spawn(crate::events::run_intake(
+                queue,
+                router,
+                inbox.clone(),
+                receipts,
+                async {
+                    let _ = intake_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
+    let mut known = KnownFindings::default();
+    let interval = session.valid.interval;
+    let full_resync = session.valid.full_resync_interval.as_secs() as i64;
+    let mut next = tokio::time::Instant::now();
+    let stop = reconcile::shutdown_signal();
+    tokio::pin!(stop);
+    let mut failed_passes = 0u32;
+    loop {
+        let events = tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep_until(next) => false,
+            () = woken.notified() => true,
+        };
+        let queued = inbox.take(&key);
+        let started = Timestamp(k8s_openapi::jiff::Timestamp::now().as_second());
+        let input = if events && tokio::time::Instant::now() < next {
+            if queued.is_empty() {
+                continue;
+            }
+            FindingsInput::Given(crate::events::coalesce(&queued))
+        } else {
+            for delivery in &queued {
+                known.heard(
+                    &delivery.finding,
+                    session.valid.policy.selects(&delivery.finding),
+                );
+            }
+            next = tokio::time::Instant::now() + interval;
+            FindingsInput::Known {
+                known: known.clone(),
+                full_resync_seconds: full_resync,
+            }
+        };
+        let passed = session.pass(apply, input).await?;
+        known.learn(&passed.report, started);
+        inbox.settle(&queued, !passed.report.failed());
+        session.print(&passed, args.pass.output, true)?;
+        if session::complain(&passed) {
+            failed_passes += 1;
+        }
+    }
+    let _ = stop_intake.send(());
+    if let Some(intake) = intake {
+        let _ = tokio::time::timeout(Duration::from_secs(5), intake).await;
+    }
+    tracing::info!(failed_passes, "watch stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The one policy `watch` runs, as the events' router.
+struct OnePolicy {
+    key: String,
+    valid: spec::ValidSpec,
+    woken: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl crate::events::Router for OnePolicy {
+    fn selecting(&self, finding: &crate::domain::finding::Finding) -> Vec<String> {
+        let region = self.valid.regions.is_empty() || self.valid.regions.contains(&finding.region);
+        if region && self.valid.policy.selects(finding) {
+            vec![self.key.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn wake(&self, _: &str) {
+        self.woken.notify_one();
+    }
 }

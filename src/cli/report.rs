@@ -40,19 +40,22 @@ pub fn write_json(
     region: &str,
     api_calls: &BTreeMap<String, u64>,
     notify: Option<&NotifyReport>,
+    compact: bool,
 ) -> serde_json::Result<()> {
-    serde_json::to_writer_pretty(
-        out,
-        &JsonDocument {
-            report,
-            region,
-            api_calls,
-            notifications: notify.map(|n| JsonNotifications {
-                deliveries: &n.deliveries,
-                deferred: &n.deferred,
-            }),
-        },
-    )
+    let document = JsonDocument {
+        report,
+        region,
+        api_calls,
+        notifications: notify.map(|n| JsonNotifications {
+            deliveries: &n.deliveries,
+            deferred: &n.deferred,
+        }),
+    };
+    if compact {
+        serde_json::to_writer(out, &document)
+    } else {
+        serde_json::to_writer_pretty(out, &document)
+    }
 }
 
 /// The alerts of a pass, for people: one line per alert.
@@ -210,8 +213,26 @@ fn step(result: &StepResult) -> String {
 /// The text output of a pass, for people.
 pub fn text(report: &PassReport, region: &str) -> String {
     let mut out = String::new();
-    let detector = report.detector.as_deref().unwrap_or("(not found)");
-    let _ = writeln!(out, "Detector {detector} in {region}, mode {}", report.mode);
+    let regions: Vec<&str> = if report.regions.is_empty() {
+        vec![region]
+    } else {
+        report.regions.iter().map(String::as_str).collect()
+    };
+    for region in &regions {
+        let detector = report
+            .detectors
+            .get(*region)
+            .map_or("(not found)", String::as_str);
+        let _ = writeln!(out, "Detector {detector} in {region}, mode {}", report.mode);
+    }
+    // Groups are named with their account and region when the pass covers several.
+    let places: std::collections::BTreeSet<(Option<&str>, &str)> = report
+        .plan
+        .iter()
+        .flat_map(|p| &p.groups)
+        .map(|g| (g.account.as_deref(), g.region.as_str()))
+        .collect();
+    let placed = places.len() > 1;
     if report.findings.is_empty() {
         let _ = writeln!(out, "\nNo findings match the policy.");
     } else {
@@ -270,9 +291,14 @@ pub fn text(report: &PassReport, region: &str) -> String {
             } else {
                 exposures_text(&group.ports)
             };
+            let place = match (&group.account, placed) {
+                (Some(account), true) => format!(" [{account} {}]", group.region),
+                (None, true) => format!(" [{}]", group.region),
+                (_, false) => String::new(),
+            };
             let _ = write!(
                 out,
-                "  {}{name}: {ports}, {} network interface(s), {why}: ",
+                "  {}{name}{place}: {ports}, {} network interface(s), {why}: ",
                 group.group, group.network_interfaces
             );
             match &group.verdict {
@@ -374,8 +400,12 @@ pub fn text(report: &PassReport, region: &str) -> String {
             report.archived.len()
         );
     }
-    if let Some(failure) = &report.failure {
-        let _ = writeln!(out, "\nFAILED to {}: {}", failure.step, failure.error);
+    for failure in &report.failures {
+        let _ = writeln!(
+            out,
+            "\nFAILED {}",
+            failure.to_string().trim_start_matches("failed ")
+        );
     }
     out
 }

@@ -221,6 +221,8 @@ mod tests {
             severity: 8.0,
             response: ResponseKind::Closed,
             since: None,
+            account: None,
+            region: None,
         }])
     }
 
@@ -234,6 +236,8 @@ mod tests {
             changes: ChangeRecord {
                 added: vec![RecordedRule {
                     group: "sg-1".into(),
+                    account: None,
+                    region: Some("us-east-1".into()),
                     rule_id: Some("sgr-1".into()),
                     protocol: "tcp".into(),
                     from_port: 22,

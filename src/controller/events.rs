@@ -169,14 +169,11 @@ pub fn transitions(
             }
         }
         Outcome::Passed { report, .. } => {
-            if let Some(failure) = report.failure.as_ref().filter(|_| ready_moved) {
+            if let Some(failure) = report.failure().filter(|_| ready_moved) {
                 events.push(EventSpec::warning(
                     reason::PASS_FAILED,
                     action::RECONCILE,
-                    &format!(
-                        "failed to {} ({}): {}",
-                        failure.step, failure.category, failure.error
-                    ),
+                    &format!("{failure} ({})", failure.category),
                 ));
             }
         }
@@ -563,7 +560,7 @@ mod tests {
     use crate::domain::finding::Finding;
     use crate::domain::fixtures::World;
     use crate::domain::ids::RuleId;
-    use crate::domain::outcome::{Category, Failure, Step};
+    use crate::domain::outcome::{Category, Step};
     use crate::domain::security_group::{IngressRule, PortRange, SecurityGroup, Source, Traffic};
 
     // ── fixtures ─────────────────────────────────────────────────────────────
@@ -575,16 +572,19 @@ mod tests {
     /// A pass that stopped at reading the findings.
     fn unreachable_guardduty() -> PassReport {
         PassReport {
-            detector: Some("d1".into()),
+            detectors: [("us-east-1".to_string(), "d1".to_string())].into(),
             findings: Vec::new(),
             plan: None,
             applied: false,
             outcomes: Vec::new(),
-            failure: Some(Failure {
-                step: Step::ReadFindings,
-                category: Category::Unreachable,
-                error: "connection refused".into(),
-            }),
+            failures: vec![
+                crate::domain::outcome::Failure::new(
+                    Step::ReadFindings,
+                    Category::Unreachable,
+                    "connection refused",
+                )
+                .in_region("us-east-1"),
+            ],
             ..World::default().enforced()
         }
     }
@@ -808,7 +808,7 @@ mod tests {
             [EventSpec::warning(
                 "PassFailed",
                 "Reconcile",
-                "failed to read findings (unreachable): connection refused"
+                "failed to read findings in us-east-1: connection refused (unreachable)"
             )]
         );
         let (still_failed, events) = pass(Some(&failed), &unreachable_guardduty(), 90);
@@ -829,12 +829,15 @@ mod tests {
     fn a_different_failure_of_the_pass_records_pass_failed_again() {
         let (failed, _) = pass(None, &unreachable_guardduty(), 0);
         let other = PassReport {
-            failure: Some(Failure {
-                step: Step::FindDetector,
-                category: Category::NoDetector,
-                error: "no detector in us-east-1".into(),
-            }),
-            detector: None,
+            failures: vec![
+                crate::domain::outcome::Failure::new(
+                    Step::FindDetector,
+                    Category::NoDetector,
+                    "no detector in us-east-1",
+                )
+                .in_region("us-east-1"),
+            ],
+            detectors: Default::default(),
             ..unreachable_guardduty()
         };
         let (_, events) = pass(Some(&failed), &other, 60);

@@ -78,7 +78,7 @@ impl Metrics {
             Outcome::SetupFailed(error) => self.failed(error.category()),
             Outcome::Passed { report, alerts } => {
                 self.pass(policy, report);
-                if let Some(failure) = &report.failure {
+                for failure in &report.failures {
                     self.failed(failure.category.as_str());
                 }
                 if let Some(alerts) = alerts {
@@ -91,7 +91,8 @@ impl Metrics {
     /// What a policy's pass found and did: findings by band (when the pass read
     /// them) and the result of every authorize and revoke step.
     pub fn pass(&self, policy: &str, report: &PassReport) {
-        let read_findings = report.findings_read();
+        // An event's pass sees a few findings, not the policy's whole count.
+        let read_findings = report.findings_read() && !report.targeted;
         self.with(|s| {
             if read_findings {
                 let mut counts = [0; 4];
@@ -311,7 +312,7 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
     #[test]
     fn a_pass_records_actions_and_keeps_findings_when_none_were_read() {
         use crate::domain::ids::SecurityGroupId;
-        use crate::domain::outcome::{Category, Failure, GroupOutcome, Step};
+        use crate::domain::outcome::{Category, GroupOutcome, Step};
         use crate::domain::policy::Mode;
 
         let group = SecurityGroupId::parse("sg-1").unwrap();
@@ -323,7 +324,11 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
         };
         let mut report = PassReport {
             mode: Mode::Enforce,
-            detector: Some("d".into()),
+            regions: vec!["us-east-1".into()],
+            listed: Default::default(),
+            targeted: false,
+            feedback: Vec::new(),
+            detectors: [("us-east-1".to_string(), "d".to_string())].into(),
             findings: Vec::new(),
             plan: None,
             applied: true,
@@ -346,7 +351,7 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
                 ),
             ],
             archived: Vec::new(),
-            failure: None,
+            failures: Vec::new(),
             record: Default::default(),
         };
         let m = Metrics::default();
@@ -368,11 +373,14 @@ guardduty_operator_aws_api_calls_total{operation=\"EC2.DescribeInstances\",outco
             s.findings.insert("ns/p".into(), [1, 2, 3, 4]);
         });
         report.outcomes.clear();
-        report.failure = Some(Failure {
-            step: Step::ReadFindings,
-            category: Category::Throttled,
-            error: "slow down".into(),
-        });
+        report.failures = vec![
+            crate::domain::outcome::Failure::new(
+                Step::ReadFindings,
+                Category::Throttled,
+                "slow down",
+            )
+            .in_region("us-east-1"),
+        ];
         m.pass("ns/p", &report);
         assert_eq!(m.snapshot().findings.get("ns/p"), Some(&[1, 2, 3, 4]));
     }

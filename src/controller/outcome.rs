@@ -69,7 +69,7 @@ impl Outcome {
     /// Whether AWS throttled the pass (the backoff then starts higher).
     pub fn throttled(&self) -> bool {
         self.report()
-            .and_then(|r| r.failure.as_ref())
+            .and_then(|r| r.failure())
             .is_some_and(|f| f.category == Category::Throttled)
     }
 }

@@ -42,12 +42,13 @@ use crate::controller::outcome::Outcome;
 use crate::controller::server::{self, Endpoints};
 use crate::controller::status::{alert_record, compute_status, needs_patch};
 use crate::domain::alert::AlertLimits;
+use crate::domain::known::KnownFindings;
 use crate::domain::outcome::Category;
 use crate::domain::record::ChangeRecord;
 use crate::domain::record::RevertError;
 use crate::notify::dispatch::{NotifyOptions, RetryPolicy, build_channels, notify};
 use crate::notify::secrets::KubeSecrets;
-use crate::pass::{PassOptions, revert, run_pass};
+use crate::pass::{FindingsInput, PassOptions, revert_everywhere, run_pass};
 use crate::ports::{AwsFactory, AwsSetupError, Journal, JournalError};
 use crate::spec::record::DeletionPolicy;
 use crate::spec::{
@@ -111,13 +112,15 @@ impl std::fmt::Display for AllowedNamespaces {
 }
 
 /// What the controller remembers of a policy's last pass: the generation it ran
-/// for, when the next pass is due, and the status it computed (kept even when the
-/// patch failed, so the next pass neither loses the change record nor alerts again).
+/// for, when the next pass is due, the status it computed (kept even when the patch
+/// failed, so the next pass neither loses the change record nor alerts again), and the
+/// open findings it knows of, so the next pass lists only what changed.
 #[derive(Debug, Clone)]
 struct Memo {
     generation: Option<i64>,
     due: Instant,
     status: GuardDutyPolicyStatus,
+    known: KnownFindings,
 }
 
 /// What every reconcile shares.
@@ -136,6 +139,8 @@ pub struct Context<F> {
     failures: Mutex<HashMap<String, u32>>,
     /// The last pass of each policy, by uid.
     memos: Mutex<HashMap<String, Memo>>,
+    /// Finding events waiting for each policy's pass (`--events-queue-url`).
+    pub inbox: Option<Arc<crate::events::Inbox>>,
 }
 
 impl<F: AwsFactory> Context<F> {
@@ -151,7 +156,14 @@ impl<F: AwsFactory> Context<F> {
             allowed: AllowedNamespaces::All,
             failures: Mutex::default(),
             memos: Mutex::default(),
+            inbox: None,
         }
+    }
+
+    /// The same context, taking finding events from `inbox`.
+    pub fn with_inbox(mut self, inbox: Arc<crate::events::Inbox>) -> Self {
+        self.inbox = Some(inbox);
+        self
     }
 
     /// The same context, honouring policies only in these namespaces.
@@ -326,27 +338,62 @@ async fn apply<F: AwsFactory>(
     let generation = policy.meta().generation;
     let memo = ctx.memo(&uid);
     // Status writes (the operator's own included) change no generation: they do not
-    // make a pass. The next pass comes at its time, or with a change of the spec.
-    if let Some(memo) = &memo
-        && memo.generation == generation
-        && let Some(wait) = memo.due.checked_duration_since(Instant::now())
-        && !wait.is_zero()
-    {
+    // make a pass. The next pass comes at its time, or with a change of the spec, or
+    // with finding events: those alone make a pass of their findings only.
+    let periodic_wait = memo
+        .as_ref()
+        .filter(|memo| memo.generation == generation)
+        .and_then(|memo| memo.due.checked_duration_since(Instant::now()))
+        .filter(|wait| !wait.is_zero());
+    let queued = ctx.inbox.as_ref().map(|i| i.take(&key)).unwrap_or_default();
+    if let (Some(wait), true) = (periodic_wait, queued.is_empty()) {
         return Ok(Action::requeue(wait));
     }
+    let targeted = periodic_wait.is_some();
     // What this operator last computed, even if its patch failed; else the object's.
+    let mut known = memo.as_ref().map(|m| m.known.clone()).unwrap_or_default();
     let previous = memo.map(|m| m.status).or_else(|| policy.status.clone());
     let previous = previous.as_ref();
 
     // 1. Validate (pure), then 2. the pass and its alerts (I/O): what this reconcile
     //    got to.
+    let started = domain_now();
     let (outcome, interval) = match policy.spec.validate(&owner_of(policy)) {
         Err(invalid) => (Outcome::Invalid(invalid), None),
-        Ok(valid) => (
-            run_pass_and_alerts(policy, previous, &valid, ctx, api).await,
-            Some(valid.interval),
-        ),
+        Ok(valid) => {
+            if !valid.regions.is_empty() {
+                known.retain_regions(&valid.regions);
+            }
+            let input = if targeted {
+                FindingsInput::Given(crate::events::coalesce(&queued))
+            } else {
+                // A periodic pass takes the events in too, should GuardDuty's listing
+                // not show them yet.
+                for delivery in &queued {
+                    known.heard(&delivery.finding, valid.policy.selects(&delivery.finding));
+                }
+                FindingsInput::Known {
+                    known: known.clone(),
+                    full_resync_seconds: valid.full_resync_interval.as_secs() as i64,
+                }
+            };
+            let outcome = run_pass_and_alerts(policy, previous, &valid, ctx, api, input).await;
+            if let Outcome::Passed { report, .. } = &outcome {
+                known.learn(report, started);
+            }
+            (outcome, Some(valid.interval))
+        }
     };
+    // The events are handled when the pass completed; a failed one leaves their
+    // messages to come back.
+    if let Some(inbox) = &ctx.inbox {
+        let handled = match &outcome {
+            Outcome::Passed { report, .. } => !report.failed(),
+            Outcome::Invalid(_) | Outcome::NamespaceNotAllowed { .. } => true,
+            Outcome::SetupFailed(_) => false,
+        };
+        inbox.settle(&queued, handled);
+    }
     log_outcome(policy, &outcome);
 
     // 3. Status and 4. events (pure), from the outcome and the previous status.
@@ -370,6 +417,11 @@ async fn apply<F: AwsFactory>(
             Some(interval)
         }
     };
+    // A pass of events only keeps the periodic pass when it was due.
+    let wait = match periodic_wait {
+        Some(periodic) if targeted => Some(wait.map_or(periodic, |w| w.min(periodic))),
+        _ => wait,
+    };
     let action = wait.map_or_else(Action::await_change, Action::requeue);
     let due = Instant::now() + wait.unwrap_or_default();
     ctx.remember(
@@ -379,6 +431,7 @@ async fn apply<F: AwsFactory>(
             // Not yet due until the patch worked: a failed patch is retried.
             due: Instant::now(),
             status: status.clone(),
+            known: known.clone(),
         },
     );
 
@@ -391,6 +444,7 @@ async fn apply<F: AwsFactory>(
             generation,
             due,
             status,
+            known,
         },
     );
     publish(ctx, policy, &events).await;
@@ -430,24 +484,31 @@ async fn run_pass_and_alerts<F: AwsFactory>(
     valid: &ValidSpec,
     ctx: &Context<F>,
     api: &Api<GuardDutyPolicy>,
+    findings: FindingsInput,
 ) -> Outcome {
-    let aws = match ctx.aws.clients(valid.region.as_deref()).await {
+    // The first region's clients: the account, and SES/SNS for the alert channels.
+    let aws = match ctx
+        .aws
+        .clients(valid.regions.first().map(String::as_str))
+        .await
+    {
         Ok(aws) => aws,
         Err(error) => return Outcome::SetupFailed(error),
     };
     let options = PassOptions {
+        regions: valid.regions.clone(),
         detector: valid.detector_id.clone(),
-        account_id: aws.account_id.clone(),
         apply: true,
         record: previous.and_then(|s| s.changes.clone()).unwrap_or_default(),
         now: domain_now(),
+        findings,
     };
     let journal = StatusJournal {
         api,
         policy,
         previous,
     };
-    let report = run_pass(&aws.guardduty, &aws.ec2, &valid.policy, &options, &journal).await;
+    let report = run_pass(&ctx.aws, &valid.policy, &options, &journal).await;
     let alerts = if valid.notifications.is_empty() {
         None
     } else {
@@ -506,7 +567,7 @@ fn log_outcome(policy: &GuardDutyPolicy, outcome: &Outcome) {
             tracing::warn!(policy = %name, %namespace, %allowed, "namespace not allowed");
         }
         Outcome::Passed { report, .. } => {
-            if let Some(failure) = &report.failure {
+            for failure in &report.failures {
                 tracing::warn!(
                     policy = %name,
                     step = %failure.step,
@@ -578,12 +639,30 @@ async fn cleanup<F: AwsFactory>(
             "policy deleted: it changed nothing in AWS, nothing to revert"
         ),
         (DeletionPolicy::Revert, Some(record)) => {
-            // The region the passes used, read raw: an unrelated invalid field must not
-            // send the revert to the SDK's default region. Empty is the SDK's own.
-            let region = policy.spec.region.as_deref().filter(|r| !r.is_empty());
-            let aws = ctx.aws.clients(region).await.map_err(Error::AwsSetup)?;
-            // Revert (I/O; revert_plan decided, pure): restore, then remove, per group.
-            let report = revert(&aws.ec2, record, &owner_of(policy).to_string()).await;
+            // The regions and member role the passes used, read raw: an unrelated
+            // invalid field must not send the revert elsewhere. None is the SDK's own.
+            let regions: Vec<String> = if policy.spec.regions.is_empty() {
+                policy
+                    .spec
+                    .region
+                    .iter()
+                    .filter(|r| !r.is_empty())
+                    .cloned()
+                    .collect()
+            } else {
+                policy.spec.regions.clone()
+            };
+            let members = policy.spec.member_accounts.as_ref().map(|m| m.to_domain());
+            // Revert (I/O; revert_plan decided, pure): restore, then remove, per group,
+            // in every region and account the record names.
+            let report = revert_everywhere(
+                &ctx.aws,
+                record,
+                &owner_of(policy).to_string(),
+                &regions,
+                members.as_ref(),
+            )
+            .await;
             // A failure keeps the finalizer: error_policy logs and counts it, and the
             // deletion is retried; what was reverted already is left as it is.
             report.check().map_err(Error::Revert)?;
@@ -690,6 +769,8 @@ pub struct ControllerOptions {
     pub lease_timings: LeaseTimings,
     /// `--policy-namespace` values: `*` for every namespace; none for the operator's own.
     pub policy_namespaces: Vec<String>,
+    /// `--events-queue-url`: the SQS queue of GuardDuty finding events, if any.
+    pub events_queue_url: Option<String>,
 }
 
 impl Default for ControllerOptions {
@@ -699,6 +780,7 @@ impl Default for ControllerOptions {
             lease_name: LEASE_NAME.to_string(),
             lease_timings: LeaseTimings::default(),
             policy_namespaces: Vec::new(),
+            events_queue_url: None,
         }
     }
 }
@@ -718,7 +800,19 @@ pub async fn run<F: AwsFactory>(
             addr: metrics_addr,
             source,
         })?;
-    let ctx = Arc::new(Context::new(client.clone(), aws).allowing(allowed));
+    let mut context = Context::new(client.clone(), aws).allowing(allowed);
+    // Finding events, when a queue is given: an inbox the passes take them from.
+    let intake = options.events_queue_url.clone().map(|url| {
+        let (inbox, receipts) = crate::events::Inbox::new();
+        let inbox = Arc::new(inbox);
+        context.inbox = Some(inbox.clone());
+        Intake {
+            url,
+            inbox,
+            receipts,
+        }
+    });
+    let ctx = Arc::new(context);
     let endpoints = Endpoints {
         metrics: ctx.metrics.clone(),
         ready: Arc::new(AtomicBool::new(false)),
@@ -760,7 +854,7 @@ pub async fn run<F: AwsFactory>(
         Some(true) => {
             tracing::info!(%identity, "leading: starting the controller");
             tokio::select! {
-                result = control(client, ctx, ready) => result,
+                result = control(client, ctx, ready, intake) => result,
                 // Kube's Controller cannot pause: a replica that lost the lease stops,
                 // and Kubernetes restarts it as a follower. A reconcile cut short is
                 // safe: authorize comes before revoke, and the next leader converges
@@ -777,7 +871,7 @@ pub async fn run<F: AwsFactory>(
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -803,6 +897,7 @@ async fn control<F: AwsFactory>(
     client: Client,
     ctx: Arc<Context<F>>,
     ready: Arc<AtomicBool>,
+    intake: Option<Intake>,
 ) -> Result<(), Error> {
     let api = Api::<GuardDutyPolicy>::all(client);
     api.list(&ListParams::default().limit(1))
@@ -816,13 +911,45 @@ async fn control<F: AwsFactory>(
     let controller =
         Controller::new(api, watcher::Config::default().any_semantic()).shutdown_on_signal();
     let store = controller.store();
+    let synced = store.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
+        if synced.wait_until_ready().await.is_ok() {
             ready.store(true, Ordering::Release);
             tracing::info!("the watch of GuardDutyPolicies has synced: ready");
         }
     });
+    // Finding events: each wakes the policies that select it, at once.
+    let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
+    let intake = match intake {
+        None => None,
+        Some(Intake {
+            url,
+            inbox,
+            receipts,
+        }) => {
+            let router = Arc::new(StoreRouter {
+                store: store.clone(),
+                allowed: ctx.allowed.clone(),
+                wake,
+            });
+            let queue = Arc::new(crate::aws::clients::event_queue(&url, None).await);
+            tracing::info!(queue = %url, "reading GuardDuty finding events");
+            Some(tokio::spawn(crate::events::run_intake(
+                queue,
+                router,
+                inbox,
+                receipts,
+                std::future::pending(),
+            )))
+        }
+    };
+    // kube's stable API wakes every policy on a trigger (`reconcile_on`, one policy,
+    // is `unstable-runtime`): those without events return at once, with no request.
+    let woken = futures_util::stream::unfold(woken, |mut woken| async move {
+        woken.recv().await.map(|()| ((), woken))
+    });
     controller
+        .reconcile_all_on(woken)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -833,8 +960,51 @@ async fn control<F: AwsFactory>(
             }
         })
         .await;
+    if let Some(intake) = intake {
+        intake.abort();
+    }
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// The finding-event queue of a controller, and the inbox its passes take from.
+struct Intake {
+    url: String,
+    inbox: Arc<crate::events::Inbox>,
+    receipts: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+/// Which policies of the watch's store select a finding event: in an allowed
+/// namespace, not being deleted, valid, and selecting it (severity, type, region).
+struct StoreRouter {
+    store: kube::runtime::reflector::Store<GuardDutyPolicy>,
+    allowed: AllowedNamespaces,
+    wake: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl crate::events::Router for StoreRouter {
+    fn selecting(&self, finding: &crate::domain::finding::Finding) -> Vec<String> {
+        self.store
+            .state()
+            .iter()
+            .filter(|policy| {
+                policy.meta().deletion_timestamp.is_none()
+                    && self.allowed.allows(&policy.namespace().unwrap_or_default())
+            })
+            .filter(|policy| match policy.spec.validate(&owner_of(policy)) {
+                Ok(valid) => {
+                    valid.policy.selects(finding)
+                        && (valid.regions.is_empty() || valid.regions.contains(&finding.region))
+                }
+                Err(_) => false,
+            })
+            .map(|policy| policy_key(policy))
+            .collect()
+    }
+
+    fn wake(&self, _: &str) {
+        let _ = self.wake.send(());
+    }
 }
 
 fn now() -> Time {

@@ -28,7 +28,9 @@ use crate::controller::outcome::Outcome;
 use crate::domain::alert::{AlertRecord, Delivered, ResponseKind};
 use crate::domain::finding::Finding;
 use crate::domain::ids::FindingId;
-use crate::domain::outcome::{Category, Failure, GroupOutcome, PassReport, Service, StepResult};
+use crate::domain::outcome::{
+    Category, Failure, GroupOutcome, PassReport, Service, Step, StepResult,
+};
 use crate::domain::plan::{ChangeSet, GroupPlan, IpProtocol, Plan, Purpose, Refusal, Verdict};
 use crate::domain::policy::Mode;
 use crate::domain::security_group::exposures_text;
@@ -256,6 +258,23 @@ fn passed_status(
         conditions.retain(|c| c.type_ != NOTIFICATIONS_DELIVERED);
     }
     let new_actions = actions(report, &now);
+    if report.targeted {
+        // A pass about an event's findings: what it did joins the status; the
+        // picture of every finding and group stays the last full pass's, unless the
+        // pass failed, which shows at once.
+        return GuardDutyPolicyStatus {
+            observed_generation: generation,
+            conditions: if report.failed() {
+                conditions
+            } else {
+                previous.conditions.clone()
+            },
+            recent_actions: merge_actions(new_actions, previous.recent_actions),
+            changes: (!report.record.is_empty()).then(|| report.record.clone()),
+            alerts: alerts.map(alerts_status).or(previous.alerts),
+            ..previous
+        };
+    }
     GuardDutyPolicyStatus {
         observed_generation: generation,
         conditions,
@@ -300,6 +319,8 @@ pub fn alert_record(status: Option<&GuardDutyPolicyStatus>) -> AlertRecord {
             severity: entry.severity,
             response: response_kind(&entry.response)?,
             since: entry.since.clone(),
+            account: entry.account.clone(),
+            region: entry.region.clone(),
         })
     }))
 }
@@ -328,6 +349,8 @@ fn alerts_status(notify: &NotifyReport) -> AlertsStatus {
                 severity: d.severity,
                 response: response_text(d.response),
                 since: d.since.clone(),
+                account: d.account.clone(),
+                region: d.region.clone(),
             })
             .collect(),
         failing_channels: notify
@@ -461,20 +484,44 @@ fn merge_conditions(
 }
 
 fn findings_synced(report: &PassReport) -> Decided {
-    match &report.failure {
-        Some(failure) if failure.step.service() == Service::GuardDuty => Decided::falsy(
+    let guardduty = report
+        .failures
+        .iter()
+        .find(|f| f.step.service() == Service::GuardDuty || f.step.reads_findings());
+    match guardduty {
+        Some(failure) => Decided::falsy(
             ConditionType::FindingsSynced,
             &failure_reason(failure),
             failure_message(failure),
         ),
-        _ => Decided::truthy(
+        None => Decided::truthy(
             ConditionType::FindingsSynced,
             "FindingsRead",
             format!(
-                "read {} from GuardDuty detector {}",
+                "read {} from GuardDuty {}",
                 plural(report.findings.len(), "finding"),
-                report.detector.as_deref().unwrap_or("(unknown)")
+                detectors_text(report)
             ),
+        ),
+    }
+}
+
+/// `detector d1` or `detectors d1 (us-east-1), d2 (eu-west-1)`.
+fn detectors_text(report: &PassReport) -> String {
+    match report.detectors.len() {
+        0 => "detector (unknown)".to_string(),
+        1 => format!(
+            "detector {}",
+            report.detectors.values().next().unwrap_or(&String::new())
+        ),
+        _ => format!(
+            "detectors {}",
+            report
+                .regions
+                .iter()
+                .filter_map(|r| report.detectors.get(r).map(|d| format!("{d} ({r})")))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -562,6 +609,26 @@ fn groups_converged(report: &PassReport, tally: Option<&GroupTally<'_>>) -> Deci
     let Some(tally) = tally else {
         return not_planned(report);
     };
+    // A region or account whose groups could not be read, while others were planned.
+    if let Some(failure) = report.failures.iter().find(|f| {
+        matches!(
+            f.step,
+            Step::IdentifyAccount
+                | Step::AssumeRole
+                | Step::DescribeInstances
+                | Step::FindWatchedGroups
+                | Step::DescribeGroups
+        )
+    }) {
+        return Decided::falsy(
+            ConditionType::SecurityGroupsConverged,
+            "ObserveFailed",
+            format!(
+                "some security groups were not checked: {}",
+                failure_message(failure)
+            ),
+        );
+    }
     let groups = |n| plural(n, "security group");
     if let Some(first) = tally.failed.first() {
         return Decided::falsy(
@@ -648,7 +715,7 @@ fn converged(tally: &GroupTally<'_>) -> Decided {
 /// The pass has no plan: it stopped before planning, or (archive failed) after
 /// applying it without reporting it.
 fn not_planned(report: &PassReport) -> Decided {
-    let Some(failure) = &report.failure else {
+    let Some(failure) = report.failure() else {
         return Decided::unknown(
             ConditionType::SecurityGroupsConverged,
             "NotPlanned",
@@ -1072,11 +1139,9 @@ mod tests {
             state(&status, FINDINGS_SYNCED),
             ("False", "GuardDutyUnreachable")
         );
-        assert!(
-            condition(&status, FINDINGS_SYNCED)
-                .message
-                .starts_with("failed to read findings: connection refused. Check the network"),
-        );
+        assert!(condition(&status, FINDINGS_SYNCED).message.starts_with(
+            "failed to read findings in us-east-1: connection refused. Check the network"
+        ),);
         assert_eq!(
             state(&status, SECURITY_GROUPS_CONVERGED),
             ("False", "ObserveFailed")
@@ -1101,7 +1166,7 @@ mod tests {
         assert!(
             condition(&status, SECURITY_GROUPS_CONVERGED)
                 .message
-                .contains("failed to describe instances: connection refused. Grant the operator's IAM role")
+                .contains("failed to describe instances in us-east-1: connection refused. Grant the operator's IAM role")
         );
         assert_eq!(state(&status, READY), ("False", "ObserveFailed"));
         assert_eq!(status.findings.unwrap().total, 3);
@@ -1171,11 +1236,14 @@ mod tests {
     #[test]
     fn ready_takes_the_reason_and_message_of_the_first_failing_condition() {
         let mut report = World::open_ssh(1).enforced_failing(&["sg-1"]);
-        report.failure = Some(Failure {
-            step: Step::Archive,
-            category: Category::AccessDenied,
-            error: "AccessDeniedException: no".into(),
-        });
+        report.failures = vec![
+            crate::domain::outcome::Failure::new(
+                Step::Archive,
+                Category::AccessDenied,
+                "AccessDeniedException: no",
+            )
+            .in_region("us-east-1"),
+        ];
         let status = status_after(&report);
         assert_eq!(state(&status, FINDINGS_SYNCED), ("False", "AccessDenied"));
         assert_eq!(
@@ -1188,7 +1256,7 @@ mod tests {
             ("False", "AccessDenied")
         );
         assert!(ready.message.starts_with(
-            "FindingsSynced: failed to archive remediated findings: AccessDeniedException: no"
+            "FindingsSynced: failed to archive remediated findings in us-east-1: AccessDeniedException: no"
         ));
     }
 
@@ -1214,11 +1282,14 @@ mod tests {
         // A pass without a plan after applying changes (as an older pass did when archiving failed).
         let mut report = World::open_ssh(2).enforced();
         report.plan = None;
-        report.failure = Some(Failure {
-            step: Step::Archive,
-            category: Category::Throttled,
-            error: "ThrottlingException: slow down".into(),
-        });
+        report.failures = vec![
+            crate::domain::outcome::Failure::new(
+                Step::Archive,
+                Category::Throttled,
+                "ThrottlingException: slow down",
+            )
+            .in_region("us-east-1"),
+        ];
         let status = status_after(&report);
         assert_eq!(
             state(&status, SECURITY_GROUPS_CONVERGED),
@@ -1576,6 +1647,8 @@ mod tests {
                         severity: 8.5,
                         response: "closed".into(),
                         since: Some("2026-12-01T00:00:00Z".into()),
+                        account: Some("123456789012".into()),
+                        region: Some("ap-southeast-2".into()),
                     })
                     .collect(),
                 failing_channels: Vec::new(),
@@ -1634,6 +1707,8 @@ mod tests {
             severity: 8.0,
             response: ResponseKind::Closed,
             since: None,
+            account: None,
+            region: None,
         }]);
         let mut deliveries = vec![Delivery {
             channel: "oncall".into(),

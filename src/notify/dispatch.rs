@@ -289,10 +289,10 @@ pub async fn notify(
 ) -> NotifyReport {
     let routes: Vec<Route> = channels.iter().map(|c| c.route.clone()).collect();
     record.retain_channels(&routes);
-    // The findings were all read unless the pass failed reading them.
-    let complete = report.findings_read();
+    // A region's findings are all here when the pass listed them (not for an event's
+    // findings, nor when reading them failed).
     let listing = Listing {
-        complete,
+        complete: report.listed.keys().cloned().collect(),
         account_id: options.account_id.clone(),
         region: options.region.clone(),
     };
@@ -484,7 +484,11 @@ mod tests {
     fn report(ids: &[&str]) -> PassReport {
         PassReport {
             mode: Mode::DryRun,
-            detector: Some("d1".into()),
+            regions: vec!["us-east-1".into()],
+            listed: [("us-east-1".to_string(), crate::domain::known::Read::Full)].into(),
+            targeted: false,
+            feedback: Vec::new(),
+            detectors: [("us-east-1".to_string(), "d1".to_string())].into(),
             findings: ids
                 .iter()
                 .map(|id| Finding::probe(id, "i-1", &[22]))
@@ -493,7 +497,7 @@ mod tests {
             applied: false,
             outcomes: Vec::new(),
             archived: Vec::new(),
-            failure: None,
+            failures: Vec::new(),
             record: Default::default(),
         }
     }
@@ -681,11 +685,15 @@ mod tests {
         )
         .await;
         let mut unread = report(&[]);
-        unread.failure = Some(crate::domain::outcome::Failure {
-            step: crate::domain::outcome::Step::ReadFindings,
-            category: Category::Unreachable,
-            error: "timed out".into(),
-        });
+        unread.failures = vec![
+            crate::domain::outcome::Failure::new(
+                crate::domain::outcome::Step::ReadFindings,
+                Category::Unreachable,
+                "timed out",
+            )
+            .in_region("us-east-1"),
+        ];
+        unread.listed.clear();
         let second = notify(&channels, &unread, first.record.clone(), &options()).await;
         assert!(second.deliveries.is_empty());
         assert_eq!(second.record, first.record);

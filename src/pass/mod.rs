@@ -1,97 +1,497 @@
-//! One pass (I/O): observe → plan (pure) → execute → archive.
+//! One pass (I/O): per region, read → per account, observe → plan (pure) → record the
+//! intent → execute → archive.
 //!
 //! ```text
-//!  FindingsSource ─ detector, findings ─┐
-//!  SecurityGroups ─ instances, groups ──┼─> domain::plan ─> Plan ─> execute (authorize, then revoke)
-//!                                       │                          ─> archive the remediated findings
-//!                                       └──────────────> PassReport (what was seen, decided and done)
+//!  per region (concurrently):  clients, detector, findings (listed in full, since the last
+//!                              listing, or given by an event)
+//!  per account of the region:  the credentials' own, and each member account with findings
+//!                              or recorded changes (its role assumed); instances, watched
+//!                              groups, groups, prefix lists ─> domain::plan ─> Plan
+//!  all plans:                  one intent written ─> execute per account (authorize, then
+//!                              revoke) ─> record ─> feedback and archive per region
+//!                              ─> PassReport (what was seen, decided and done, everywhere)
 //! ```
 //!
 //! The command line runs one pass; the controller runs the same pass on every
-//! reconcile. The executors make no decisions: [`execute`] carries out the plan, group
-//! by group, authorizing before revoking; [`revert`] undoes a change record, restoring
-//! before removing. Every step's result is reported.
+//! reconcile, and for the findings of an event. The executors make no decisions:
+//! [`execute`] carries out the plan, group by group, authorizing before revoking;
+//! [`revert`] undoes a change record, restoring before removing. A region or an
+//! account that fails stops only its own part; every step's result is reported.
 
 pub mod execute;
 pub mod revert;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{StreamExt, stream};
 
 pub use execute::execute;
-pub use revert::revert;
+pub use revert::{revert, revert_everywhere};
 
-use crate::domain::ids::SecurityGroupId;
-use crate::domain::outcome::{Category, Failure, PassReport, Step};
-use crate::domain::plan::{Observation, instances_to_describe, plan, prefix_lists_to_read};
+use crate::domain::finding::Finding;
+use crate::domain::ids::{FindingId, SecurityGroupId};
+use crate::domain::known::{self, KnownFindings, Read};
+use crate::domain::outcome::{Category, Failure, GroupOutcome, PassReport, Step};
+use crate::domain::plan::{
+    FindingDecision, Observation, Plan, instances_to_describe, plan, prefix_lists_to_read,
+};
 use crate::domain::policy::{Mode, Policy};
-use crate::domain::record::{ChangeRecord, intent_of};
+use crate::domain::record::{ChangeRecord, RecordedRule, intent_of};
 use crate::domain::response::remediated_findings;
 use crate::domain::time::Timestamp;
-use crate::ports::{FindingsSource, Journal, SecurityGroups, error_chain};
+use crate::ports::{AwsFactory, FindingsSource, Journal, SecurityGroups, error_chain};
 
 /// How many independent AWS calls a pass keeps in flight at once.
 pub const CONCURRENCY: usize = 8;
 
+/// Where a pass's findings come from.
+#[derive(Debug, Clone, Default)]
+pub enum FindingsInput {
+    /// Every region listed in full (the command line's one-off passes).
+    #[default]
+    Full,
+    /// Each region as `known` says: in full the first time and every
+    /// `full_resync_seconds`, else only what was updated since the last listing,
+    /// merged with what it knew (the controller, `watch`).
+    Known {
+        known: KnownFindings,
+        full_resync_seconds: i64,
+    },
+    /// These findings only (an event's): nothing is listed, no region is complete.
+    Given(Vec<Finding>),
+}
+
 /// What the caller asks of a pass.
 #[derive(Debug, Clone, Default)]
 pub struct PassOptions {
-    /// The detector to read; `None` discovers it.
+    /// The regions to cover, in order; empty: the AWS SDK's own region.
+    pub regions: Vec<String>,
+    /// The detector to read (one region only); `None` discovers it.
     pub detector: Option<String>,
-    /// The account of the credentials (STS GetCallerIdentity); findings of other
-    /// accounts are reported, not remediated.
-    pub account_id: Option<String>,
     /// Carry out the plan (only ever when the policy's mode is Enforce).
     pub apply: bool,
     /// The change record the previous pass left (its pending intent is settled).
     pub record: ChangeRecord,
-    /// Now, for the record.
+    /// Now, for the record and the watermark.
     pub now: Timestamp,
+    pub findings: FindingsInput,
 }
 
-/// Runs one pass against the given sources; the intent of its changes goes to
-/// `journal` before the first change.
-pub async fn run_pass<F, S, J>(
-    findings_source: &F,
-    ec2: &S,
+/// A region's findings, read.
+struct RegionRead<F, S> {
+    region: String,
+    guardduty: F,
+    ec2: S,
+    /// The credentials' account, when known.
+    account_id: Option<String>,
+    detector: String,
+    /// The open findings the policy selects.
+    findings: Vec<Finding>,
+    /// How they were listed; `None`: given, not listed.
+    read: Option<Read>,
+}
+
+/// A region read, or why it could not be.
+type RegionResult<A> =
+    Result<RegionRead<<A as AwsFactory>::Findings, <A as AwsFactory>::Ec2>, Failure>;
+
+/// The part of a region one EC2 client acts in: the credentials' own account, or a
+/// member account through its role.
+struct Scope<S> {
+    region: String,
+    /// The account; `None`: the credentials' own, unknown.
+    account: Option<String>,
+    own: bool,
+    ec2: S,
+    findings: Vec<Finding>,
+}
+
+/// Runs one pass over every region of `options` (concurrently) and every account in
+/// them; the intent of all its changes goes to `journal` before the first change.
+pub async fn run_pass<A, J>(
+    aws: &A,
     policy: &Policy,
     options: &PassOptions,
     journal: &J,
 ) -> PassReport
 where
-    F: FindingsSource,
-    S: SecurityGroups,
+    A: AwsFactory,
     J: Journal,
 {
     let mut report = PassReport::new(policy.mode);
     report.record = options.record.clone();
-    macro_rules! step {
-        ($step:expr, $call:expr) => {
-            match $call.await {
-                Ok(value) => value,
-                Err(error) => {
-                    report.failure = Some(Failure {
-                        step: $step,
-                        category: error.category(),
-                        error: error_chain(&error),
-                    });
-                    return report;
+    report.targeted = matches!(options.findings, FindingsInput::Given(_));
+
+    // read (I/O), per region
+    let regions: Vec<Option<String>> = if options.regions.is_empty() {
+        vec![None]
+    } else {
+        options.regions.iter().cloned().map(Some).collect()
+    };
+    let reads: Vec<_> = regions
+        .iter()
+        .map(|region| read_region(aws, policy, options, region.as_deref()))
+        .collect();
+    let reads: Vec<RegionResult<A>> = stream::iter(reads).buffered(CONCURRENCY).collect().await;
+    let mut read_regions = Vec::new();
+    for (region, read) in regions.iter().zip(reads) {
+        match read {
+            Ok(read) => {
+                report.regions.push(read.region.clone());
+                report
+                    .detectors
+                    .insert(read.region.clone(), read.detector.clone());
+                if let Some(how) = read.read {
+                    report.listed.insert(read.region.clone(), how);
                 }
+                report.findings.extend(read.findings.iter().cloned());
+                read_regions.push(read);
             }
-        };
+            Err(failure) => {
+                report.regions.push(
+                    region
+                        .clone()
+                        .or(failure.region.clone())
+                        .unwrap_or_default(),
+                );
+                report.failures.push(failure);
+            }
+        }
+    }
+    known::sort(&mut report.findings);
+    // The region of a recorded rule that has none (recorded before policies covered
+    // several): the first.
+    let default_region = report.regions.first().cloned().unwrap_or_default();
+
+    // observe (I/O), per account of each region
+    let mut scopes = Vec::new();
+    let mut guardduty = BTreeMap::new();
+    for read in read_regions {
+        let (region_scopes, failures) = scopes_of(
+            aws,
+            policy,
+            &options.record,
+            &default_region,
+            &read.region,
+            read.account_id.clone(),
+            read.ec2,
+            read.findings,
+        )
+        .await;
+        scopes.extend(region_scopes);
+        report.failures.extend(failures);
+        guardduty.insert(read.region.clone(), (read.guardduty, read.detector));
+    }
+    let observations: Vec<_> = scopes
+        .iter()
+        .map(|scope| observe(scope, policy, &options.record, &default_region))
+        .collect();
+    let observations: Vec<Result<Observation, Failure>> = stream::iter(observations)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut observed: Vec<(Scope<A::Ec2>, Observation)> = Vec::new();
+    for (scope, observation) in scopes.into_iter().zip(observations) {
+        match observation {
+            Ok(observation) => observed.push((scope, observation)),
+            Err(failure) => report.failures.push(failure),
+        }
     }
 
-    // observe (I/O)
-    let detector = step!(
-        Step::FindDetector,
-        findings_source.detector(options.detector.as_deref())
-    );
-    report.detector = Some(detector.clone());
-    report.findings = step!(
-        Step::ReadFindings,
-        findings_source.findings(&detector, policy)
-    );
+    // What an earlier pass left pending, settled against the groups of the accounts
+    // and regions read; the rest stays pending.
+    let groups: BTreeMap<_, _> = observed
+        .iter()
+        .flat_map(|(_, o)| o.groups.iter().map(|(id, g)| (id.clone(), g.clone())))
+        .collect();
+    let record = options
+        .record
+        .settled_where(&groups, &policy.owner, |rule| {
+            observed
+                .iter()
+                .any(|(scope, _)| recorded_in(rule, scope, &default_region))
+        });
+    report.record = record.clone();
+
+    // plan (pure), per account and region
+    let plans: Vec<(Scope<A::Ec2>, Plan)> = observed
+        .into_iter()
+        .map(|(scope, observation)| {
+            let planned = plan(policy, &observation);
+            (scope, planned)
+        })
+        .collect();
+    if plans.is_empty() && !report.failures.is_empty() {
+        // Nothing could be observed anywhere: no plan, the failures say why.
+        return report;
+    }
+    let merged = Plan::merged(policy.mode, plans.iter().map(|(_, p)| p.clone()));
+
+    // execute (I/O): only what the plans say, only when asked and enforced, and only
+    // once the intent of every change is recorded
+    let mut remediated = Vec::new();
+    if options.apply && policy.mode == Mode::Enforce {
+        report.applied = true;
+        if !merged.is_empty() {
+            let intent = intent_of(&merged, options.now);
+            if let Err(error) = journal.write_ahead(&record.with_intent(intent)).await {
+                report.failures.push(Failure::new(
+                    Step::RecordIntent,
+                    Category::Record,
+                    error.to_string(),
+                ));
+                report.applied = false;
+                report.plan = Some(merged);
+                return report;
+            }
+            let executions: Vec<_> = plans
+                .iter()
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(scope, p)| execute(&scope.ec2, p))
+                .collect();
+            let outcomes: Vec<Vec<GroupOutcome>> = stream::iter(executions)
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
+            report.outcomes = outcomes.into_iter().flatten().collect();
+            report.outcomes.sort_by(|a, b| a.group.cmp(&b.group));
+            report.record = record.after(&merged, &report.outcomes, options.now);
+        }
+        remediated = remediated_findings(&merged, &report.outcomes);
+    }
+    report.plan = Some(merged);
+
+    // feedback and archive (I/O), per region, through its detector
+    if !remediated.is_empty() && (policy.finding_feedback || policy.archive_remediated) {
+        let newly = newly_remediated(&report, &remediated);
+        for (region, (source, detector)) in &guardduty {
+            let in_region = |ids: &[FindingId]| -> Vec<FindingId> {
+                ids.iter()
+                    .filter(|id| {
+                        report
+                            .findings
+                            .iter()
+                            .any(|f| &f.id == *id && &f.region == region)
+                    })
+                    .cloned()
+                    .collect()
+            };
+            let feedback = in_region(&newly);
+            if policy.finding_feedback && !feedback.is_empty() {
+                match source.feedback(detector, &feedback).await {
+                    Ok(()) => report.feedback.extend(feedback),
+                    Err(error) => report.failures.push(
+                        Failure::new(Step::Feedback, error.category(), error_chain(&error))
+                            .in_region(region),
+                    ),
+                }
+            }
+            let archive = in_region(&remediated);
+            if policy.archive_remediated && !archive.is_empty() {
+                match source.archive(detector, &archive).await {
+                    Ok(()) => report.archived.extend(archive),
+                    Err(error) => report.failures.push(
+                        Failure::new(Step::Archive, error.category(), error_chain(&error))
+                            .in_region(region),
+                    ),
+                }
+            }
+        }
+    }
+    report
+}
+
+/// A region's clients, detector and open findings.
+async fn read_region<A: AwsFactory>(
+    aws: &A,
+    policy: &Policy,
+    options: &PassOptions,
+    region: Option<&str>,
+) -> Result<RegionRead<A::Findings, A::Ec2>, Failure> {
+    let named = region.unwrap_or_default();
+    let clients = aws.clients(region).await.map_err(|error| {
+        Failure::new(
+            Step::IdentifyAccount,
+            Category::Unreachable,
+            error.to_string(),
+        )
+        .in_region(named)
+    })?;
+    let region = clients.region.clone();
+    let failed = |step: Step, error: &crate::ports::FindingsError| {
+        Failure::new(step, error.category(), error_chain(error)).in_region(&region)
+    };
+    // A configured detector id is one region's (validation allows it with one only).
+    let configured = match options.regions.len() {
+        0 | 1 => options.detector.as_deref(),
+        _ => None,
+    };
+    let detector = clients
+        .guardduty
+        .detector(configured)
+        .await
+        .map_err(|e| failed(Step::FindDetector, &e))?;
+    let is_open = |f: &Finding| policy.selects(f);
+    let (findings, read) = match &options.findings {
+        FindingsInput::Full => {
+            let listed = clients
+                .guardduty
+                .findings(&detector, policy, Read::Full)
+                .await
+                .map_err(|e| failed(Step::ReadFindings, &e))?;
+            (
+                known::merge(Read::Full, Vec::new(), listed, is_open),
+                Some(Read::Full),
+            )
+        }
+        FindingsInput::Known {
+            known,
+            full_resync_seconds,
+        } => {
+            let read = known.read(&region, options.now, *full_resync_seconds);
+            let listed = clients
+                .guardduty
+                .findings(&detector, policy, read)
+                .await
+                .map_err(|e| failed(Step::ReadFindings, &e))?;
+            (
+                known::merge(read, known.open(&region), listed, is_open),
+                Some(read),
+            )
+        }
+        FindingsInput::Given(given) => {
+            let mut findings: Vec<Finding> = given
+                .iter()
+                .filter(|f| f.region == region && is_open(f))
+                .cloned()
+                .collect();
+            known::sort(&mut findings);
+            (findings, None)
+        }
+    };
+    Ok(RegionRead {
+        region,
+        guardduty: clients.guardduty,
+        ec2: clients.ec2,
+        account_id: clients.account_id,
+        detector,
+        findings,
+        read,
+    })
+}
+
+/// The accounts of a region a pass acts in: the credentials' own (with every finding
+/// not remediated elsewhere: its own, and other accounts' to report), and each member
+/// account (`memberAccounts`) with findings or recorded changes here, through its role.
+#[allow(clippy::too_many_arguments)]
+async fn scopes_of<A: AwsFactory>(
+    aws: &A,
+    policy: &Policy,
+    record: &ChangeRecord,
+    default_region: &str,
+    region: &str,
+    own_account: Option<String>,
+    own_ec2: A::Ec2,
+    findings: Vec<Finding>,
+) -> (Vec<Scope<A::Ec2>>, Vec<Failure>) {
+    let member = |account: &str| match (&own_account, &policy.member_accounts) {
+        (Some(own), Some(_)) => account != own && policy.remediates_account(account, own),
+        _ => false,
+    };
+    let mut by_account: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    let mut own = Vec::new();
+    for finding in findings {
+        if member(&finding.account_id) {
+            by_account
+                .entry(finding.account_id.clone())
+                .or_default()
+                .push(finding);
+        } else {
+            own.push(finding);
+        }
+    }
+    // Member accounts with recorded changes here stay under watch for drift.
+    for rule in recorded_rules(record) {
+        if let Some(account) = &rule.account
+            && rule.region.as_deref().unwrap_or(default_region) == region
+            && member(account)
+        {
+            by_account.entry(account.clone()).or_default();
+        }
+    }
+    let mut scopes = vec![Scope {
+        region: region.to_string(),
+        account: own_account.clone(),
+        own: true,
+        ec2: own_ec2,
+        findings: own,
+    }];
+    let mut failures = Vec::new();
+    if let Some(members) = &policy.member_accounts {
+        let assumed: Vec<_> = by_account
+            .keys()
+            .map(|account| aws.member(account, region, members))
+            .collect();
+        let assumed: Vec<_> = stream::iter(assumed).buffered(CONCURRENCY).collect().await;
+        for ((account, findings), ec2) in by_account.into_iter().zip(assumed) {
+            match ec2 {
+                Ok(ec2) => scopes.push(Scope {
+                    region: region.to_string(),
+                    account: Some(account),
+                    own: false,
+                    ec2,
+                    findings,
+                }),
+                Err(error) => failures.push(
+                    Failure::new(Step::AssumeRole, Category::AccessDenied, error.to_string())
+                        .in_region(region)
+                        .in_account(&account),
+                ),
+            }
+        }
+    }
+    (scopes, failures)
+}
+
+/// Every rule of the record, pending ones included.
+fn recorded_rules(record: &ChangeRecord) -> impl Iterator<Item = &RecordedRule> {
+    record.added.iter().chain(&record.revoked).chain(
+        record
+            .pending
+            .iter()
+            .flat_map(|p| p.added.iter().chain(&p.revoked)),
+    )
+}
+
+/// Was `rule` recorded in the account and region of `scope`?
+fn recorded_in<S>(rule: &RecordedRule, scope: &Scope<S>, default_region: &str) -> bool {
+    rule.region.as_deref().unwrap_or(default_region) == scope.region
+        && match &rule.account {
+            None => scope.own,
+            Some(account) => scope.account.as_deref() == Some(account.as_str()),
+        }
+}
+
+/// What one account of one region holds that the plan needs: the findings'
+/// instances, the groups under watch and those of an intent left pending, the groups
+/// of those, and the prefix lists on a port in scope.
+async fn observe<S: SecurityGroups>(
+    scope: &Scope<S>,
+    policy: &Policy,
+    record: &ChangeRecord,
+    default_region: &str,
+) -> Result<Observation, Failure> {
+    let ec2 = &scope.ec2;
+    let failed = |step: Step, error: &crate::ports::Ec2Error| {
+        let failure =
+            Failure::new(step, error.category(), error_chain(error)).in_region(&scope.region);
+        match (&scope.account, scope.own) {
+            (Some(account), false) => failure.in_account(account),
+            _ => failure,
+        }
+    };
     let instance_ids: Vec<_> =
-        instances_to_describe(policy, options.account_id.as_deref(), &report.findings)
+        instances_to_describe(policy, scope.account.as_deref(), &scope.findings)
             .into_iter()
             .collect();
     // The findings' instances and the groups already under watch are independent reads.
@@ -110,24 +510,33 @@ where
         }
     };
     let (instances, watched) = futures_util::future::join(describe_instances, find_watched).await;
-    let instances = step!(Step::DescribeInstances, async { instances });
-    let watched = step!(Step::FindWatchedGroups, async { watched });
-    // The groups of an intent left pending are read too, to settle it.
+    let instances = instances.map_err(|e| failed(Step::DescribeInstances, &e))?;
+    let watched = watched.map_err(|e| failed(Step::FindWatchedGroups, &e))?;
+    // The groups of an intent left pending here are read too, to settle it.
+    let pending = record
+        .pending
+        .iter()
+        .flat_map(|p| p.added.iter().chain(&p.revoked))
+        .filter(|rule| recorded_in(rule, scope, default_region))
+        .filter_map(|rule| SecurityGroupId::parse(&rule.group).ok());
     let group_ids: BTreeSet<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().cloned())
         .chain(watched)
-        .chain(options.record.pending_groups())
+        .chain(pending)
         .collect();
     let group_ids: Vec<_> = group_ids.into_iter().collect();
     let groups = if group_ids.is_empty() {
         Vec::new()
     } else {
-        step!(Step::DescribeGroups, ec2.groups(&group_ids))
+        ec2.groups(&group_ids)
+            .await
+            .map_err(|e| failed(Step::DescribeGroups, &e))?
     };
     let mut observation = Observation {
-        account_id: options.account_id.clone(),
-        findings: report.findings.clone(),
+        account_id: scope.account.clone(),
+        region: scope.region.clone(),
+        findings: scope.findings.clone(),
         instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
         groups: groups.into_iter().map(|g| (g.id.clone(), g)).collect(),
         prefix_lists: Default::default(),
@@ -139,49 +548,27 @@ where
     if !lists.is_empty() {
         observation.prefix_lists = ec2.prefix_lists(&lists).await;
     }
-    // What an earlier pass left pending, settled against the groups as they are.
-    let record = options.record.settled(&observation.groups, &policy.owner);
-    report.record = record.clone();
+    Ok(observation)
+}
 
-    // plan (pure)
-    let plan = plan(policy, &observation);
-
-    // execute (I/O): only what the plan says, only when asked and enforced, and only
-    // once its intent is recorded
-    let mut remediated = Vec::new();
-    if options.apply && policy.mode == Mode::Enforce && !plan.is_empty() {
-        let intent = intent_of(&plan, options.now);
-        if let Err(error) = journal.write_ahead(&record.with_intent(intent)).await {
-            report.failure = Some(Failure {
-                step: Step::RecordIntent,
-                category: Category::Record,
-                error: error.to_string(),
-            });
-            report.plan = Some(plan);
-            return report;
-        }
-        report.applied = true;
-        report.outcomes = execute(ec2, &plan).await;
-        report.record = record.after(&plan, &report.outcomes, options.now);
-        if policy.archive_remediated {
-            remediated = remediated_findings(&plan, &report.outcomes);
-        }
-    } else if options.apply && policy.mode == Mode::Enforce {
-        report.applied = true;
-        if policy.archive_remediated {
-            remediated = remediated_findings(&plan, &report.outcomes);
-        }
-    }
-    // The plan is reported even if archiving fails below.
-    report.plan = Some(plan);
-    if !remediated.is_empty() {
-        step!(
-            Step::Archive,
-            findings_source.archive(&detector, &remediated)
-        );
-        report.archived = remediated;
-    }
-    report
+/// The remediated findings whose groups this pass changed (not merely found
+/// converged): they get feedback once, when they are closed.
+fn newly_remediated(report: &PassReport, remediated: &[FindingId]) -> Vec<FindingId> {
+    let Some(plan) = &report.plan else {
+        return Vec::new();
+    };
+    remediated
+        .iter()
+        .filter(|id| match plan.findings.get(*id) {
+            Some(FindingDecision::Remediate {
+                security_groups, ..
+            }) => security_groups
+                .iter()
+                .any(|g| report.outcome(g).is_some_and(GroupOutcome::succeeded)),
+            _ => false,
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -201,7 +588,7 @@ mod tests {
     };
     use crate::ports::NoJournal;
     use crate::ports::failing::{Failing, Operation};
-    use crate::ports::memory::MemoryAccount;
+    use crate::ports::memory::{MemoryAccount, MemoryAws};
 
     fn world_open_group(id: &str) -> SecurityGroup {
         SecurityGroup::world_open(id, Traffic::Tcp(PortRange::single(22)))
@@ -232,34 +619,52 @@ mod tests {
 
     fn apply() -> PassOptions {
         PassOptions {
-            detector: None,
-            account_id: Some("123456789012".into()),
+            regions: vec!["us-east-1".into()],
             apply: true,
-            record: Default::default(),
             now: Timestamp(1_800_000_000),
+            ..PassOptions::default()
         }
     }
 
     #[tokio::test]
     async fn trusted_ranges_can_reach_the_port_before_anything_is_revoked() {
-        let account = account(&["sg-1", "sg-2"]);
-        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let account = std::sync::Arc::new(account(&["sg-1", "sg-2"]));
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(!report.failed(), "{report:#?}");
         assert_eq!(
             *account.trusted_reach_at_revoke.lock().unwrap(),
             [true, true]
         );
-        let again = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let again = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(again.plan.unwrap().is_empty());
         assert_eq!(account.archived().len(), 1);
     }
 
     #[tokio::test]
     async fn failed_authorize_revokes_nothing_and_other_groups_still_converge() {
-        let account =
-            Failing::new(account(&["sg-1", "sg-2"])).fail(Operation::Authorize, Some("sg-1"));
+        let account = std::sync::Arc::new(
+            Failing::new(account(&["sg-1", "sg-2"])).fail(Operation::Authorize, Some("sg-1")),
+        );
         let before = account.inner().group("sg-1");
-        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(report.failed());
         let failed = &report.outcomes[0];
         assert!(matches!(
@@ -301,10 +706,17 @@ mod tests {
 
     #[tokio::test]
     async fn failed_archive_keeps_the_plan_and_the_outcomes_in_the_report() {
-        let account = Failing::new(account(&["sg-1"])).fail(Operation::Archive, None);
-        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let account =
+            std::sync::Arc::new(Failing::new(account(&["sg-1"])).fail(Operation::Archive, None));
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(report.failed());
-        assert_eq!(report.failure.as_ref().unwrap().step, Step::Archive);
+        assert_eq!(report.failure().unwrap().step, Step::Archive);
         assert_eq!(report.plan.as_ref().unwrap().changes().count(), 1);
         assert!(report.outcomes[0].succeeded());
         assert!(report.archived.is_empty());
@@ -312,8 +724,16 @@ mod tests {
 
     #[tokio::test]
     async fn failed_revoke_is_reported_and_retried_on_the_next_pass() {
-        let account = Failing::new(account(&["sg-1"])).fail(Operation::Revoke, Some("sg-1"));
-        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let account = std::sync::Arc::new(
+            Failing::new(account(&["sg-1"])).fail(Operation::Revoke, Some("sg-1")),
+        );
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(report.failed());
         assert!(matches!(
             report.outcomes[0].authorize,
@@ -325,7 +745,13 @@ mod tests {
         ));
         // The next pass (after the fault) plans only the revoke.
         account.heal();
-        let again = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let again = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(!again.failed());
         let plan = again.plan.unwrap();
         let (_, change) = plan.changes().next().expect("the revoke is still planned");
@@ -342,12 +768,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_finding_is_planned_in_dry_run_then_closed_when_enforced() {
-        let account = account(&["sg-1"]);
+        let account = std::sync::Arc::new(account(&["sg-1"]));
         let dry_run = PassOptions {
             apply: false,
             ..apply()
         };
-        let report = run_pass(&account, &account, &policy(), &dry_run, &NoJournal).await;
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &dry_run,
+            &NoJournal,
+        )
+        .await;
         assert_eq!(
             responses(&report),
             [Response::Planned {
@@ -359,7 +791,13 @@ mod tests {
             archive_remediated: false,
             ..policy()
         };
-        let report = run_pass(&account, &account, &policy, &apply(), &NoJournal).await;
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy,
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert_eq!(
             responses(&report),
             [Response::Closed {
@@ -367,7 +805,13 @@ mod tests {
                     .into()
             }]
         );
-        let report = run_pass(&account, &account, &policy, &apply(), &NoJournal).await;
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy,
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert_eq!(
             responses(&report),
             [Response::Closed {
@@ -378,9 +822,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_group_makes_the_finding_failed_whatever_the_other_groups_did() {
-        let account =
-            Failing::new(account(&["sg-1", "sg-2"])).fail(Operation::Authorize, Some("sg-2"));
-        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let account = std::sync::Arc::new(
+            Failing::new(account(&["sg-1", "sg-2"])).fail(Operation::Authorize, Some("sg-2")),
+        );
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         let responses = responses(&report);
         let [Response::Failed { error }] = responses.as_slice() else {
             panic!("expected one failed response: {responses:?}");
@@ -397,8 +848,14 @@ mod tests {
         let mut sample = Finding::probe("f2", "i-1", &[22]);
         sample.sample = true;
         account.findings.lock().unwrap().push(sample);
-        let account = Failing::new(account).fail(Operation::Instances, None);
-        let report = run_pass(&account, &account, &policy(), &apply(), &NoJournal).await;
+        let account = std::sync::Arc::new(Failing::new(account).fail(Operation::Instances, None));
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
         assert!(report.plan.is_none());
         let responses = responses(&report);
         assert!(

@@ -10,12 +10,102 @@ use futures_util::{StreamExt, stream};
 use super::CONCURRENCY;
 use crate::domain::ids::SecurityGroupId;
 use crate::domain::outcome::Step;
+use crate::domain::policy::MemberAccounts;
 use crate::domain::record::{
     ChangeRecord, GroupRevert, RevertError, RevertReport, RevertSteps, missing, present_removals,
     revert_plan, unreadable_entries,
 };
 use crate::domain::security_group::SecurityGroup;
-use crate::ports::{Ec2Error, SecurityGroups, error_chain};
+use crate::ports::{AwsFactory, Ec2Error, SecurityGroups, error_chain};
+
+/// Undoes `owner`'s record everywhere it changed something (I/O): the record split by
+/// region and account ([`ChangeRecord::by_place`]), each part reverted by [`revert`]
+/// with that account's EC2 (a member account's through its role), every region of
+/// the policy included so its watch tags go too; one report of it all. A part whose
+/// clients cannot be had is a failure of the revert; the others still go ahead.
+pub async fn revert_everywhere<A: AwsFactory>(
+    aws: &A,
+    record: &ChangeRecord,
+    owner: &str,
+    regions: &[String],
+    members: Option<&MemberAccounts>,
+) -> RevertReport {
+    let default_region = match regions.first() {
+        Some(region) => region.clone(),
+        None => match aws.clients(None).await {
+            Ok(clients) => clients.region,
+            Err(error) => {
+                return RevertReport {
+                    failure: Some(setup_failure(Step::DescribeRecordedGroups, &error)),
+                    ..RevertReport::default()
+                };
+            }
+        },
+    };
+    let mut parts = record.by_place(&default_region);
+    for region in regions.iter().chain([&default_region]) {
+        parts
+            .entry((region.clone(), None))
+            .or_insert_with(|| ChangeRecord {
+                truncated: record.truncated,
+                ..ChangeRecord::default()
+            });
+    }
+    let mut report = RevertReport {
+        unreadable: unreadable_entries(record).len(),
+        truncated: record.truncated,
+        ..RevertReport::default()
+    };
+    for ((region, account), part) in parts {
+        let own = match aws.clients(Some(&region)).await {
+            Ok(clients) => clients,
+            Err(error) => {
+                report
+                    .failure
+                    .get_or_insert(setup_failure(Step::DescribeRecordedGroups, &error));
+                continue;
+            }
+        };
+        let part_report = match account.filter(|a| own.account_id.as_deref() != Some(a)) {
+            None => revert(&own.ec2, &part, owner).await,
+            Some(account) => {
+                let Some(members) = members else {
+                    report.failure.get_or_insert(RevertError {
+                        step: Step::AssumeRole,
+                        category: crate::domain::outcome::Category::AccessDenied,
+                        error: format!(
+                            "the record holds changes in account {account}, and the policy no                              longer has spec.memberAccounts to reach it"
+                        ),
+                    });
+                    continue;
+                };
+                match aws.member(&account, &region, members).await {
+                    Ok(ec2) => revert(&ec2, &part, owner).await,
+                    Err(error) => {
+                        report
+                            .failure
+                            .get_or_insert(setup_failure(Step::AssumeRole, &error));
+                        continue;
+                    }
+                }
+            }
+        };
+        report.groups.extend(part_report.groups);
+        if let Some(failure) = part_report.failure {
+            report.failure.get_or_insert(failure);
+        }
+    }
+    report.groups.sort_by(|a, b| a.group().cmp(b.group()));
+    report
+}
+
+fn setup_failure(step: Step, error: &crate::ports::AwsSetupError) -> RevertError {
+    RevertError {
+        step,
+        category: crate::domain::outcome::Category::Unreachable,
+        error: error.to_string(),
+    }
+}
 
 /// Undoes `owner`'s record in AWS (I/O, no decisions: [`revert_plan`] decides):
 /// describes the recorded groups, then per group, groups concurrently (bounded),
@@ -230,6 +320,8 @@ mod tests {
     fn recorded(group: &str, id: Option<&str>, range: PortRange, source: &str) -> RecordedRule {
         RecordedRule {
             group: group.into(),
+            account: None,
+            region: Some("us-east-1".into()),
             rule_id: id.map(str::to_string),
             protocol: "tcp".into(),
             from_port: range.from,

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+use crate::domain::known::Read;
 use crate::domain::plan::{ChangeSet, PrefixListEntries};
 use crate::domain::policy::Policy;
 use crate::domain::security_group::{Instance, SecurityGroup};
@@ -22,6 +23,7 @@ pub enum Operation {
     Detector,
     Findings,
     Archive,
+    Feedback,
     Instances,
     Groups,
     WatchedGroups,
@@ -167,13 +169,24 @@ impl<T: FindingsSource + Sync> FindingsSource for Failing<T> {
         &self,
         detector: &str,
         policy: &Policy,
+        read: Read,
     ) -> Result<Vec<Finding>, FindingsError> {
         match self.check(Operation::Findings, None) {
             Some(source) => Err(FindingsError::ListFindings {
                 detector: detector.to_string(),
                 source,
             }),
-            None => self.inner.findings(detector, policy).await,
+            None => self.inner.findings(detector, policy, read).await,
+        }
+    }
+    async fn feedback(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
+        match self.check(Operation::Feedback, None) {
+            Some(source) => Err(FindingsError::Feedback {
+                detector: detector.to_string(),
+                count: ids.len(),
+                source,
+            }),
+            None => self.inner.feedback(detector, ids).await,
         }
     }
     async fn archive(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {

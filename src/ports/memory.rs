@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+use crate::domain::known::Read;
 use crate::domain::plan::{ChangeSet, PrefixListEntries, apply_change};
 use crate::domain::policy::Policy;
 use crate::domain::security_group::{IngressRule, Instance, SecurityGroup, Source};
@@ -27,6 +28,10 @@ pub struct MemoryAccount {
     pub instances: Vec<Instance>,
     pub findings: Mutex<Vec<Finding>>,
     pub archived: Mutex<Vec<FindingId>>,
+    /// The findings GuardDuty was told were useful.
+    pub feedback: Mutex<Vec<FindingId>>,
+    /// How each listing read the findings, in order.
+    pub reads: Mutex<Vec<Read>>,
     /// The managed prefix lists and their entries (a list absent is not found).
     pub prefix_lists: BTreeMap<String, Vec<crate::domain::cidr::Cidr>>,
     /// For every revoke: could one of the trusted ranges `reach_check` already reach
@@ -101,19 +106,41 @@ impl FindingsSource for MemoryAccount {
     async fn detector(&self, _: Option<&str>) -> Result<String, FindingsError> {
         Ok("d1".into())
     }
-    async fn findings(&self, _: &str, policy: &Policy) -> Result<Vec<Finding>, FindingsError> {
+    /// Every finding the policy's severity and types select; archived ones too
+    /// (marked so) when the listing is incremental, as GuardDuty's would be.
+    async fn findings(
+        &self,
+        _: &str,
+        policy: &Policy,
+        read: Read,
+    ) -> Result<Vec<Finding>, FindingsError> {
+        self.reads.lock().unwrap().push(read);
         let archived = self.archived.lock().unwrap();
         Ok(self
             .findings
             .lock()
             .unwrap()
             .iter()
-            .filter(|f| policy.selects(f) && !archived.contains(&f.id))
             .cloned()
+            .map(|mut f| {
+                f.archived |= archived.contains(&f.id);
+                f
+            })
+            .filter(|f| match read {
+                Read::Full => policy.selects(f),
+                Read::UpdatedSince(_) => policy.selects(&Finding {
+                    archived: false,
+                    ..f.clone()
+                }),
+            })
             .collect())
     }
     async fn archive(&self, _: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
         self.archived.lock().unwrap().extend(ids.iter().cloned());
+        Ok(())
+    }
+    async fn feedback(&self, _: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
+        self.feedback.lock().unwrap().extend(ids.iter().cloned());
         Ok(())
     }
 }
@@ -274,8 +301,13 @@ impl<T> Clone for MemoryAws<T> {
 
 impl<T> MemoryAws<T> {
     pub fn new(account: T) -> MemoryAws<T> {
+        MemoryAws::from_arc(std::sync::Arc::new(account))
+    }
+
+    /// The factory of an account the caller keeps a handle on.
+    pub fn from_arc(account: std::sync::Arc<T>) -> MemoryAws<T> {
         MemoryAws {
-            account: std::sync::Arc::new(account),
+            account,
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
         }

@@ -9,10 +9,11 @@ use std::future::Future;
 
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
+use crate::domain::known::Read;
 use crate::domain::outcome::Category;
 use crate::domain::plan::ChangeSet;
 use crate::domain::plan::PrefixListEntries;
-use crate::domain::policy::Policy;
+use crate::domain::policy::{MemberAccounts, Policy};
 use crate::domain::record::ChangeRecord;
 pub use crate::domain::record::Restoration;
 use crate::domain::security_group::{Instance, SecurityGroup};
@@ -111,6 +112,8 @@ pub enum AwsSetupError {
     NoRegion,
     #[error("failed to identify the AWS account in {region} (sts:GetCallerIdentity): {error}")]
     IdentifyAccount { region: String, error: String },
+    #[error("failed to assume {role} (sts:AssumeRole): {error}")]
+    AssumeRole { role: String, error: String },
 }
 
 impl AwsSetupError {
@@ -119,6 +122,7 @@ impl AwsSetupError {
         match self {
             AwsSetupError::NoRegion => "no-region",
             AwsSetupError::IdentifyAccount { .. } => "identify-account",
+            AwsSetupError::AssumeRole { .. } => "assume-role",
         }
     }
 
@@ -127,6 +131,7 @@ impl AwsSetupError {
         match self {
             AwsSetupError::NoRegion => "NoRegion",
             AwsSetupError::IdentifyAccount { .. } => "AccountUnknown",
+            AwsSetupError::AssumeRole { .. } => "AssumeRoleFailed",
         }
     }
 }
@@ -142,6 +147,23 @@ pub trait AwsFactory: Send + Sync + 'static {
         region: Option<&str>,
     ) -> impl Future<Output = Result<AwsClients<Self::Findings, Self::Ec2>, AwsSetupError>> + Send;
 
+    /// EC2 in a member account `account` of `region`, through the role `members`
+    /// names (sts:AssumeRole; credentials cached and refreshed before they expire).
+    fn member(
+        &self,
+        account: &str,
+        region: &str,
+        members: &MemberAccounts,
+    ) -> impl Future<Output = Result<Self::Ec2, AwsSetupError>> + Send {
+        let role = members.role_arn(account, region);
+        async move {
+            Err(AwsSetupError::AssumeRole {
+                role,
+                error: "member accounts are not supported here".into(),
+            })
+        }
+    }
+
     /// The AWS calls the clients made so far, by operation and outcome (for metrics).
     fn call_outcomes(&self) -> BTreeMap<(String, &'static str), u64> {
         BTreeMap::new()
@@ -156,15 +178,24 @@ pub trait FindingsSource {
         configured: Option<&str>,
     ) -> impl Future<Output = Result<String, FindingsError>> + Send;
 
-    /// Every unarchived finding the policy selects (the criteria are applied by
-    /// GuardDuty as far as its API allows, the rest by the caller).
+    /// The findings GuardDuty lists for the policy's criteria, as far as its API
+    /// applies them (the caller selects the rest): with [`Read::Full`] the unarchived
+    /// ones; with [`Read::UpdatedSince`] those updated since, archived ones too.
     fn findings(
         &self,
         detector: &str,
         policy: &Policy,
+        read: Read,
     ) -> impl Future<Output = Result<Vec<Finding>, FindingsError>> + Send;
 
     fn archive(
+        &self,
+        detector: &str,
+        ids: &[FindingId],
+    ) -> impl Future<Output = Result<(), FindingsError>> + Send;
+
+    /// Tells GuardDuty these findings were useful (UpdateFindingsFeedback).
+    fn feedback(
         &self,
         detector: &str,
         ids: &[FindingId],
@@ -199,6 +230,13 @@ pub enum FindingsError {
         #[source]
         source: AwsError,
     },
+    #[error("failed to send feedback on {count} findings of detector {detector}")]
+    Feedback {
+        detector: String,
+        count: usize,
+        #[source]
+        source: AwsError,
+    },
 }
 
 impl FindingsError {
@@ -208,7 +246,8 @@ impl FindingsError {
             FindingsError::ListDetectors(source)
             | FindingsError::ListFindings { source, .. }
             | FindingsError::GetFindings { source, .. }
-            | FindingsError::Archive { source, .. } => source.category(),
+            | FindingsError::Archive { source, .. }
+            | FindingsError::Feedback { source, .. } => source.category(),
         }
     }
 }
@@ -403,8 +442,9 @@ impl<T: FindingsSource + Send + Sync> FindingsSource for std::sync::Arc<T> {
         &self,
         detector: &str,
         policy: &Policy,
+        read: Read,
     ) -> impl Future<Output = Result<Vec<Finding>, FindingsError>> + Send {
-        self.as_ref().findings(detector, policy)
+        self.as_ref().findings(detector, policy, read)
     }
     fn archive(
         &self,
@@ -412,6 +452,13 @@ impl<T: FindingsSource + Send + Sync> FindingsSource for std::sync::Arc<T> {
         ids: &[FindingId],
     ) -> impl Future<Output = Result<(), FindingsError>> + Send {
         self.as_ref().archive(detector, ids)
+    }
+    fn feedback(
+        &self,
+        detector: &str,
+        ids: &[FindingId],
+    ) -> impl Future<Output = Result<(), FindingsError>> + Send {
+        self.as_ref().feedback(detector, ids)
     }
 }
 

@@ -50,6 +50,14 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 const INTERVAL_BOUNDS: &str = "from 30s to 24h";
 const DEFAULT_INTERVAL: &str = "5m";
+/// `spec.fullResyncInterval` when absent (or `interval`, when longer).
+const DEFAULT_FULL_RESYNC: Duration = Duration::from_secs(60 * 60);
+/// The bounds of `spec.fullResyncInterval`.
+const MIN_FULL_RESYNC: Duration = Duration::from_secs(5 * 60);
+/// The most regions `spec.regions` may list.
+pub const MAX_REGIONS: usize = 32;
+/// The most accounts `spec.memberAccounts.accounts` may list.
+pub const MAX_MEMBER_ACCOUNTS: usize = 1000;
 /// AWS tag keys are at most 128 characters long.
 const MAX_TAG_KEY_CHARS: usize = 128;
 const MAX_DETECTOR_ID_CHARS: usize = 300;

@@ -72,6 +72,14 @@ use crate::domain::severity::{Severity, SeverityError};
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!has(self.region) || self.region == '' || !has(self.regions) || size(self.regions) == 0")
+        .message("give either region or regions, not both: regions lists every region, region is the one-region shorthand")
+        .field_path(".regions"),
+    validation = Rule::new("!has(self.detectorId) || self.detectorId == '' || !has(self.regions) || size(self.regions) <= 1")
+        .message("detectorId names one region's detector: leave it empty when regions lists several, and the operator finds each region's detector")
+        .field_path(".detectorId")
+)]
 pub struct GuardDutyPolicySpec {
     /// The AWS region whose GuardDuty findings and EC2 security groups are managed,
     /// such as `us-east-1`. When absent or empty, the operator uses the region of its
@@ -81,6 +89,26 @@ pub struct GuardDutyPolicySpec {
     #[x_kube(validation = Rule::new(r"self == '' || self.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$')")
         .message("region must be an AWS region code such as us-east-1 or eu-west-2, or empty to use the AWS SDK's region"))]
     pub region: Option<String>,
+
+    /// The AWS regions to manage, each with its own GuardDuty detector, passes running
+    /// concurrently per region: 1 to 32 region codes, no repeats, such as
+    /// `[us-east-1, eu-west-1]`. `region` is the one-region shorthand: give one of the
+    /// two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 32)))]
+    #[x_kube(
+        validation = Rule::new(r"self.all(r, r.matches('^[a-z]{2}(-[a-z]+)+-[0-9]+$'))")
+            .message("each of regions must be an AWS region code such as us-east-1 or eu-west-2"),
+        validation = Rule::new("self.all(x, self.exists_one(y, y == x))")
+            .message("regions must not list a region twice")
+    )]
+    pub regions: Vec<String>,
+
+    /// Remediate the findings of member accounts (in a GuardDuty administrator
+    /// account) by assuming a role in each: `arn:aws:iam::<account>:role/<roleName>`.
+    /// Without it, member findings are alerted and reported, never remediated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_accounts: Option<MemberAccountsSpec>,
 
     /// The GuardDuty detector to read findings from: 1 to 300 letters and digits, as
     /// `aws guardduty list-detectors` prints it. When absent or empty, the operator
@@ -132,6 +160,22 @@ pub struct GuardDutyPolicySpec {
         .message("interval must be from 30s to 24h")
     )]
     pub interval: String,
+
+    /// How often the controller lists every open finding again, rather than only
+    /// those updated since its last pass: a duration from 5m to 24h, not shorter than
+    /// `interval`. Default `1h`, or `interval` when that is longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{INTERVAL_PATTERN}')"))
+            .message("fullResyncInterval must be a duration such as 30m or 1h"),
+        validation = Rule::new(format!(
+            "!self.matches('{INTERVAL_PATTERN}') || \
+             (duration(self) >= duration('5m') && duration(self) <= duration('24h'))"
+        ))
+        .message("fullResyncInterval must be from 5m to 24h")
+    )]
+    pub full_resync_interval: Option<String>,
 
     /// What happens in AWS when this policy is deleted: `Retain` (the default) leaves
     /// the security groups as they are; `Revert` removes the rules the operator added
@@ -323,6 +367,11 @@ pub struct RemediationSpec {
     #[serde(default)]
     pub archive_remediated: bool,
 
+    /// Tell GuardDuty a finding was useful (UpdateFindingsFeedback, `USEFUL`) once the
+    /// operator closes what it reported. Default `false`.
+    #[serde(default)]
+    pub finding_feedback: bool,
+
     /// Security groups that carry a tag with this key (whatever its value) are never
     /// changed. An AWS tag key: 1 to 128 characters, not starting with `aws:`.
     /// Default `guardduty-operator/exempt`.
@@ -455,6 +504,7 @@ impl Default for RemediationSpec {
         RemediationSpec {
             mode: RemediationMode::default(),
             archive_remediated: false,
+            finding_feedback: false,
             exempt_tag: default_exempt_tag(),
             max_rules_per_group: default_max_rules_per_group(),
             revoke: RevokeMode::default(),
@@ -488,4 +538,45 @@ pub const CRD_HEADER: &str =
 
 fn default_interval() -> String {
     DEFAULT_INTERVAL.to_string()
+}
+
+/// Member accounts of a GuardDuty administrator account, and the role to assume in
+/// each to remediate its findings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemberAccountsSpec {
+    /// The name of the role in every member account, such as
+    /// `guardduty-operator-member` (see deploy/member-role-trust-policy.json): 1 to 64
+    /// letters, digits and `+=,.@_-`.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z0-9+=,.@_-]+$')")
+        .message("roleName must be an IAM role name: 1 to 64 letters, digits and +=,.@_-"))]
+    pub role_name: String,
+
+    /// The external id the role's trust policy requires (sts:ExternalId), if any:
+    /// 2 to 1224 letters, digits and `+=,.@:/_-`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1224))]
+    #[x_kube(validation = Rule::new(r"self == '' || self.matches('^[A-Za-z0-9+=,.@:/_-]{2,}$')")
+        .message("externalId must be 2 to 1224 letters, digits and +=,.@:/_-, or empty"))]
+    pub external_id: String,
+
+    /// The only member accounts remediated (12-digit account ids); empty: every member
+    /// account. Findings of the others are alerted and reported as not allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 12)))]
+    #[x_kube(validation = Rule::new(r"self.all(a, a.matches('^[0-9]{12}$'))")
+        .message("each of accounts must be a 12-digit AWS account id"))]
+    pub accounts: Vec<String>,
+}
+
+impl MemberAccountsSpec {
+    /// As the pass uses it, unchecked (a revert reads the spec raw).
+    pub fn to_domain(&self) -> crate::domain::policy::MemberAccounts {
+        crate::domain::policy::MemberAccounts {
+            role_name: self.role_name.clone(),
+            external_id: (!self.external_id.is_empty()).then(|| self.external_id.clone()),
+            accounts: self.accounts.iter().cloned().collect(),
+        }
+    }
 }

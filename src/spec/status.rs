@@ -94,6 +94,14 @@ pub struct DeliveredAlert {
     /// When the channel was first told about the finding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// The finding's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 12))]
+    pub account: Option<String>,
+    /// The finding's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub region: Option<String>,
 }
 
 /// The most entries `status.recentActions` holds.

@@ -24,11 +24,13 @@ use crate::domain::watch::MAX_OWNER;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidSpec {
     pub policy: Policy,
-    /// `None`: the AWS SDK's region.
-    pub region: Option<String>,
+    /// The regions, in order; empty: the AWS SDK's region.
+    pub regions: Vec<String>,
     /// `None`: discovered with ListDetectors.
     pub detector_id: Option<String>,
     pub interval: Duration,
+    /// How often every open finding is listed again (the controller, `watch`).
+    pub full_resync_interval: Duration,
     /// The alert channels, each with its route.
     pub notifications: Vec<ValidNotification>,
 }
@@ -93,10 +95,37 @@ impl GuardDutyPolicySpec {
         let remediation = &self.remediation;
         let owner = problems.check("metadata.name", check_owner(owner));
         let region = problems.check("spec.region", check_region(self.region.as_deref()));
+        let regions = check_regions(&self.regions, &mut problems);
+        let regions = match (region, regions) {
+            (Some(Some(_)), Some(listed)) if !listed.is_empty() => {
+                problems.push(
+                    "spec.regions",
+                    "give either region or regions, not both: regions lists every region, \
+                     region is the one-region shorthand",
+                );
+                None
+            }
+            (Some(region), Some(listed)) if listed.is_empty() => Some(region.into_iter().collect()),
+            (Some(_), Some(listed)) => Some(listed),
+            _ => None,
+        };
         let detector_id = problems.check(
             "spec.detectorId",
             check_detector_id(self.detector_id.as_deref()),
         );
+        if let (Some(Some(_)), Some(regions)) = (&detector_id, &regions)
+            && regions.len() > 1
+        {
+            problems.push(
+                "spec.detectorId",
+                "detectorId names one region's detector: leave it empty when regions lists \
+                 several, and the operator finds each region's detector",
+            );
+        }
+        let member_accounts = self
+            .member_accounts
+            .as_ref()
+            .map(|m| check_member_accounts(m, &mut problems));
         let trusted = check_trusted_cidrs(&self.trusted_cidrs, &mut problems);
         let min_severity = problems.check(
             "spec.findings.minSeverity",
@@ -137,6 +166,12 @@ impl GuardDutyPolicySpec {
         );
         let notifications = check_notifications(&self.notifications, &mut problems);
         let interval = problems.check("spec.interval", check_interval(&self.interval));
+        let full_resync_interval = match &self.full_resync_interval {
+            Some(text) => {
+                problems.check("spec.fullResyncInterval", check_full_resync(text, interval))
+            }
+            None => interval.map(|i| i.max(super::DEFAULT_FULL_RESYNC)),
+        };
 
         // Every check records a problem exactly when it gives no value.
         let assemble = || {
@@ -155,10 +190,16 @@ impl GuardDutyPolicySpec {
                     ports: ports?,
                     max_network_interfaces: max_network_interfaces?,
                     all_traffic_rules: remediation.all_traffic_rules.into(),
+                    member_accounts: match member_accounts {
+                        None => None,
+                        Some(checked) => Some(checked?),
+                    },
+                    finding_feedback: remediation.finding_feedback,
                 },
-                region: region?,
+                regions: regions?,
                 detector_id: detector_id?,
                 interval: interval?,
+                full_resync_interval: full_resync_interval?,
                 notifications: notifications?,
             })
         };
@@ -260,6 +301,88 @@ fn check_region(region: Option<&str>) -> Result<Option<String>, String> {
              or leave region out to use the AWS SDK's region"
         )),
     }
+}
+
+/// `spec.regions`: region codes, none twice, at most [`MAX_REGIONS`].
+fn check_regions(regions: &[String], problems: &mut Problems) -> Option<Vec<String>> {
+    let before = problems.count();
+    if regions.len() > super::MAX_REGIONS {
+        problems.push(
+            "spec.regions",
+            format!(
+                "{} regions are listed, at most {} are allowed",
+                regions.len(),
+                super::MAX_REGIONS
+            ),
+        );
+    }
+    for (i, region) in regions.iter().enumerate() {
+        if !is_region_code(region) {
+            problems.push(
+                format!("spec.regions[{i}]"),
+                format!("{region:?} is not an AWS region code: write one such as us-east-1"),
+            );
+        } else if regions[..i].contains(region) {
+            problems.push(
+                format!("spec.regions[{i}]"),
+                format!("{region} is listed twice: list each region once"),
+            );
+        }
+    }
+    (problems.count() == before).then(|| regions.to_vec())
+}
+
+/// `spec.memberAccounts`: an IAM role name, an optional external id, 12-digit accounts.
+fn check_member_accounts(
+    spec: &super::resource::MemberAccountsSpec,
+    problems: &mut Problems,
+) -> Option<crate::domain::policy::MemberAccounts> {
+    let before = problems.count();
+    let role_ok = |b: u8| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b);
+    if spec.role_name.is_empty()
+        || spec.role_name.len() > 64
+        || !spec.role_name.bytes().all(role_ok)
+    {
+        problems.push(
+            "spec.memberAccounts.roleName",
+            format!(
+                "{:?} is not an IAM role name: 1 to 64 letters, digits and +=,.@_- (the name, \
+                 not the ARN: the operator assumes arn:aws:iam::<account>:role/<roleName>)",
+                spec.role_name
+            ),
+        );
+    }
+    let external_ok = |b: u8| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b);
+    if !spec.external_id.is_empty()
+        && (spec.external_id.len() < 2
+            || spec.external_id.len() > 1224
+            || !spec.external_id.bytes().all(external_ok))
+    {
+        problems.push(
+            "spec.memberAccounts.externalId",
+            "the external id must be 2 to 1224 letters, digits and +=,.@:/_-, or empty",
+        );
+    }
+    if spec.accounts.len() > super::MAX_MEMBER_ACCOUNTS {
+        problems.push(
+            "spec.memberAccounts.accounts",
+            format!(
+                "{} accounts are listed, at most {} are allowed: leave the list empty to \
+                 remediate every member account",
+                spec.accounts.len(),
+                super::MAX_MEMBER_ACCOUNTS
+            ),
+        );
+    }
+    for (i, account) in spec.accounts.iter().enumerate() {
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            problems.push(
+                format!("spec.memberAccounts.accounts[{i}]"),
+                format!("{account:?} is not an AWS account id: write its 12 digits"),
+            );
+        }
+    }
+    (problems.count() == before).then(|| spec.to_domain())
 }
 
 /// `^[a-z]{2}(-[a-z]+)+-\d+$`: `us-east-1`, `us-gov-west-1`, `ap-southeast-2`.
@@ -465,6 +588,23 @@ fn check_interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `spec.fullResyncInterval`: from 5m to 24h, and not shorter than the interval.
+fn check_full_resync(text: &str, interval: Option<Duration>) -> Result<Duration, String> {
+    let resync = parse_go_duration(text).ok_or_else(|| {
+        format!("{text:?} is not a duration: write it like 30m or 1h (from 5m to 24h)")
+    })?;
+    if resync < super::MIN_FULL_RESYNC || resync > MAX_INTERVAL {
+        return Err(format!("{text:?} is out of range: use one from 5m to 24h"));
+    }
+    match interval {
+        Some(interval) if resync < interval => Err(format!(
+            "{text:?} is shorter than spec.interval: every pass would list in full; use at \
+             least the interval"
+        )),
+        _ => Ok(resync),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,10 +690,13 @@ mod tests {
                     ports: Default::default(),
                     max_network_interfaces: 50,
                     all_traffic_rules: crate::domain::policy::AllTrafficRules::Refuse,
+                    member_accounts: None,
+                    finding_feedback: false,
                 },
-                region: None,
+                regions: Vec::new(),
                 detector_id: None,
                 interval: Duration::from_secs(300),
+                full_resync_interval: Duration::from_secs(3600),
                 notifications: Vec::new(),
             }
         );
@@ -574,7 +717,7 @@ mod tests {
             ]
         );
         assert_eq!(spec.policy.mode, Mode::DryRun);
-        assert_eq!(spec.region.as_deref(), Some("us-east-1"));
+        assert_eq!(spec.regions, ["us-east-1"]);
         assert_eq!(
             spec.detector_id, None,
             "an empty detectorId counts as absent"
@@ -611,7 +754,17 @@ mod tests {
             crate::domain::policy::AllTrafficRules::Split
         );
         assert_eq!(spec.policy.owner, "security/prod");
-        assert_eq!(spec.region.as_deref(), Some("eu-west-2"));
+        assert_eq!(spec.regions, ["eu-west-2"]);
+        assert_eq!(
+            spec.policy.member_accounts,
+            Some(crate::domain::policy::MemberAccounts {
+                role_name: "guardduty-operator-member".into(),
+                external_id: Some("gdo-2f9c".into()),
+                accounts: ["111111111111".to_string(), "222222222222".to_string()].into(),
+            })
+        );
+        assert!(spec.policy.finding_feedback);
+        assert_eq!(spec.full_resync_interval, Duration::from_secs(2 * 3600));
         assert_eq!(
             spec.detector_id.as_deref(),
             Some("12abc34d567e8fa901bc2d34e56789f0")
@@ -878,7 +1031,7 @@ mod tests {
         assert_eq!(
             parse_error(&yaml),
             "spec.findings.minSeverity: invalid type: sequence, expected a severity: LOW, \
-             MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0 at line 18 column 18"
+             MEDIUM, HIGH, CRITICAL or a number from 1.0 to 10.0 at line 24 column 18"
         );
     }
 
@@ -916,7 +1069,7 @@ mod tests {
         assert_eq!(
             parse_error(&yaml),
             "spec.remediation.mode: unknown variant `Enforced`, expected one of `DryRun`, \
-             `Enforce`, `Off` at line 23 column 11"
+             `Enforce`, `Off` at line 29 column 11"
         );
     }
 
@@ -925,17 +1078,92 @@ mod tests {
         let yaml = complete_with("  trustedCidrs:", "  trustedCIDRs:");
         assert_eq!(
             parse_error(&yaml),
-            "spec: unknown field `trustedCIDRs`, expected one of `region`, `detectorId`, \
-             `trustedCidrs`, `findings`, `remediation`, `notifications`, `interval`, `deletionPolicy` \
-             at line 13 \
+            "spec: unknown field `trustedCIDRs`, expected one of `region`, `regions`, \
+             `memberAccounts`, `detectorId`, `trustedCidrs`, `findings`, `remediation`, \
+             `notifications`, `interval`, `fullResyncInterval`, `deletionPolicy` at line 19 \
              column 3"
         );
         let yaml = complete_with("    archiveRemediated: true", "    archive: true");
         assert_eq!(
             parse_error(&yaml),
             "spec.remediation: unknown field `archive`, expected one of `mode`, \
-             `archiveRemediated`, `exemptTag`, `maxRulesPerGroup`, `revoke`, `publicPorts`, `ports`, \
-             `maxNetworkInterfaces`, `allTrafficRules` at line 24 column 5"
+             `archiveRemediated`, `findingFeedback`, `exemptTag`, `maxRulesPerGroup`, `revoke`, \
+             `publicPorts`, `ports`, `maxNetworkInterfaces`, `allTrafficRules` at line 30 column 5"
+        );
+    }
+
+    #[test]
+    fn regions_members_and_the_full_resync_are_checked_with_their_fields() {
+        let without_region = COMPLETE
+            .replace("  region: eu-west-2\n", "")
+            .replace("  detectorId: 12abc34d567e8fa901bc2d34e56789f0\n", "");
+        let with_regions = |regions: &str| {
+            without_region.replace(
+                "  trustedCidrs:\n",
+                &format!("  regions: {regions}\n  trustedCidrs:\n"),
+            )
+        };
+        assert_eq!(
+            valid(&with_regions("[us-east-1, eu-west-1]")).regions,
+            ["us-east-1", "eu-west-1"]
+        );
+        assert_eq!(
+            problems(&with_regions("[us-east-1, us-east-1, eu-west]")),
+            [
+                "spec.regions[1]: us-east-1 is listed twice: list each region once",
+                "spec.regions[2]: \"eu-west\" is not an AWS region code: write one such as \
+                 us-east-1"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "  region: eu-west-2",
+                "  region: eu-west-2\n  regions: [us-east-1]"
+            )),
+            [
+                "spec.regions: give either region or regions, not both: regions lists every \
+                 region, region is the one-region shorthand"
+            ]
+        );
+        let several = with_regions("[us-east-1, eu-west-1]")
+            .replace("  trustedCidrs:\n", "  detectorId: abc\n  trustedCidrs:\n");
+        assert_eq!(
+            problems(&several),
+            [
+                "spec.detectorId: detectorId names one region's detector: leave it empty when \
+                 regions lists several, and the operator finds each region's detector"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "    roleName: guardduty-operator-member",
+                "    roleName: arn:aws:iam::111111111111:role/x"
+            )),
+            [
+                "spec.memberAccounts.roleName: \"arn:aws:iam::111111111111:role/x\" is not an IAM \
+                 role name: 1 to 64 letters, digits and +=,.@_- (the name, not the ARN: the \
+                 operator assumes arn:aws:iam::<account>:role/<roleName>)"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "      - \"111111111111\"",
+                "      - \"1111\""
+            )),
+            [
+                "spec.memberAccounts.accounts[0]: \"1111\" is not an AWS account id: write its 12 \
+                 digits"
+            ]
+        );
+        assert_eq!(
+            problems(&complete_with(
+                "  fullResyncInterval: 2h",
+                "  fullResyncInterval: 5m"
+            )),
+            [
+                "spec.fullResyncInterval: \"5m\" is shorter than spec.interval: every pass would \
+                 list in full; use at least the interval"
+            ]
         );
     }
 

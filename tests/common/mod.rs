@@ -21,13 +21,16 @@ use aws_sdk_ec2::types::{
 };
 use guardduty_emulator::RunningEmulator;
 use guardduty_operator::aws::ApiCallCounter;
+use guardduty_operator::aws::clients::{alert_clients, ec2_of, member_config};
 use guardduty_operator::aws::ec2::Ec2;
 use guardduty_operator::aws::guardduty::GuardDuty;
 use guardduty_operator::domain::outcome::PassReport;
+use guardduty_operator::domain::policy::MemberAccounts;
 use guardduty_operator::domain::policy::{Mode, Policy, TrustedRanges};
 use guardduty_operator::domain::time::Timestamp;
 use guardduty_operator::pass::{PassOptions, run_pass};
 use guardduty_operator::ports::NoJournal;
+use guardduty_operator::ports::{AwsClients, AwsFactory, AwsSetupError};
 use serde_json::Value;
 
 pub const DETECTOR: &str = "12abc34d567e8fa901bc2d34e56789f0";
@@ -90,6 +93,21 @@ pub type Rule<'a> = (&'a str, i32, i32, &'a str);
 impl World {
     /// A fresh VPC in `region` (one region per test) and a fresh GuardDuty.
     pub async fn new(region: &str) -> World {
+        World::create(region, None).await
+    }
+
+    /// A fresh VPC in one of the [`SHARED_REGIONS`], for a test whose policies are
+    /// owned by `owner` alone: only `owner`'s leftovers of earlier runs are removed, so
+    /// tests of other owners share the region safely.
+    pub async fn owned(region: &str, owner: &str) -> World {
+        assert!(
+            SHARED_REGIONS.contains(&region),
+            "{region} is not a shared region: use World::new with a region of its own"
+        );
+        World::create(region, Some(owner)).await
+    }
+
+    async fn create(region: &str, owner: Option<&str>) -> World {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .credentials_provider(aws_sdk_ec2::config::Credentials::new(
@@ -99,7 +117,7 @@ impl World {
             .load()
             .await;
         let ec2 = aws_sdk_ec2::Client::new(&config);
-        forget_earlier_runs(&ec2).await;
+        forget_earlier_runs(&ec2, owner).await;
         let vpc = ec2
             .create_vpc()
             .cidr_block("10.20.0.0/16")
@@ -360,40 +378,135 @@ impl World {
         policy: &Policy,
         apply: bool,
     ) -> (PassReport, std::collections::BTreeMap<String, u64>) {
-        let counter = ApiCallCounter::default();
-        let guardduty = GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
-            aws_sdk_guardduty::config::Builder::from(&self.config)
-                .endpoint_url(&self.guardduty_url)
-                .interceptor(counter.clone())
-                .build(),
-        ));
-        let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::config::Builder::from(&self.config)
-                .interceptor(counter.clone())
-                .build(),
-        ));
+        let aws = WorldAws::of(&[self]);
         let report = run_pass(
-            &guardduty,
-            &ec2,
+            &aws,
             policy,
             &PassOptions {
-                detector: None,
-                account_id: Some(ACCOUNT.to_string()),
+                regions: vec![self.region.clone()],
                 apply,
-                record: Default::default(),
                 now: Timestamp(1_800_000_000),
+                ..PassOptions::default()
             },
             &NoJournal,
         )
         .await;
-        (report, counter.snapshot())
+        (report, aws.counter.snapshot())
+    }
+}
+
+/// The AWS of one or more worlds (a region each, with its own GuardDuty emulator):
+/// the operator's factory over moto and the emulators, counting every call; member
+/// accounts through moto's STS AssumeRole.
+#[derive(Clone)]
+pub struct WorldAws {
+    regions: std::collections::BTreeMap<String, (SdkConfig, String)>,
+    first: String,
+    pub counter: ApiCallCounter,
+    /// Paces every EC2 client, when set.
+    pacer: Option<std::sync::Arc<guardduty_operator::aws::pace::Pacer>>,
+}
+
+impl WorldAws {
+    pub fn of(worlds: &[&World]) -> WorldAws {
+        WorldAws {
+            regions: worlds
+                .iter()
+                .map(|w| {
+                    (
+                        w.region.clone(),
+                        (w.config.clone(), w.guardduty_url.clone()),
+                    )
+                })
+                .collect(),
+            first: worlds[0].region.clone(),
+            counter: ApiCallCounter::default(),
+            pacer: None,
+        }
+    }
+
+    /// The same AWS, every EC2 client paced by `pacer`.
+    pub fn paced(mut self, pacer: std::sync::Arc<guardduty_operator::aws::pace::Pacer>) -> Self {
+        self.pacer = Some(pacer);
+        self
+    }
+
+    fn ec2(&self, config: &SdkConfig) -> Ec2 {
+        match &self.pacer {
+            None => ec2_of(config, &self.counter),
+            Some(pacer) => Ec2::paced(
+                aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(config)
+                        .interceptor(self.counter.clone())
+                        .build(),
+                ),
+                pacer.clone(),
+            ),
+        }
+    }
+
+    fn world(&self, region: Option<&str>) -> (&SdkConfig, &String, String) {
+        let region = region.unwrap_or(&self.first).to_string();
+        let (config, url) = self
+            .regions
+            .get(&region)
+            .unwrap_or_else(|| panic!("no world in region {region}"));
+        (config, url, region)
+    }
+}
+
+impl AwsFactory for WorldAws {
+    type Findings = GuardDuty;
+    type Ec2 = Ec2;
+
+    async fn clients(
+        &self,
+        region: Option<&str>,
+    ) -> Result<AwsClients<GuardDuty, Ec2>, AwsSetupError> {
+        let (config, url, region) = self.world(region);
+        Ok(AwsClients {
+            guardduty: GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
+                aws_sdk_guardduty::config::Builder::from(config)
+                    .endpoint_url(url)
+                    .interceptor(self.counter.clone())
+                    .build(),
+            )),
+            ec2: self.ec2(config),
+            account_id: Some(ACCOUNT.to_string()),
+            region,
+            alerts: alert_clients(config, &self.counter),
+        })
+    }
+
+    async fn member(
+        &self,
+        account: &str,
+        region: &str,
+        members: &MemberAccounts,
+    ) -> Result<Ec2, AwsSetupError> {
+        let (config, _, _) = self.world(Some(region));
+        let config = member_config(
+            config,
+            &members.role_arn(account, region),
+            members.external_id.as_deref(),
+        )
+        .await?;
+        Ok(self.ec2(&config))
     }
 }
 
 /// Removes the operator's rules and watch tags left in this region by an earlier run
 /// against the same moto server, so the operator's region-wide watch sees only this
 /// test's groups.
-async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
+/// Regions that tests share, each test with a policy owner of its own
+/// ([`World::owned`]); every other region belongs to one test ([`World::new`]).
+pub const SHARED_REGIONS: [&str; 2] = ["ap-southeast-7", "ca-west-1"];
+
+async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client, owner: Option<&str>) {
+    let ours = |key: &str| match owner {
+        None => key.starts_with("guardduty-operator/watch/"),
+        Some(owner) => key == format!("guardduty-operator/watch/{owner}"),
+    };
     let groups = ec2
         .describe_security_groups()
         .send()
@@ -403,10 +516,7 @@ async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
         let watches: Vec<Tag> = group
             .tags()
             .iter()
-            .filter(|t| {
-                t.key()
-                    .is_some_and(|k| k.starts_with("guardduty-operator/watch/"))
-            })
+            .filter(|t| t.key().is_some_and(ours))
             .map(|t| Tag::builder().key(t.key().unwrap()).build())
             .collect();
         if let (false, Some(id)) = (watches.is_empty(), group.group_id()) {
@@ -430,7 +540,14 @@ async fn forget_earlier_runs(ec2: &aws_sdk_ec2::Client) {
         .await
         .expect("list the operator's rules");
     let mut by_group: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for rule in rules.security_group_rules() {
+    let owned = |rule: &aws_sdk_ec2::types::SecurityGroupRule| match owner {
+        None => true,
+        Some(owner) => rule
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("guardduty-operator/managed-by") && t.value() == Some(owner)),
+    };
+    for rule in rules.security_group_rules().iter().filter(|r| owned(r)) {
         if let (Some(group), Some(id)) = (rule.group_id(), rule.security_group_rule_id()) {
             by_group
                 .entry(group.to_string())
