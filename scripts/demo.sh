@@ -66,8 +66,8 @@ alerting=(--state "$tmp/alerts.json" --secrets-dir "$tmp/secrets")
 banner "Security group rules before"
 "$GDO_VENV/bin/python" scripts/demo_rules.py "${groups[@]}"
 
-banner "guardduty-operator audit --policy $policy ${alerting[*]}"
-"$bin/guardduty-operator" audit --policy "$policy" "${alerting[@]}"
+banner "guardduty-operator audit --notify --policy $policy ${alerting[*]}"
+"$bin/guardduty-operator" audit --notify --policy "$policy" "${alerting[@]}"
 show_received "Alert received by the local Slack receiver" \
     "No alert received by the local Slack receiver"
 

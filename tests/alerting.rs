@@ -204,7 +204,9 @@ async fn each_channel_hears_its_findings_once_and_again_when_the_operator_acts()
     let scene = scene("eu-south-1").await;
 
     // First run (DryRun): PagerDuty gets the HIGH probe, Slack the sample brute force.
-    let first = scene.run("audit", "DryRun", &["--output", "json"]).await;
+    let first = scene
+        .run("audit", "DryRun", &["--notify", "--output", "json"])
+        .await;
     assert_eq!(status(&first), 0, "{}", text(&first.stderr));
     assert_no_secret(&first);
     assert_eq!(
@@ -231,7 +233,7 @@ async fn each_channel_hears_its_findings_once_and_again_when_the_operator_acts()
     assert_eq!(deliveries[0]["event"]["kind"], "opened");
 
     // Second run, nothing changed: nobody hears anything.
-    let second = scene.run("audit", "DryRun", &[]).await;
+    let second = scene.run("audit", "DryRun", &["--notify"]).await;
     assert_eq!(status(&second), 0, "{}", text(&second.stderr));
     assert_eq!(scene.pagerduty.received().len(), 1);
     assert_eq!(scene.slack.received().len(), 1);
@@ -316,7 +318,7 @@ async fn a_failing_channel_blocks_neither_remediation_nor_the_others_and_is_trie
         .answer_with(vec![Answer::new(500, "rollup_error")]);
 
     let first = scene.run("remediate", "Enforce", &[]).await;
-    assert_eq!(status(&first), 1, "an undelivered alert fails the run");
+    assert_eq!(status(&first), 4, "an undelivered alert fails the run");
     assert_no_secret(&first);
     let stderr = text(&first.stderr);
     assert!(
@@ -358,21 +360,39 @@ async fn a_missing_secret_fails_its_channel_only_and_a_dry_run_sends_nothing() {
     std::fs::remove_file(format!("{}/slack/webhookUrl", scene.secrets)).unwrap();
 
     let dry_run = scene.run("audit", "DryRun", &["--dry-run"]).await;
-    assert_eq!(status(&dry_run), 1, "{}", text(&dry_run.stderr));
+    assert_eq!(status(&dry_run), 4, "{}", text(&dry_run.stderr));
     let stdout = text(&dry_run.stdout);
-    assert!(stdout.contains("would send (dry run)"), "{stdout}");
+    assert!(stdout.contains("would send (not sent"), "{stdout}");
     assert!(scene.pagerduty.received().is_empty());
     assert!(
         !std::path::Path::new(&scene.state).exists(),
         "a dry run writes no state"
     );
 
-    let output = scene.run("audit", "DryRun", &[]).await;
-    assert_eq!(status(&output), 1);
+    let output = scene.run("audit", "DryRun", &["--notify"]).await;
+    assert_eq!(status(&output), 4);
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("alert(s) to chat (slack) not delivered: secret slack/webhookUrl not found: create the file"),
         "{stderr}"
     );
     assert_eq!(pagerduty_events(&scene.pagerduty).len(), 1);
+}
+
+#[tokio::test]
+async fn an_audit_lists_the_alerts_due_and_sends_them_only_with_notify() {
+    let scene = scene("ap-southeast-2").await;
+    let quiet = scene.run("audit", "DryRun", &[]).await;
+    assert_eq!(status(&quiet), 0, "{}", text(&quiet.stderr));
+    assert!(
+        text(&quiet.stdout).contains("would send (not sent"),
+        "{}",
+        text(&quiet.stdout)
+    );
+    assert!(scene.pagerduty.received().is_empty());
+    assert!(scene.slack.received().is_empty());
+    let loud = scene.run("audit", "DryRun", &["--notify"]).await;
+    assert_eq!(status(&loud), 0, "{}", text(&loud.stderr));
+    assert_eq!(pagerduty_events(&scene.pagerduty).len(), 1);
+    assert_eq!(slack_messages(&scene.slack).len(), 1);
 }

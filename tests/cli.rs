@@ -279,3 +279,158 @@ async fn dry_run_flag_overrides_enforce() {
     );
     assert_eq!(world.ingress(&web).await, ["tcp 22-22 0.0.0.0/0"]);
 }
+
+#[test]
+fn validate_checks_a_policy_offline_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = policy_file(&dir, "us-east-1", "Enforce", "10.0.0.0/8");
+    // No AWS endpoint answers: validate makes no call.
+    let output = command(
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        &["validate", "--policy", &good],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(status(&output), 0, "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("policy default/test is valid: mode Enforce"),
+        "{}",
+        text(&output.stdout)
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: bad\n\
+         spec:\n  region: us-east\n  trustedCidrs: [0.0.0.0/0]\n  interval: 1s\n",
+    )
+    .unwrap();
+    let output = command(
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        &["validate", "--policy", bad.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(status(&output), 2);
+    let stderr = text(&output.stderr);
+    for field in ["spec.region:", "spec.trustedCidrs[0]:", "spec.interval:"] {
+        assert!(stderr.contains(field), "{field} in {stderr}");
+    }
+}
+
+#[test]
+fn version_names_the_git_revision_and_help_lists_the_exit_statuses() {
+    let version = command("http://127.0.0.1:9", "http://127.0.0.1:9", &["--version"])
+        .output()
+        .unwrap();
+    let text_out = text(&version.stdout);
+    assert!(
+        text_out.starts_with(&format!(
+            "guardduty-operator {} (",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text_out}"
+    );
+    let help = command("http://127.0.0.1:9", "http://127.0.0.1:9", &["--help"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&help.stdout).contains("3 a --fail-on condition holds; 4 an alert was not delivered"),
+        "{}",
+        text(&help.stdout)
+    );
+}
+
+#[tokio::test]
+async fn csv_to_a_file_and_fail_on_make_a_ci_job_fail_while_exposure_remains() {
+    let world = World::owned("ca-west-1", "default/cli-ci").await;
+    let web = world.group("web", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let instance = world.instance(&[&web]).await;
+    world.post(vec![port_probe(
+        "c1000000000000000000000000000001",
+        7.5,
+        &instance,
+        &[&web],
+        &[22],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: cli-ci\n\
+             spec:\n  region: {}\n  trustedCidrs: [10.0.0.0/8]\n  remediation:\n    mode: DryRun\n",
+            world.region
+        ),
+    )
+    .unwrap();
+    let policy = path.to_str().unwrap();
+    let csv = dir.path().join("findings.csv");
+    let output = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &[
+            "audit",
+            "--policy",
+            policy,
+            "--output",
+            "csv",
+            "--output-file",
+            csv.to_str().unwrap(),
+            "--fail-on",
+            "exposed,pending",
+        ],
+    ))
+    .await;
+    assert_eq!(status(&output), 3, "{}", text(&output.stderr));
+    assert!(output.stdout.is_empty(), "the report went to the file");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--fail-on exposed: 1 finding(s) still exposed: c1000000000000000000000000000001"
+        ),
+        "{stderr}"
+    );
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        rows[0],
+        "finding,type,severity,account,region,instance,ports,remote_ips,response,detail"
+    );
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[1].starts_with(
+            "c1000000000000000000000000000001,Recon:EC2/PortProbeUnprotectedPort,7.5,"
+        ),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[1].contains(",planned,"), "{}", rows[1]);
+
+    // Without --fail-on the same pass succeeds; enforced, nothing is left exposed.
+    let plain = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &["audit", "--policy", policy],
+    ))
+    .await;
+    assert_eq!(status(&plain), 0, "{}", text(&plain.stderr));
+    let enforce = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("mode: DryRun", "mode: Enforce");
+    std::fs::write(&path, enforce).unwrap();
+    let fixed = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &[
+            "remediate",
+            "--policy",
+            policy,
+            "--fail-on",
+            "exposed,pending,refused",
+        ],
+    ))
+    .await;
+    assert_eq!(status(&fixed), 0, "{}", text(&fixed.stderr));
+}

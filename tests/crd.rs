@@ -134,7 +134,14 @@ fn printer_columns_answer_is_it_fine() {
         .as_ref()
         .expect("printer columns")
         .iter()
-        .map(|c| (c.name.clone(), c.type_.clone(), c.json_path.clone()))
+        .map(|c| {
+            let wide = if c.priority == Some(1) { " (wide)" } else { "" };
+            (
+                format!("{}{wide}", c.name),
+                c.type_.clone(),
+                c.json_path.clone(),
+            )
+        })
         .collect();
     let expected = [
         (
@@ -145,11 +152,24 @@ fn printer_columns_answer_is_it_fine() {
         ("Mode", "string", ".spec.remediation.mode"),
         ("Findings", "integer", ".status.findings.total"),
         ("Open", "integer", ".status.securityGroups.pending"),
+        (
+            "Reason (wide)",
+            "string",
+            r#".status.conditions[?(@.type=="Ready")].reason"#,
+        ),
+        ("Region (wide)", "string", ".spec.region"),
+        ("Regions (wide)", "string", ".spec.regions"),
+        ("Channels (wide)", "string", ".spec.notifications[*].name"),
         ("Last sync", "date", ".status.lastSyncTime"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
     .map(|(n, t, p)| (n.to_string(), t.to_string(), p.to_string()));
     assert_eq!(columns, expected);
+    assert_eq!(
+        crd.spec.names.categories,
+        Some(vec!["guardduty".to_string()]),
+        "kubectl get guardduty lists the policies"
+    );
 }
 
 #[test]

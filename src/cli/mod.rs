@@ -4,10 +4,11 @@
 //! handed to a pass or to the controller. Data goes to stdout; logs and progress to
 //! stderr; a session's passes in [`session`], rendering in [`report`].
 //!
-//! Exit status: 0 when the pass completed, 2 for an invalid policy or usage,
-//! 1 when AWS could not be reached, a step failed or an alert was not delivered.
-//! `watch` exits 0 when stopped by a signal.
+//! Exit status: 0 the pass completed; 1 AWS could not be reached or a step failed;
+//! 2 invalid usage, policy or state file; 3 a `--fail-on` condition holds; 4 an alert
+//! was not delivered. `watch` exits 0 when stopped by a signal.
 
+pub mod output_file;
 pub mod report;
 pub mod session;
 pub mod state;
@@ -25,14 +26,20 @@ use crate::pass::FindingsInput;
 use crate::spec;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use session::{Session, SessionArgs};
+use session::{FailOn, Session, SessionArgs};
+
+/// The exit statuses, as `--help` and README list them.
+const EXIT_STATUSES: &str = "Exit status: 0 the pass completed; 1 AWS could not be reached or a \
+step failed; 2 invalid usage, policy or state file; 3 a --fail-on condition holds; 4 an alert \
+was not delivered.";
 
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "guardduty-operator",
-    version,
-    about = "Turns Amazon GuardDuty findings into safe security group fixes"
+    version = VERSION,
+    about = "Turns Amazon GuardDuty findings into safe security group fixes",
+    after_help = EXIT_STATUSES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,9 +57,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Read the findings the policy selects, print them with the plan and send the
-    /// alerts that are due; changes nothing in AWS.
-    Audit(PassArgs),
+    /// Read the findings the policy selects and print them with the plan and the
+    /// alerts that are due (sent with --notify); changes nothing in AWS.
+    Audit(AuditArgs),
+    /// Check a policy file offline: every problem at once, with its field; no AWS call.
+    Validate(ValidateArgs),
     /// Like audit, then apply the plan when remediation.mode is Enforce.
     Remediate(PassArgs),
     /// Remediate every spec.interval and on every finding event of --queue-url, until
@@ -106,9 +115,16 @@ struct PassArgs {
     /// A GuardDutyPolicy manifest (the same file `kubectl apply` takes).
     #[arg(long, short = 'p', value_name = "FILE")]
     policy: PathBuf,
-    /// Output format on stdout.
+    /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Write the report to FILE (whole, then renamed into place) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output_file: Option<PathBuf>,
+    /// Exit 3 when, after a completed pass, findings are still exposed, changes are
+    /// pending or groups were refused (repeat or comma-separate; for CI jobs).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
+    fail_on: Vec<FailOn>,
     /// Change nothing outside this process: print the plan and the alerts that are
     /// due, apply nothing, send nothing, leave --state as it is.
     #[arg(long)]
@@ -129,6 +145,22 @@ struct PassArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    pass: PassArgs,
+    /// Send the alerts that are due (an audit only lists them otherwise).
+    #[arg(long)]
+    notify: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// The GuardDutyPolicy manifest to check.
+    #[arg(long, short = 'p', value_name = "FILE")]
+    policy: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct WatchArgs {
     #[command(flatten)]
     pass: PassArgs,
@@ -139,13 +171,14 @@ struct WatchArgs {
 }
 
 impl PassArgs {
-    fn session(&self) -> SessionArgs<'_> {
+    fn session(&self, notify: bool) -> SessionArgs<'_> {
         SessionArgs {
             policy: &self.policy,
             state: self.state.as_deref(),
             lock_timeout: Duration::from_secs(self.lock_timeout),
             secrets_dir: self.secrets_dir.as_deref(),
             dry_run: self.dry_run,
+            notify,
         }
     }
 }
@@ -154,6 +187,8 @@ impl PassArgs {
 pub enum Output {
     Table,
     Json,
+    /// One row per finding, with what the operator did.
+    Csv,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -179,6 +214,16 @@ const STATE_CAPACITY: usize = 100_000;
 /// Exit statuses.
 const INVALID: u8 = 2;
 const FAILED: u8 = 1;
+const FAIL_ON: u8 = 3;
+const UNDELIVERED: u8 = 4;
+
+/// The version `--version` prints: the crate's, with the git revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GDO_GIT_REVISION"),
+    ")"
+);
 
 fn init_logging(format: LogFormat, verbose: u8, level: Option<LogLevel>) {
     let default = match (level, verbose) {
@@ -205,9 +250,10 @@ fn init_logging(format: LogFormat, verbose: u8, level: Option<LogLevel>) {
 /// Runs the command the arguments name; what `main` returns.
 pub async fn run(cli: Cli) -> ExitCode {
     init_logging(cli.log_format, cli.verbose, cli.log_level);
-    let (args, apply) = match &cli.command {
-        Command::Audit(args) => (args, false),
-        Command::Remediate(args) => (args, !args.dry_run),
+    let (args, apply, notify) = match &cli.command {
+        Command::Audit(args) => (&args.pass, false, args.notify),
+        Command::Remediate(args) => (args, !args.dry_run, true),
+        Command::Validate(args) => return validate(args),
         Command::Crd => return print_crd(),
         Command::Controller(args) => return controller(args).await,
         Command::Watch(args) => {
@@ -220,7 +266,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
         }
     };
-    match pass(args, apply).await {
+    match pass(args, apply, notify).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -286,18 +332,58 @@ async fn controller(args: &ControllerArgs) -> ExitCode {
     }
 }
 
-async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
-    let mut session = match Session::open(&args.session()).await {
+async fn pass(args: &PassArgs, apply: bool, notify: bool) -> anyhow::Result<ExitCode> {
+    let mut session = match Session::open(&args.session(notify)).await {
         Ok(session) => session,
         Err(code) => return Ok(code),
     };
     let passed = session.pass(apply, FindingsInput::Full).await?;
-    session.print(&passed, args.output, false)?;
-    Ok(if session::complain(&passed) {
-        ExitCode::from(FAILED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    session.print(&passed, args.output, false, args.output_file.as_deref())?;
+    Ok(ExitCode::from(session::exit_status(&passed, &args.fail_on)))
+}
+
+/// `validate`: the policy file checked as the controller and `remediate` check it,
+/// offline; every problem at once.
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let path = args.policy.display();
+    let text = match std::fs::read_to_string(&args.policy) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: failed to read the policy {path}: {error}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let manifest = match spec::parse_manifest(&text) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            eprintln!("error: invalid policy {path}: {error}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let owner = spec::PolicyOwner::new(
+        manifest.metadata.namespace.as_deref(),
+        &manifest.metadata.name,
+    );
+    match manifest.spec.validate(&owner) {
+        Ok(valid) => {
+            let regions = if valid.regions.is_empty() {
+                "the AWS SDK's region".to_string()
+            } else {
+                valid.regions.join(", ")
+            };
+            println!(
+                "{path}: policy {owner} is valid: mode {}, {} trusted range(s), {} channel(s), {regions}",
+                valid.policy.mode,
+                valid.policy.trusted.iter().count(),
+                valid.notifications.len(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(invalid) => {
+            eprintln!("error: invalid policy {path}:\n{invalid}");
+            ExitCode::from(INVALID)
+        }
+    }
 }
 
 /// `watch`: a pass every `spec.interval` (listing only what changed since the last,
@@ -306,7 +392,7 @@ async fn pass(args: &PassArgs, apply: bool) -> anyhow::Result<ExitCode> {
 /// long poll is cancelled, and the exit status is 0.
 async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
     use crate::domain::known::KnownFindings;
-    let mut session = match Session::open(&args.pass.session()).await {
+    let mut session = match Session::open(&args.pass.session(true)).await {
         Ok(session) => session,
         Err(code) => return Ok(code),
     };
@@ -375,8 +461,13 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
         let passed = session.pass(apply, input).await?;
         known.learn(&passed.report, started);
         inbox.settle(&queued, !passed.report.failed());
-        session.print(&passed, args.pass.output, true)?;
-        if session::complain(&passed) {
+        session.print(
+            &passed,
+            args.pass.output,
+            true,
+            args.pass.output_file.as_deref(),
+        )?;
+        if session::exit_status(&passed, &args.pass.fail_on) != 0 {
             failed_passes += 1;
         }
     }

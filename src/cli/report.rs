@@ -58,6 +58,57 @@ pub fn write_json(
     }
 }
 
+/// The findings of a pass as CSV (RFC 4180): one row per finding, with what the
+/// operator did about it.
+pub fn csv(report: &PassReport) -> String {
+    let mut out = String::from(
+        "finding,type,severity,account,region,instance,ports,remote_ips,response,detail\r\n",
+    );
+    for seen in crate::domain::response::finding_responses(report) {
+        let f = &seen.finding;
+        let (response, detail) = response_cells(&seen.response);
+        let ports: Vec<String> = f.ports.iter().map(u16::to_string).collect();
+        let ips: Vec<String> = f.remote_ips.iter().map(ToString::to_string).collect();
+        let cells = [
+            f.id.to_string(),
+            f.finding_type.clone(),
+            format!("{:.1}", f.severity.value()),
+            f.account_id.clone(),
+            f.region.clone(),
+            f.instance.clone().unwrap_or_default(),
+            ports.join(" "),
+            ips.join(" "),
+            response.to_string(),
+            detail,
+        ];
+        let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn response_cells(response: &crate::domain::alert::Response) -> (&'static str, String) {
+    use crate::domain::alert::Response;
+    match response {
+        Response::Reported { reason } => ("reported", reason.clone()),
+        Response::Planned { summary } => ("planned", summary.clone()),
+        Response::Closed { summary } => ("closed", summary.clone()),
+        Response::Refused { reason } => ("refused", reason.clone()),
+        Response::Failed { error } => ("failed", error.clone()),
+        Response::NoLongerListed => ("noLongerListed", String::new()),
+    }
+}
+
+/// A CSV cell: quoted when it holds a comma, a quote or a line break (quotes doubled).
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
 /// The alerts of a pass, for people: one line per alert.
 pub fn alerts_text(notify: &NotifyReport) -> String {
     let mut out = String::new();
@@ -81,7 +132,9 @@ pub fn alerts_text(notify: &NotifyReport) -> String {
                 DeliveryResult::Delivered { attempts } => format!("sent ({attempts} attempts)"),
                 DeliveryResult::Failed { error, .. } => format!("FAILED: {error}"),
                 DeliveryResult::Skipped { reason } => format!("not sent: {reason}"),
-                DeliveryResult::WouldSend => "would send (dry run)".to_string(),
+                DeliveryResult::WouldSend => {
+                    "would send (not sent: a dry run, or audit without --notify)".to_string()
+                }
             };
             vec![
                 d.channel.clone(),

@@ -37,6 +37,9 @@ pub struct Session {
     setup: SdkClients,
     secrets_dir: Option<PathBuf>,
     pub dry_run: bool,
+    /// Send the alerts that are due (`remediate`, `watch`, `audit --notify`); else
+    /// they are listed as what would be sent, and the alert record stays as it is.
+    pub notify: bool,
 }
 
 /// The arguments every pass command shares.
@@ -46,6 +49,7 @@ pub struct SessionArgs<'a> {
     pub lock_timeout: Duration,
     pub secrets_dir: Option<&'a Path>,
     pub dry_run: bool,
+    pub notify: bool,
 }
 
 /// A pass, its alerts and its API calls.
@@ -122,6 +126,7 @@ impl Session {
             setup,
             secrets_dir: args.secrets_dir.map(Path::to_path_buf),
             dry_run: args.dry_run,
+            notify: args.notify && !args.dry_run,
         })
     }
 
@@ -184,7 +189,7 @@ impl Session {
                 retry: RetryPolicy::default(),
                 account_id: self.setup.account_id.clone().unwrap_or_default(),
                 region: self.setup.region.clone(),
-                dry_run: self.dry_run,
+                dry_run: !self.notify,
                 now: options.now,
             };
             Some(
@@ -202,6 +207,7 @@ impl Session {
             self.state = State {
                 alerts: notified
                     .as_ref()
+                    .filter(|_| self.notify)
                     .map_or_else(|| self.state.alerts.clone(), |n| n.record.clone()),
                 changes: report.record.clone(),
             };
@@ -226,20 +232,48 @@ impl Session {
         })
     }
 
-    /// Prints a pass on stdout: a table, or one JSON document (on one line when
-    /// `compact`, as `watch --output json` prints one per pass).
-    pub fn print(&self, passed: &Passed, output: Output, compact: bool) -> anyhow::Result<()> {
-        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    /// Prints a pass: a table, CSV, or one JSON document (on one line when `compact`,
+    /// as `watch --output json` prints one per pass), to stdout or, written whole and
+    /// then renamed into place, to `file`.
+    pub fn print(
+        &self,
+        passed: &Passed,
+        output: Output,
+        compact: bool,
+        file: Option<&Path>,
+    ) -> anyhow::Result<()> {
+        match file {
+            None => {
+                let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                self.render(&mut stdout, passed, output, compact)?;
+                stdout
+                    .flush()
+                    .context("failed to write the report to stdout")
+            }
+            Some(path) => {
+                super::output_file::write(path, |out| self.render(out, passed, output, compact))
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        out: &mut dyn std::io::Write,
+        passed: &Passed,
+        output: Output,
+        compact: bool,
+    ) -> anyhow::Result<()> {
         let region = self.region();
         match output {
             Output::Table => {
-                write!(stdout, "{}", report::text(&passed.report, region))?;
+                write!(out, "{}", report::text(&passed.report, region))?;
                 if let Some(notified) = &passed.notified {
-                    write!(stdout, "{}", report::alerts_text(notified))?;
+                    write!(out, "{}", report::alerts_text(notified))?;
                 }
             }
+            Output::Csv => write!(out, "{}", report::csv(&passed.report))?,
             Output::Json => report::write_json(
-                &mut stdout,
+                &mut *out,
                 &passed.report,
                 region,
                 &passed.calls,
@@ -247,14 +281,112 @@ impl Session {
                 compact,
             )?,
         }
-        writeln!(stdout)?;
-        stdout
-            .flush()
-            .context("failed to write the report to stdout")
+        if !matches!(output, Output::Csv) {
+            writeln!(out)?;
+        }
+        Ok(())
     }
 }
 
-/// Says on stderr what went wrong in a pass; true when something did (exit 1).
+/// What a pass's exit status is: 1 when a step failed, 4 when an alert was not
+/// delivered, 3 when a `--fail-on` condition holds, else 0; says why on stderr.
+pub fn exit_status(passed: &Passed, fail_on: &[FailOn]) -> u8 {
+    if complain(passed) {
+        return FAILED;
+    }
+    let undelivered = passed
+        .notified
+        .as_ref()
+        .is_some_and(|n| !n.failures().is_empty());
+    if undelivered {
+        return super::UNDELIVERED;
+    }
+    let held: Vec<&FailOn> = fail_on.iter().filter(|f| f.holds(&passed.report)).collect();
+    if let Some(first) = held.first() {
+        eprintln!(
+            "error: --fail-on {}: {}",
+            first.name(),
+            first.describe(&passed.report)
+        );
+        return super::FAIL_ON;
+    }
+    0
+}
+
+/// `--fail-on`: what makes a pass that completed fail a CI job (exit 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// A finding's exposure is still open: planned, refused or failed, not closed.
+    Exposed,
+    /// Changes are planned and not applied (DryRun, audit, --dry-run).
+    Pending,
+    /// The operator refused to change a group.
+    Refused,
+}
+
+impl FailOn {
+    fn name(self) -> &'static str {
+        match self {
+            FailOn::Exposed => "exposed",
+            FailOn::Pending => "pending",
+            FailOn::Refused => "refused",
+        }
+    }
+
+    /// The findings (`exposed`) or groups (`pending`, `refused`) that make it hold.
+    fn matching(self, report: &PassReport) -> Vec<String> {
+        use crate::domain::alert::Response;
+        use crate::domain::plan::Verdict;
+        let groups = |keep: &dyn Fn(&Verdict) -> bool| -> Vec<String> {
+            report
+                .plan
+                .iter()
+                .flat_map(|p| &p.groups)
+                .filter(|g| keep(&g.verdict))
+                .map(|g| g.group.to_string())
+                .collect()
+        };
+        match self {
+            FailOn::Exposed => crate::domain::response::finding_responses(report)
+                .into_iter()
+                .filter(|s| {
+                    matches!(
+                        s.response,
+                        Response::Planned { .. }
+                            | Response::Refused { .. }
+                            | Response::Failed { .. }
+                    )
+                })
+                .map(|s| s.finding.id.to_string())
+                .collect(),
+            FailOn::Pending if report.applied => Vec::new(),
+            FailOn::Pending => groups(&|v| matches!(v, Verdict::Change(_))),
+            FailOn::Refused => groups(&|v| matches!(v, Verdict::Refused(_))),
+        }
+    }
+
+    fn holds(self, report: &PassReport) -> bool {
+        !self.matching(report).is_empty()
+    }
+
+    fn describe(self, report: &PassReport) -> String {
+        let found = self.matching(report);
+        let what = match self {
+            FailOn::Exposed => "finding(s) still exposed",
+            FailOn::Pending => "group(s) with changes not applied",
+            FailOn::Refused => "group(s) refused",
+        };
+        let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
+        let more = if found.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
+        format!("{} {what}: {}{more}", found.len(), shown.join(", "))
+    }
+}
+
+/// Says on stderr what went wrong in a pass; true when a step did (exit 1).
 pub fn complain(passed: &Passed) -> bool {
     for failure in &passed.report.failures {
         eprintln!("error: {failure}");
@@ -276,7 +408,7 @@ pub fn complain(passed: &Passed) -> bool {
             failure.undelivered, failure.channel, failure.kind, failure.error
         );
     }
-    passed.report.failed() || !alert_failures.is_empty()
+    passed.report.failed()
 }
 
 fn now() -> Timestamp {

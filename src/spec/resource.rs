@@ -30,6 +30,7 @@ use crate::domain::severity::{Severity, SeverityError};
     kind = "GuardDutyPolicy",
     plural = "guarddutypolicies",
     shortname = "gdp",
+    category = "guardduty",
     namespaced,
     status = "GuardDutyPolicyStatus",
     derive = "PartialEq",
@@ -58,6 +59,34 @@ use crate::domain::severity::{Severity, SeverityError};
         type_ = "integer",
         json_path = ".status.securityGroups.pending",
         description = "Security groups not yet converged"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        description = "Why Ready is what it is",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".spec.region",
+        description = "The one region (spec.region)",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Regions",
+        type_ = "string",
+        json_path = ".spec.regions",
+        description = "The regions (spec.regions)",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Channels",
+        type_ = "string",
+        json_path = ".spec.notifications[*].name",
+        description = "The alert channels",
+        priority = "1"
     ),
     printcolumn(
         name = "Last sync",
