@@ -380,3 +380,67 @@ async fn findings_below_the_threshold_or_of_other_types_are_not_read() {
     let (report, _) = world.pass(&policy, false).await;
     assert!(report.findings.is_empty());
 }
+
+#[tokio::test]
+async fn a_region_scan_and_id_filters_read_the_same_plan_and_converge_alike() {
+    use guardduty_operator::aws::ec2::Strategy;
+    use guardduty_operator::domain::policy::Policy;
+    use guardduty_operator::domain::time::Timestamp;
+    use guardduty_operator::pass::{PassOptions, run_pass};
+    use guardduty_operator::ports::NoJournal;
+    let owner = "default/reads";
+    let world = World::owned("ap-southeast-7", owner).await;
+    let open = world.group("open", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let private = world
+        .group(
+            "private",
+            &[("tcp", 22, 22, "172.16.0.0/12"), ("tcp", 0, 65535, "::/0")],
+        )
+        .await;
+    let fine = world.group("fine", &[("tcp", 22, 22, "10.0.0.0/8")]).await;
+    let instance = world.instance(&[&open, &private, &fine]).await;
+    world.post(vec![port_probe(
+        "f0000000000000000000000000000d01",
+        5.0,
+        &instance,
+        &[&open, &private, &fine],
+        &[22],
+    )]);
+    let run = async |strategy: Strategy, mode: Mode| {
+        let policy = Policy {
+            owner: owner.into(),
+            ..policy(mode, &["10.0.0.0/8", "2001:db8::/32"])
+        };
+        run_pass(
+            &WorldAws::of(&[&world]).reading(strategy),
+            &policy,
+            &PassOptions {
+                regions: vec![world.region.clone()],
+                apply: true,
+                now: Timestamp(1_800_000_000),
+                ..PassOptions::default()
+            },
+            &NoJournal,
+        )
+        .await
+    };
+    let scanned = run(Strategy::Scan, Mode::DryRun).await;
+    let filtered = run(Strategy::Filter, Mode::DryRun).await;
+    assert!(!scanned.failed(), "{scanned:#?}");
+    assert_eq!(
+        serde_json::to_value(&scanned.plan).unwrap(),
+        serde_json::to_value(&filtered.plan).unwrap(),
+        "a scan of the region and id filters read the same groups, rules and interfaces"
+    );
+    assert_eq!(scanned.plan.as_ref().unwrap().changes().count(), 2);
+
+    let applied = run(Strategy::Scan, Mode::Enforce).await;
+    assert!(!applied.failed(), "{applied:#?}");
+    let again = run(Strategy::Scan, Mode::Enforce).await;
+    assert!(
+        again.plan.unwrap().is_empty(),
+        "converged, and the watch found by the scan"
+    );
+    let drift = run(Strategy::Filter, Mode::Enforce).await;
+    assert!(drift.plan.unwrap().is_empty());
+}

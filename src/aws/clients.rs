@@ -155,6 +155,8 @@ pub async fn load(
 pub struct SdkAwsFactory {
     /// EC2's token buckets, per account and region.
     pacers: Pacers,
+    /// What each account-region held at its last scans, for the EC2 read planner.
+    counts: std::sync::Mutex<BTreeMap<(String, String), std::sync::Arc<super::ec2::RegionCounts>>>,
     /// Keyed by the requested region, `""` for the SDK's own.
     loaded: tokio::sync::Mutex<BTreeMap<String, (SdkConfig, Option<String>)>>,
     /// Member accounts' configurations, keyed by role ARN and region.
@@ -180,6 +182,7 @@ impl SdkAwsFactory {
     pub fn with_pacing(config: PaceConfig) -> anyhow::Result<SdkAwsFactory> {
         Ok(SdkAwsFactory {
             pacers: Pacers::new(config)?,
+            counts: Default::default(),
             loaded: Default::default(),
             members: Default::default(),
             calls: ApiCallCounter::default(),
@@ -194,9 +197,15 @@ impl SdkAwsFactory {
     /// The EC2 adapter of `config` in `account`, paced by its account-region's buckets.
     fn paced_ec2(&self, config: &SdkConfig, account: Option<&str>) -> Ec2 {
         let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-        let pacer = self
-            .pacers
-            .for_account_region(account.unwrap_or_default(), &region);
+        let account = account.unwrap_or_default();
+        let pacer = self.pacers.for_account_region(account, &region);
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((account.to_string(), region.clone()))
+            .or_default()
+            .clone();
         Ec2::paced(
             aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(config)
@@ -205,6 +214,7 @@ impl SdkAwsFactory {
             ),
             pacer,
         )
+        .with_counts(counts)
     }
 
     /// The AWS calls made so far, per operation.

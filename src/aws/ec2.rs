@@ -1,12 +1,23 @@
 //! EC2 adapter: instances, security groups with their ingress rules and interface
-//! counts (describes batched across groups, run concurrently), and the mutating
-//! calls, each once per group: authorize (tagged as the operator's), revoke, and
-//! restore (untagged: rules put back as they were by `deletionPolicy: Revert`).
+//! counts, and the mutating calls, each once per group: authorize (tagged as the
+//! operator's), revoke, and restore (untagged: rules put back as they were by
+//! `deletionPolicy: Revert`).
+//!
+//! Reads are planned per kind (instances, groups, rules, interfaces): id-filtered
+//! batches of 200 values, or one paginated scan of the account-region (1000 a page),
+//! whichever takes fewer calls for what is wanted, from the count the last scan of
+//! that kind saw ([`RegionCounts`], shared by the account-region's clients); with no
+//! count yet, a scan when more than one batch would be needed. An id filter costs the
+//! server work in values × objects; a scan, in objects: the number of describe calls
+//! is min(⌈W/200⌉, ⌈T/1000⌉) per kind once a count is known, and the server's work stays
+//! linear. A scan of groups also yields the groups the policy watches, so the drift
+//! watch costs no read of its own.
 //! Every request, each page and each one-by-one retry included, first takes a token
 //! of its kind from the account-region's [`Pacer`], when the adapter has one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
@@ -42,6 +53,68 @@ pub struct Ec2 {
     client: Client,
     /// The buckets of the client's account-region; `None`: calls go unpaced.
     pacer: Option<Arc<Pacer>>,
+    /// What the account-region held at its last scans, per kind.
+    counts: Arc<RegionCounts>,
+    /// Every read this way, whatever the counts (tests and benchmarks).
+    forced: Option<Strategy>,
+}
+
+/// A kind of object EC2 describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Instances,
+    Groups,
+    Rules,
+    Interfaces,
+}
+
+/// How one describe reads what it wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Batches of up to 200 ids in a filter.
+    Filter,
+    /// Every object of the account-region, 1000 a page.
+    Scan,
+}
+
+/// How many objects of each kind the account-region held when it was last scanned
+/// (`None` before any scan), shared by the account-region's EC2 clients.
+#[derive(Debug, Default)]
+pub struct RegionCounts {
+    counts: [AtomicUsize; 4],
+}
+
+impl RegionCounts {
+    const UNKNOWN: usize = 0;
+
+    fn slot(&self, kind: Kind) -> &AtomicUsize {
+        &self.counts[kind as usize]
+    }
+
+    /// The count the last scan saw; `None` before any (an empty region counts 1).
+    pub fn get(&self, kind: Kind) -> Option<usize> {
+        match self.slot(kind).load(Ordering::Relaxed) {
+            Self::UNKNOWN => None,
+            n => Some(n - 1),
+        }
+    }
+
+    fn set(&self, kind: Kind, total: usize) {
+        self.slot(kind).store(total + 1, Ordering::Relaxed);
+    }
+}
+
+/// The cheaper way to read `wanted` objects of a kind that held `total` at its last
+/// scan (pure): filter batches cost ⌈W/200⌉ calls, a scan ⌈T/1000⌉ (at least 1). With
+/// no count, a scan once more than one batch is needed (it counts, for next time).
+pub fn strategy(wanted: usize, total: Option<usize>) -> Strategy {
+    let batches = wanted.div_ceil(FILTER_VALUES);
+    match total {
+        _ if batches <= 1 => Strategy::Filter,
+        Some(total) if total.div_ceil(PAGE as usize).max(1) < batches => Strategy::Scan,
+        Some(_) => Strategy::Filter,
+        None => Strategy::Scan,
+    }
 }
 
 impl Ec2 {
@@ -51,7 +124,27 @@ impl Ec2 {
         Ec2 {
             client,
             pacer: None,
+            counts: Arc::default(),
+            forced: None,
         }
+    }
+
+    /// The same adapter, reading every kind one way: to compare the two on one
+    /// account (tests, the benchmark).
+    pub fn reading(mut self, strategy: Strategy) -> Self {
+        self.forced = Some(strategy);
+        self
+    }
+
+    /// The same adapter, planning its reads with the account-region's shared counts.
+    pub fn with_counts(mut self, counts: Arc<RegionCounts>) -> Self {
+        self.counts = counts;
+        self
+    }
+
+    fn plan(&self, kind: Kind, wanted: usize) -> Strategy {
+        self.forced
+            .unwrap_or_else(|| strategy(wanted, self.counts.get(kind)))
     }
 
     /// An adapter that takes a token from `pacer` before every call: the pacer of
@@ -61,6 +154,8 @@ impl Ec2 {
         Ec2 {
             client,
             pacer: Some(pacer),
+            counts: Arc::default(),
+            forced: None,
         }
     }
 
@@ -76,12 +171,13 @@ impl Ec2 {
         PacedPages::new(self.pacer.as_deref())
     }
 
-    async fn rules(&self, filter: Filter) -> Result<Vec<SecurityGroupRule>, Ec2Error> {
+    /// Every rule the filter selects (`None`: every rule of the account-region).
+    async fn rules(&self, filter: Option<Filter>) -> Result<Vec<SecurityGroupRule>, Ec2Error> {
         let mut rules = Vec::new();
         let mut pages = self
             .client
             .describe_security_group_rules()
-            .filters(filter)
+            .set_filters(filter.map(|f| vec![f]))
             .max_results(PAGE)
             .into_paginator()
             .send();
@@ -93,16 +189,19 @@ impl Ec2 {
         Ok(rules)
     }
 
+    /// How many interfaces use each group, of the interfaces the filter selects
+    /// (`None`: every interface), counting only the groups in `wanted`.
     async fn interface_counts(
         &self,
-        ids: Vec<String>,
-    ) -> Result<BTreeMap<String, usize>, Ec2Error> {
+        filter: Option<Filter>,
+        wanted: &BTreeSet<String>,
+    ) -> Result<(BTreeMap<String, usize>, usize), Ec2Error> {
         let mut counts = BTreeMap::new();
-        let wanted: BTreeSet<String> = ids.iter().cloned().collect();
+        let mut seen = 0;
         let mut pages = self
             .client
             .describe_network_interfaces()
-            .filters(filter("group-id", ids))
+            .set_filters(filter.map(|f| vec![f]))
             .max_results(PAGE)
             .into_paginator()
             .send();
@@ -110,6 +209,7 @@ impl Ec2 {
         while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(|e| Ec2Error::DescribeInterfaces(aws_error(e)))?;
             for eni in page.network_interfaces() {
+                seen += 1;
                 for group in eni.groups() {
                     if let Some(id) = group.group_id().filter(|id| wanted.contains(*id)) {
                         *counts.entry(id.to_string()).or_default() += 1;
@@ -117,34 +217,128 @@ impl Ec2 {
                 }
             }
         }
-        Ok(counts)
+        Ok((counts, seen))
     }
 
-    /// One batch of up to 200 groups: the group, its rules and its interfaces,
-    /// described concurrently.
-    async fn group_batch(&self, ids: Vec<String>) -> Result<Vec<SecurityGroup>, Ec2Error> {
-        let describe_groups = async {
-            let mut groups = Vec::new();
-            let mut pages = self
-                .client
-                .describe_security_groups()
-                .filters(filter("group-id", ids.clone()))
-                .max_results(PAGE)
-                .into_paginator()
-                .send();
-            let mut paced = self.paced_pages();
-            while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
-                let page = page.map_err(|e| Ec2Error::DescribeGroups(aws_error(e)))?;
-                groups.extend(page.security_groups().iter().cloned());
-            }
-            Ok(groups)
+    /// The groups the filter selects (`None`: every group of the account-region).
+    async fn describe_groups(
+        &self,
+        filter: Option<Filter>,
+        error: fn(AwsError) -> Ec2Error,
+    ) -> Result<Vec<aws_sdk_ec2::types::SecurityGroup>, Ec2Error> {
+        let mut groups = Vec::new();
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .set_filters(filter.map(|f| vec![f]))
+            .max_results(PAGE)
+            .into_paginator()
+            .send();
+        let mut paced = self.paced_pages();
+        while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
+            let page = page.map_err(|e| error(aws_error(e)))?;
+            groups.extend(page.security_groups().iter().cloned());
+        }
+        Ok(groups)
+    }
+
+    /// The groups `wanted` names and, with `owner`, every group it watches: the
+    /// groups' own records, then their rules and interfaces (concurrently), each
+    /// read as [`strategy`] plans it.
+    async fn read_groups(
+        &self,
+        wanted: &[SecurityGroupId],
+        owner: Option<&str>,
+    ) -> Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error> {
+        let mut keep: BTreeSet<String> = wanted.iter().map(ToString::to_string).collect();
+        let is_watched = |g: &aws_sdk_ec2::types::SecurityGroup| {
+            owner.is_some_and(|owner| {
+                let key = watch_key(owner);
+                g.tags().iter().any(|t| t.key() == Some(key.as_str()))
+            })
         };
-        let (output, rules, interfaces) = futures_util::future::try_join3(
-            describe_groups,
-            self.rules(filter("group-id", ids.clone())),
-            self.interface_counts(ids.clone()),
-        )
-        .await?;
+        let (records, watched) = match self.plan(Kind::Groups, keep.len()) {
+            Strategy::Scan => {
+                let all = self.describe_groups(None, Ec2Error::DescribeGroups).await?;
+                self.counts.set(Kind::Groups, all.len());
+                let watched: Vec<String> = all
+                    .iter()
+                    .filter(|g| is_watched(g))
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect();
+                keep.extend(watched.iter().cloned());
+                let records: Vec<_> = all
+                    .into_iter()
+                    .filter(|g| g.group_id().is_some_and(|id| keep.contains(id)))
+                    .collect();
+                (records, watched)
+            }
+            Strategy::Filter => {
+                let watched: Vec<String> = match owner {
+                    Some(owner) => self
+                        .describe_groups(
+                            Some(filter("tag-key", vec![watch_key(owner)])),
+                            Ec2Error::DescribeWatched,
+                        )
+                        .await?
+                        .iter()
+                        .filter_map(|g| g.group_id().map(str::to_string))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                keep.extend(watched.iter().cloned());
+                let ids: Vec<String> = keep.iter().cloned().collect();
+                let records = in_batches(&ids, |batch| {
+                    self.describe_groups(Some(filter("group-id", batch)), Ec2Error::DescribeGroups)
+                })
+                .await?;
+                (records, watched)
+            }
+        };
+        let ids: Vec<String> = records
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect();
+        let present: BTreeSet<String> = ids.iter().cloned().collect();
+        let rules = async {
+            match self.plan(Kind::Rules, ids.len()) {
+                _ if ids.is_empty() => Ok(Vec::new()),
+                Strategy::Scan => {
+                    let all = self.rules(None).await?;
+                    self.counts.set(Kind::Rules, all.len());
+                    Ok(all
+                        .into_iter()
+                        .filter(|r| r.group_id().is_some_and(|g| present.contains(g)))
+                        .collect())
+                }
+                Strategy::Filter => {
+                    in_batches(&ids, |batch| self.rules(Some(filter("group-id", batch)))).await
+                }
+            }
+        };
+        let interfaces = async {
+            match self.plan(Kind::Interfaces, ids.len()) {
+                _ if ids.is_empty() => Ok(BTreeMap::new()),
+                Strategy::Scan => {
+                    let (counts, seen) = self.interface_counts(None, &present).await?;
+                    self.counts.set(Kind::Interfaces, seen);
+                    Ok(counts)
+                }
+                Strategy::Filter => {
+                    let batches: Vec<Vec<String>> =
+                        ids.chunks(FILTER_VALUES).map(<[String]>::to_vec).collect();
+                    let mut counts = BTreeMap::new();
+                    for batch in batches {
+                        let (found, _) = self
+                            .interface_counts(Some(filter("group-id", batch)), &present)
+                            .await?;
+                        counts.extend(found);
+                    }
+                    Ok(counts)
+                }
+            }
+        };
+        let (rules, interfaces) = futures_util::future::try_join(rules, interfaces).await?;
         let mut rules_by_group: BTreeMap<String, Vec<IngressRule>> = BTreeMap::new();
         for rule in rules {
             if let (Some(group), Some(rule)) =
@@ -154,7 +348,7 @@ impl Ec2 {
             }
         }
         let mut groups = Vec::new();
-        for group in &output {
+        for group in &records {
             let Some(Ok(id)) = group.group_id().map(SecurityGroupId::parse) else {
                 continue;
             };
@@ -170,16 +364,28 @@ impl Ec2 {
                 id,
             });
         }
-        Ok(groups)
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        let watched = watched
+            .iter()
+            .filter_map(|id| SecurityGroupId::parse(id).ok())
+            .collect();
+        Ok((groups, watched))
     }
 
-    async fn instance_batch(&self, ids: Vec<String>) -> Result<Vec<Instance>, Ec2Error> {
+    /// The instances the filter selects (`None`: every instance), and how many the
+    /// pages held.
+    async fn describe_instances(
+        &self,
+        filter: Option<Filter>,
+        wanted: Option<&BTreeSet<String>>,
+    ) -> Result<(Vec<Instance>, usize), Ec2Error> {
         let mut instances = Vec::new();
+        let mut seen = 0;
         // A filter, not InstanceIds: an id that no longer exists is absent, not an error.
         let mut pages = self
             .client
             .describe_instances()
-            .filters(filter("instance-id", ids))
+            .set_filters(filter.map(|f| vec![f]))
             .max_results(PAGE)
             .into_paginator()
             .send();
@@ -187,9 +393,13 @@ impl Ec2 {
         while let Some(page) = paced.next(pages.next(), |p| p.next_token()).await {
             let page = page.map_err(|e| Ec2Error::DescribeInstances(aws_error(e)))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                seen += 1;
                 let Some(Ok(id)) = instance.instance_id().map(InstanceId::parse) else {
                     continue;
                 };
+                if wanted.is_some_and(|w| !w.contains(id.as_str())) {
+                    continue;
+                }
                 let mut groups: Vec<SecurityGroupId> = instance
                     .network_interfaces()
                     .iter()
@@ -206,7 +416,7 @@ impl Ec2 {
                 });
             }
         }
-        Ok(instances)
+        Ok((instances, seen))
     }
 
     /// Authorizes rules one at a time; used only when a batch met a rule that
@@ -325,15 +535,37 @@ impl Ec2 {
 
 impl SecurityGroups for Ec2 {
     async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Instance>, Ec2Error> {
-        let mut instances = in_batches(ids, |batch| self.instance_batch(batch)).await?;
+        let mut instances = match self.plan(Kind::Instances, ids.len()) {
+            Strategy::Scan => {
+                let wanted: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+                let (found, seen) = self.describe_instances(None, Some(&wanted)).await?;
+                self.counts.set(Kind::Instances, seen);
+                found
+            }
+            Strategy::Filter => {
+                in_batches(ids, |batch| async move {
+                    let (found, _) = self
+                        .describe_instances(Some(filter("instance-id", batch)), None)
+                        .await?;
+                    Ok(found)
+                })
+                .await?
+            }
+        };
         instances.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(instances)
     }
 
     async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
-        let mut groups = in_batches(ids, |batch| self.group_batch(batch)).await?;
-        groups.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(groups)
+        Ok(self.read_groups(ids, None).await?.0)
+    }
+
+    async fn groups_with_watched(
+        &self,
+        ids: &[SecurityGroupId],
+        owner: Option<&str>,
+    ) -> Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error> {
+        self.read_groups(ids, owner).await
     }
 
     async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
@@ -679,4 +911,54 @@ fn ingress_rule(rule: &SecurityGroupRule) -> Option<IngressRule> {
         description: rule.description().map(str::to_string),
         owner,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_batch_is_always_a_filter_and_a_scan_wins_only_in_fewer_calls() {
+        assert_eq!(strategy(0, None), Strategy::Filter);
+        assert_eq!(strategy(200, None), Strategy::Filter, "one batch");
+        assert_eq!(strategy(200, Some(0)), Strategy::Filter);
+        assert_eq!(
+            strategy(201, None),
+            Strategy::Scan,
+            "no count yet: scan and count"
+        );
+        // 1000 wanted: 5 batches; a region of 1001 objects scans in 2 pages.
+        assert_eq!(strategy(1000, Some(1001)), Strategy::Scan);
+        // 5 batches against 5 pages: no gain, the filter stays.
+        assert_eq!(strategy(1000, Some(5000)), Strategy::Filter);
+        assert_eq!(strategy(1000, Some(4000)), Strategy::Scan);
+        // A large region and few wanted: filters.
+        assert_eq!(strategy(400, Some(100_000)), Strategy::Filter);
+    }
+
+    #[test]
+    fn calls_are_the_fewer_of_batches_and_pages_once_counted() {
+        for wanted in [1usize, 199, 200, 201, 999, 1000, 1001, 5000] {
+            for total in [wanted, wanted * 2, wanted * 5, wanted * 10, wanted * 100] {
+                let batches = wanted.div_ceil(200);
+                let pages = total.div_ceil(1000).max(1);
+                let calls = match strategy(wanted, Some(total)) {
+                    Strategy::Filter => batches,
+                    Strategy::Scan => pages,
+                };
+                assert_eq!(calls, batches.min(pages), "{wanted} of {total}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_count_is_unknown_until_a_scan_sets_it_and_an_empty_region_counts() {
+        let counts = RegionCounts::default();
+        assert_eq!(counts.get(Kind::Rules), None);
+        counts.set(Kind::Rules, 0);
+        assert_eq!(counts.get(Kind::Rules), Some(0));
+        counts.set(Kind::Groups, 1234);
+        assert_eq!(counts.get(Kind::Groups), Some(1234));
+        assert_eq!(counts.get(Kind::Instances), None);
+    }
 }

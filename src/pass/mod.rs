@@ -494,24 +494,15 @@ async fn observe<S: SecurityGroups>(
         instances_to_describe(policy, scope.account.as_deref(), &scope.findings)
             .into_iter()
             .collect();
-    // The findings' instances and the groups already under watch are independent reads.
-    let describe_instances = async {
-        if instance_ids.is_empty() {
-            Ok(Vec::new())
-        } else {
-            ec2.instances(&instance_ids).await
-        }
+    // The findings' instances first: their groups now (never the finding's, which
+    // may be stale); then those groups and the ones under watch, in one read.
+    let instances = if instance_ids.is_empty() {
+        Vec::new()
+    } else {
+        ec2.instances(&instance_ids)
+            .await
+            .map_err(|e| failed(Step::DescribeInstances, &e))?
     };
-    let find_watched = async {
-        if policy.mode == Mode::Off {
-            Ok(Vec::new())
-        } else {
-            ec2.watched_groups(&policy.owner).await
-        }
-    };
-    let (instances, watched) = futures_util::future::join(describe_instances, find_watched).await;
-    let instances = instances.map_err(|e| failed(Step::DescribeInstances, &e))?;
-    let watched = watched.map_err(|e| failed(Step::FindWatchedGroups, &e))?;
     // The groups of an intent left pending here are read too, to settle it.
     let pending = record
         .pending
@@ -522,16 +513,24 @@ async fn observe<S: SecurityGroups>(
     let group_ids: BTreeSet<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().cloned())
-        .chain(watched)
         .chain(pending)
         .collect();
     let group_ids: Vec<_> = group_ids.into_iter().collect();
-    let groups = if group_ids.is_empty() {
+    let watcher = (policy.mode != Mode::Off).then_some(policy.owner.as_str());
+    let groups = if group_ids.is_empty() && watcher.is_none() {
         Vec::new()
     } else {
-        ec2.groups(&group_ids)
-            .await
-            .map_err(|e| failed(Step::DescribeGroups, &e))?
+        let (groups, _watched) =
+            ec2.groups_with_watched(&group_ids, watcher)
+                .await
+                .map_err(|e| {
+                    let step = match e {
+                        crate::ports::Ec2Error::DescribeWatched(_) => Step::FindWatchedGroups,
+                        _ => Step::DescribeGroups,
+                    };
+                    failed(step, &e)
+                })?;
+        groups
     };
     let mut observation = Observation {
         account_id: scope.account.clone(),

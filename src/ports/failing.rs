@@ -214,6 +214,21 @@ impl<T: SecurityGroups + Sync> SecurityGroups for Failing<T> {
             None => self.inner.groups(ids).await,
         }
     }
+    async fn groups_with_watched(
+        &self,
+        ids: &[SecurityGroupId],
+        owner: Option<&str>,
+    ) -> Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error> {
+        if owner.is_some()
+            && let Some(error) = self.check(Operation::WatchedGroups, None)
+        {
+            return Err(Ec2Error::DescribeWatched(error));
+        }
+        match self.check(Operation::Groups, None) {
+            Some(error) => Err(Ec2Error::DescribeGroups(error)),
+            None => self.inner.groups_with_watched(ids, owner).await,
+        }
+    }
     async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
         match self.check(Operation::WatchedGroups, None) {
             Some(error) => Err(Ec2Error::DescribeWatched(error)),

@@ -161,6 +161,20 @@ impl SecurityGroups for MemoryAccount {
             .filter_map(|id| groups.get(id).cloned())
             .collect())
     }
+    async fn groups_with_watched(
+        &self,
+        ids: &[SecurityGroupId],
+        owner: Option<&str>,
+    ) -> Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error> {
+        let watched = match owner {
+            Some(owner) => self.watched_groups(owner).await?,
+            None => Vec::new(),
+        };
+        let wanted: std::collections::BTreeSet<SecurityGroupId> =
+            ids.iter().chain(&watched).cloned().collect();
+        let wanted: Vec<SecurityGroupId> = wanted.into_iter().collect();
+        Ok((self.groups(&wanted).await?, watched))
+    }
     async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
         let groups = self.groups.lock().unwrap();
         Ok(groups

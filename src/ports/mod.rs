@@ -267,6 +267,14 @@ pub trait SecurityGroups {
         ids: &[SecurityGroupId],
     ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>> + Send;
 
+    /// These groups and every group `owner` watches (when given), in one read where
+    /// the adapter can: the groups, and which of them `owner` watches.
+    fn groups_with_watched(
+        &self,
+        ids: &[SecurityGroupId],
+        owner: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error>> + Send;
+
     /// The groups `owner` watches: those carrying its watch tag.
     fn watched_groups(
         &self,
@@ -480,6 +488,14 @@ impl<T: SecurityGroups + Send + Sync> SecurityGroups for std::sync::Arc<T> {
         owner: &str,
     ) -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send {
         self.as_ref().watched_groups(owner)
+    }
+    fn groups_with_watched(
+        &self,
+        ids: &[SecurityGroupId],
+        owner: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error>> + Send
+    {
+        self.as_ref().groups_with_watched(ids, owner)
     }
     fn prefix_lists(
         &self,

@@ -405,6 +405,8 @@ pub struct WorldAws {
     pub counter: ApiCallCounter,
     /// Paces every EC2 client, when set.
     pacer: Option<std::sync::Arc<guardduty_operator::aws::pace::Pacer>>,
+    /// Reads every kind one way, when set.
+    reading: Option<guardduty_operator::aws::ec2::Strategy>,
 }
 
 impl WorldAws {
@@ -422,7 +424,14 @@ impl WorldAws {
             first: worlds[0].region.clone(),
             counter: ApiCallCounter::default(),
             pacer: None,
+            reading: None,
         }
+    }
+
+    /// The same AWS, its EC2 reads all planned one way.
+    pub fn reading(mut self, strategy: guardduty_operator::aws::ec2::Strategy) -> Self {
+        self.reading = Some(strategy);
+        self
     }
 
     /// The same AWS, every EC2 client paced by `pacer`.
@@ -432,6 +441,14 @@ impl WorldAws {
     }
 
     fn ec2(&self, config: &SdkConfig) -> Ec2 {
+        let ec2 = self.unplanned_ec2(config);
+        match self.reading {
+            Some(strategy) => ec2.reading(strategy),
+            None => ec2,
+        }
+    }
+
+    fn unplanned_ec2(&self, config: &SdkConfig) -> Ec2 {
         match &self.pacer {
             None => ec2_of(config, &self.counter),
             Some(pacer) => Ec2::paced(
