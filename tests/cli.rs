@@ -434,3 +434,81 @@ async fn csv_to_a_file_and_fail_on_make_a_ci_job_fail_while_exposure_remains() {
     .await;
     assert_eq!(status(&fixed), 0, "{}", text(&fixed.stderr));
 }
+
+#[test]
+fn completions_print_a_script_for_the_shell() {
+    let output = command(
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        &["completions", "bash"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(status(&output), 0);
+    let script = text(&output.stdout);
+    for word in ["guardduty-operator", "remediate", "validate", "--fail-on"] {
+        assert!(script.contains(word), "{word} in the bash completions");
+    }
+    let usage = command(
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        &["completions", "tcsh"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(status(&usage), 2, "an unknown shell is a usage error");
+}
+
+#[tokio::test]
+async fn a_progress_line_shows_on_a_terminal_and_never_in_a_pipe() {
+    let world = World::owned("ca-west-1", "default/progress").await;
+    let web = world.group("web", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let instance = world.instance(&[&web]).await;
+    world.post(vec![port_probe(
+        "c2000000000000000000000000000001",
+        5.0,
+        &instance,
+        &[&web],
+        &[22],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: progress\n\
+             spec:\n  region: {}\n  trustedCidrs: [10.0.0.0/8]\n",
+            world.region
+        ),
+    )
+    .unwrap();
+    let policy = path.to_str().unwrap();
+    let piped = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &["audit", "--policy", policy],
+    ))
+    .await;
+    assert_eq!(status(&piped), 0, "{}", text(&piped.stderr));
+    assert!(
+        !text(&piped.stderr).contains("AWS:"),
+        "no progress line in a pipe: {}",
+        text(&piped.stderr)
+    );
+    // On a terminal: script(1) runs the command on a pseudo-terminal.
+    let transcript = dir.path().join("terminal.log");
+    let audit = command(&moto_url(), &world.guardduty_url, &[]);
+    let line = format!("{BIN} audit --policy {policy} > /dev/null");
+    let mut on_terminal = std::process::Command::new("script");
+    on_terminal.args(["-q", "-e", "-c", &line, transcript.to_str().unwrap()]);
+    for (key, value) in audit.get_envs() {
+        match value {
+            Some(value) => on_terminal.env(key, value),
+            None => on_terminal.env_remove(key),
+        };
+    }
+    let terminal = run(on_terminal).await;
+    assert_eq!(status(&terminal), 0, "{}", text(&terminal.stderr));
+    let seen = std::fs::read_to_string(&transcript).unwrap_or_default();
+    assert!(seen.contains("reading and changing AWS:"), "{seen}");
+}

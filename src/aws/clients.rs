@@ -217,6 +217,11 @@ impl SdkAwsFactory {
         .with_counts(counts)
     }
 
+    /// The counter every client reports its calls to (a cheap clone).
+    pub fn call_counter(&self) -> ApiCallCounter {
+        self.calls.clone()
+    }
+
     /// The AWS calls made so far, per operation.
     pub fn api_calls(&self) -> BTreeMap<String, u64> {
         self.calls.snapshot()

@@ -62,6 +62,11 @@ enum Command {
     Audit(AuditArgs),
     /// Check a policy file offline: every problem at once, with its field; no AWS call.
     Validate(ValidateArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Like audit, then apply the plan when remediation.mode is Enforce.
     Remediate(PassArgs),
     /// Remediate every spec.interval and on every finding event of --queue-url, until
@@ -254,6 +259,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit(args) => (&args.pass, false, args.notify),
         Command::Remediate(args) => (args, !args.dry_run, true),
         Command::Validate(args) => return validate(args),
+        Command::Completions { shell } => return completions(*shell),
         Command::Crd => return print_crd(),
         Command::Controller(args) => return controller(args).await,
         Command::Watch(args) => {
@@ -340,6 +346,19 @@ async fn pass(args: &PassArgs, apply: bool, notify: bool) -> anyhow::Result<Exit
     let passed = session.pass(apply, FindingsInput::Full).await?;
     session.print(&passed, args.output, false, args.output_file.as_deref())?;
     Ok(ExitCode::from(session::exit_status(&passed, &args.fail_on)))
+}
+
+/// `completions SHELL`: the completion script, on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        "guardduty-operator",
+        &mut std::io::stdout(),
+    );
+    ExitCode::SUCCESS
 }
 
 /// `validate`: the policy file checked as the controller and `remediate` check it,

@@ -156,6 +156,7 @@ impl Session {
             now: now(),
             findings,
         };
+        let progress = Progress::start(&self.aws);
         let report = match (&self.state_path, self.dry_run) {
             (Some(path), false) => {
                 let journal = StateJournal {
@@ -166,6 +167,7 @@ impl Session {
             }
             _ => run_pass(&self.aws, &self.valid.policy, &options, &NoJournal).await,
         };
+        drop(progress);
         let notified = if self.valid.notifications.is_empty() {
             None
         } else {
@@ -409,6 +411,56 @@ pub fn complain(passed: &Passed) -> bool {
         );
     }
     passed.report.failed()
+}
+
+/// A progress line on stderr while a pass runs, when stderr is a terminal: how long
+/// it has run and how many AWS calls it made (silent otherwise, and gone when done).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(aws: &SdkAwsFactory) -> Progress {
+        use std::io::IsTerminal as _;
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: None,
+                ticker: None,
+            };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let before: u64 = aws.api_calls().values().sum();
+        let calls = aws.call_counter();
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                let made: u64 = calls.snapshot().values().sum::<u64>() - before;
+                shown.set_message(format!("reading and changing AWS: {made} calls"));
+                shown.tick();
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        });
+        Progress {
+            bar: Some(bar),
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn now() -> Timestamp {
