@@ -438,6 +438,7 @@ async fn apply<F: AwsFactory>(
     // 5. Patch (I/O), only when something other than a timestamp changed; then the
     //    events, so a failed patch (retried) does not record them twice.
     patch_status_if_changed(api, policy, status.clone()).await?;
+    ctx.metrics.policy(&key, &status, interval);
     ctx.remember(
         &uid,
         Memo {
@@ -853,6 +854,7 @@ pub async fn run<F: AwsFactory>(
         Some(false) => Err(Error::LostLease),
         Some(true) => {
             tracing::info!(%identity, "leading: starting the controller");
+            ctx.metrics.leading(true);
             tokio::select! {
                 result = control(client, ctx, ready, intake) => result,
                 // Kube's Controller cannot pause: a replica that lost the lease stops,

@@ -114,7 +114,17 @@ mod tests {
         endpoints.metrics.failed("patch-status");
         let (status, content_type, body) = get(&endpoints, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
         assert_eq!(content_type.as_deref(), Some(CONTENT_TYPE));
+        assert!(
+            body.contains(
+                "\nguardduty_operator_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n"
+            ),
+            "{body}"
+        );
         assert!(
             body.contains("\nguardduty_operator_reconciles_total 1\n"),
             "{body}"
