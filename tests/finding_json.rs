@@ -241,6 +241,9 @@ async fn a_finding_without_an_instance_reads_the_same_from_getfindings_and_from_
 async fn an_aws_api_call_finding_reads_the_same_from_getfindings_and_from_json() {
     let finding = agreed(json!({
         "id": "b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8",
+        "arn": format!(
+            "arn:aws:guardduty:{REGION}:123456789012:detector/{DETECTOR}/finding/b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8"
+        ),
         "accountId": "123456789012",
         "region": REGION,
         "type": "Recon:IAMUser/MaliciousIPCaller",

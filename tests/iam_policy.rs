@@ -67,8 +67,9 @@ fn policy_actions() -> BTreeSet<String> {
 
 /// The adapters that call AWS: (source file, IAM service prefix, the receiver of
 /// the SDK calls). SES v2's operations are authorized by `ses:` actions.
-const ADAPTERS: [(&str, &str, &str); 6] = [
+const ADAPTERS: [(&str, &str, &str); 7] = [
     ("src/aws/ec2.rs", "ec2", "client"),
+    ("src/aws/guardduty.rs", "securityhub", "hub"),
     ("src/aws/sqs.rs", "sqs", "client"),
     ("src/aws/guardduty.rs", "guardduty", "client"),
     ("src/aws/clients.rs", "sts", "sts"),

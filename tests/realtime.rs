@@ -612,3 +612,92 @@ async fn a_remediated_finding_gets_useful_feedback_once() {
         before
     );
 }
+
+#[tokio::test]
+async fn a_remediated_finding_is_resolved_in_security_hub_with_a_note_naming_the_change() {
+    use crate::common::receiver::{Answer, Receiver};
+    let owner = "default/security-hub";
+    let world = World::owned("ca-west-1", owner).await;
+    let web = world.group("web", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let instance = world.instance(&[&web]).await;
+    let id = "e0000000000000000000000000000041";
+    world.post(vec![port_probe(id, 5.0, &instance, &[&web], &[22])]);
+    let hub = Receiver::start(vec![Answer::json(
+        200,
+        json!({"ProcessedFindings": [], "UnprocessedFindings": []}),
+    )])
+    .await;
+    let policy = guardduty_operator::domain::policy::Policy {
+        owner: owner.into(),
+        security_hub_updates: true,
+        ..policy(Mode::Enforce, &["10.0.0.0/8"])
+    };
+    let aws = WorldAws::of(&[&world]).security_hub_at(&hub.url);
+    let options = PassOptions {
+        regions: vec![world.region.clone()],
+        apply: true,
+        now: NOW,
+        ..PassOptions::default()
+    };
+    let report = run_pass(&aws, &policy, &options, &NoJournal).await;
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(report.security_hub.len(), 1);
+    let requests = hub.received();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method, "PATCH");
+    assert_eq!(request.path, "/findings/batchupdate");
+    let body = request.json();
+    assert_eq!(
+        body["FindingIdentifiers"],
+        json!([{
+            "Id": format!("arn:aws:guardduty:{}:{ACCOUNT}:detector/{DETECTOR}/finding/{id}", world.region),
+            "ProductArn": format!("arn:aws:securityhub:{}::product/aws/guardduty", world.region),
+        }]),
+        "{body}"
+    );
+    assert_eq!(body["Workflow"], json!({"Status": "RESOLVED"}));
+    assert_eq!(body["Note"]["UpdatedBy"], "guardduty-operator");
+    let note = body["Note"]["Text"].as_str().unwrap();
+    assert!(
+        note.contains(owner)
+            && note.contains("revoked tcp/22 from 0.0.0.0/0")
+            && note.contains(&web),
+        "{note}"
+    );
+
+    // Converged: nothing new to tell. And Security Hub refusing a finding is a failure.
+    let again = run_pass(&aws, &policy, &options, &NoJournal).await;
+    assert!(again.security_hub.is_empty());
+    assert_eq!(hub.received().len(), 1);
+    let refusing = Receiver::start(vec![Answer::json(
+        200,
+        json!({"ProcessedFindings": [], "UnprocessedFindings": [{
+            "FindingIdentifier": {"Id": "x", "ProductArn": "y"},
+            "ErrorCode": "FindingNotFound", "ErrorMessage": "no such finding"
+        }]}),
+    )])
+    .await;
+    let other = world.group("other", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let second = world.instance(&[&other]).await;
+    world.post(vec![port_probe(
+        "e0000000000000000000000000000042",
+        5.0,
+        &second,
+        &[&other],
+        &[22],
+    )]);
+    let refused = run_pass(
+        &WorldAws::of(&[&world]).security_hub_at(&refusing.url),
+        &policy,
+        &options,
+        &NoJournal,
+    )
+    .await;
+    let failure = refused.failure().expect("the refusal is reported");
+    assert_eq!(
+        failure.step,
+        guardduty_operator::domain::outcome::Step::SecurityHub
+    );
+    assert!(failure.error.contains("FindingNotFound"), "{failure}");
+}

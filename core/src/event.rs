@@ -110,6 +110,7 @@ pub fn finding_from_json(detail: &Value) -> Result<Finding, EventError> {
         first_seen: text(&service["eventFirstSeen"]),
         last_seen: text(&service["eventLastSeen"]),
         updated_at: text(&detail["updatedAt"]),
+        arn: text(&detail["arn"]),
         instance: instance(&detail["resource"]["instanceDetails"]),
         action: action(&service["action"]),
     })
@@ -457,6 +458,10 @@ mod tests {
                 first_seen: Some("2026-03-02T08:12:40Z".into()),
                 last_seen: Some("2026-03-02T09:30:02Z".into()),
                 updated_at: Some("2026-03-02T09:35:47.086Z".into()),
+                arn: Some(format!(
+                    "arn:aws:guardduty:eu-west-1:111122223333:detector/\
+                     0cb2e4d6f8a0b2c4d6e8f0a2b4c6d8e0/finding/{ID}"
+                )),
                 instance: Some(InstanceRef {
                     id: InstanceId::parse("i-0a1b2c3d4e5f60718").unwrap(),
                     security_groups: vec![

@@ -76,6 +76,9 @@ pub struct Finding {
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     pub updated_at: Option<String>,
+    /// The finding's ARN: its id in Security Hub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
     /// `None` when the finding is not about an EC2 instance, or names none.
     pub instance: Option<InstanceRef>,
     pub action: Action,

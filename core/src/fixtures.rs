@@ -45,6 +45,7 @@ impl Policy {
             all_traffic_rules: AllTrafficRules::Refuse,
             member_accounts: None,
             finding_feedback: false,
+            security_hub_updates: false,
         }
     }
 
@@ -117,6 +118,7 @@ impl Finding {
             first_seen: None,
             last_seen: None,
             updated_at: None,
+            arn: None,
             instance: Some(InstanceRef {
                 id: InstanceId::parse(instance).unwrap(),
                 security_groups: Vec::new(),
@@ -308,6 +310,7 @@ impl World {
             outcomes,
             archived: Vec::new(),
             feedback: Vec::new(),
+            security_hub: Vec::new(),
             failures: Vec::new(),
             record: Default::default(),
         }
@@ -378,6 +381,7 @@ pub fn failed_at(world: &World, step: Step, category: Category) -> PassReport {
         outcomes: Vec::new(),
         archived: Vec::new(),
         feedback: Vec::new(),
+        security_hub: Vec::new(),
         failures: vec![Failure::new(step, category, "connection refused").in_region(&region)],
         record: Default::default(),
     }

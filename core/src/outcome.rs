@@ -55,6 +55,8 @@ pub enum Step {
     Archive,
     /// Telling GuardDuty the remediated findings were useful (`findingFeedback`).
     Feedback,
+    /// Marking the remediated findings resolved in Security Hub (`securityHub`).
+    SecurityHub,
     /// A revert: reading the groups its record names.
     DescribeRecordedGroups,
     /// A revert: putting back the rules the operator revoked.
@@ -79,6 +81,7 @@ impl Step {
             Step::RecordIntent => "record the changes before making them",
             Step::Archive => "archive remediated findings",
             Step::Feedback => "send feedback on remediated findings",
+            Step::SecurityHub => "mark remediated findings resolved in Security Hub",
             Step::DescribeRecordedGroups => "describe the recorded security groups",
             Step::Restore => "restore the revoked rules",
             Step::Remove => "remove the added rules",
@@ -88,9 +91,11 @@ impl Step {
 
     pub fn service(self) -> Service {
         match self {
-            Step::FindDetector | Step::ReadFindings | Step::Archive | Step::Feedback => {
-                Service::GuardDuty
-            }
+            Step::FindDetector
+            | Step::ReadFindings
+            | Step::Archive
+            | Step::Feedback
+            | Step::SecurityHub => Service::GuardDuty,
             Step::AssumeRole | Step::IdentifyAccount => Service::Sts,
             Step::DescribeInstances
             | Step::FindWatchedGroups
@@ -354,6 +359,9 @@ pub struct PassReport {
     /// Findings GuardDuty was told were useful (`findingFeedback`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub feedback: Vec<FindingId>,
+    /// Findings marked resolved in Security Hub (`securityHub.updateFindings`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_hub: Vec<FindingId>,
     /// What could not be done, per region and account; the rest went ahead.
     pub failures: Vec<Failure>,
     /// The change record after this pass: the previous one, settled, with what this
@@ -377,6 +385,7 @@ impl PassReport {
             outcomes: Vec::new(),
             archived: Vec::new(),
             feedback: Vec::new(),
+            security_hub: Vec::new(),
             failures: Vec::new(),
             record: ChangeRecord::default(),
         }

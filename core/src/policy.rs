@@ -159,6 +159,8 @@ pub struct Policy {
     pub member_accounts: Option<MemberAccounts>,
     /// Tell GuardDuty a remediated finding was useful (UpdateFindingsFeedback).
     pub finding_feedback: bool,
+    /// Mark a remediated finding's Security Hub copy RESOLVED (BatchUpdateFindings).
+    pub security_hub_updates: bool,
 }
 
 /// Member accounts of a GuardDuty administrator account, remediated through a role the

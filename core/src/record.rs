@@ -847,6 +847,7 @@ mod tests {
             listed: [("us-east-1".to_string(), crate::known::Read::Full)].into(),
             targeted: false,
             feedback: Vec::new(),
+            security_hub: Vec::new(),
             plan: Some(plan),
             applied: true,
             outcomes: groups

@@ -32,6 +32,11 @@ pub fn from_config(
         aws_sdk_guardduty::config::Builder::from(config)
             .interceptor(counter.clone())
             .build(),
+    ))
+    .with_security_hub(aws_sdk_securityhub::Client::from_conf(
+        aws_sdk_securityhub::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
     ));
     let ec2 = ec2_of(config, counter);
     AwsClients {

@@ -23,11 +23,22 @@ pub const BATCH: usize = 50;
 #[derive(Debug, Clone)]
 pub struct GuardDuty {
     client: Client,
+    /// Security Hub in the same region, for `spec.securityHub.updateFindings`.
+    hub: Option<aws_sdk_securityhub::Client>,
 }
+
+/// BatchUpdateFindings takes at most 100 findings a call.
+const HUB_BATCH: usize = 100;
 
 impl GuardDuty {
     pub fn new(client: Client) -> Self {
-        GuardDuty { client }
+        GuardDuty { client, hub: None }
+    }
+
+    /// The same adapter, updating Security Hub's copies of findings through `hub`.
+    pub fn with_security_hub(mut self, hub: aws_sdk_securityhub::Client) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     async fn list_ids(
@@ -154,6 +165,84 @@ impl FindingsSource for GuardDuty {
         Ok(pages.into_iter().flatten().collect())
     }
 
+    async fn resolve_in_security_hub(
+        &self,
+        resolved: &[crate::ports::HubResolution],
+    ) -> Result<(), FindingsError> {
+        use aws_sdk_securityhub::types::{
+            AwsSecurityFindingIdentifier, NoteUpdate, WorkflowStatus, WorkflowUpdate,
+        };
+        let Some(hub) = &self.hub else {
+            return Err(FindingsError::SecurityHub {
+                count: resolved.len(),
+                source: crate::ports::AwsError {
+                    code: None,
+                    message: "no Security Hub client was set up".into(),
+                },
+            });
+        };
+        // One call per note: BatchUpdateFindings gives every finding of a call the
+        // same note.
+        let mut by_note: std::collections::BTreeMap<&str, Vec<&crate::ports::HubResolution>> =
+            Default::default();
+        for resolution in resolved {
+            by_note
+                .entry(&resolution.note)
+                .or_default()
+                .push(resolution);
+        }
+        for (note, findings) in by_note {
+            for batch in findings.chunks(HUB_BATCH) {
+                let identifiers = batch
+                    .iter()
+                    .map(|r| {
+                        AwsSecurityFindingIdentifier::builder()
+                            .id(&r.arn)
+                            .product_arn(guardduty_product_arn(&r.region))
+                            .build()
+                    })
+                    .collect();
+                let failed = |source| FindingsError::SecurityHub {
+                    count: batch.len(),
+                    source,
+                };
+                let output = hub
+                    .batch_update_findings()
+                    .set_finding_identifiers(Some(identifiers))
+                    .workflow(
+                        WorkflowUpdate::builder()
+                            .status(WorkflowStatus::Resolved)
+                            .build(),
+                    )
+                    .note(
+                        NoteUpdate::builder()
+                            .text(crate::notify::http::cut(note, 512))
+                            .updated_by("guardduty-operator")
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| failed(aws_error(e)))?;
+                if let Some(unprocessed) = output.unprocessed_findings().first() {
+                    return Err(failed(crate::ports::AwsError {
+                        code: unprocessed.error_code().map(str::to_string),
+                        message: format!(
+                            "{} of {} findings not updated, first {}: {}",
+                            output.unprocessed_findings().len(),
+                            batch.len(),
+                            unprocessed
+                                .finding_identifier()
+                                .and_then(|f| f.id())
+                                .unwrap_or("(unknown)"),
+                            unprocessed.error_message().unwrap_or("no message")
+                        ),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn feedback(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
         for batch in ids.chunks(BATCH) {
             self.client
@@ -195,6 +284,14 @@ impl FindingsSource for GuardDuty {
     }
 }
 
+/// GuardDuty's product in Security Hub, in `region`'s partition.
+pub fn guardduty_product_arn(region: &str) -> String {
+    format!(
+        "arn:{}:securityhub:{region}::product/aws/guardduty",
+        crate::domain::policy::partition(region)
+    )
+}
+
 /// Translates one SDK finding; a finding without a usable id or severity is
 /// logged and left out rather than failing the pass.
 fn to_domain(finding: &aws_sdk_guardduty::types::Finding) -> Option<Finding> {
@@ -226,6 +323,7 @@ fn to_domain(finding: &aws_sdk_guardduty::types::Finding) -> Option<Finding> {
             .and_then(|s| s.event_last_seen())
             .map(str::to_string),
         updated_at: finding.updated_at().map(str::to_string),
+        arn: finding.arn().map(str::to_string),
         instance: instance(finding),
         action: action
             .map(to_action)

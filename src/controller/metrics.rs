@@ -560,6 +560,7 @@ guardduty_operator_build_info{version="1.2.3",revision="abc123"} 1
             listed: Default::default(),
             targeted: false,
             feedback: Vec::new(),
+            security_hub: Vec::new(),
             detectors: [("us-east-1".to_string(), "d".to_string())].into(),
             findings: Vec::new(),
             plan: None,

@@ -488,6 +488,7 @@ mod tests {
             listed: [("us-east-1".to_string(), crate::domain::known::Read::Full)].into(),
             targeted: false,
             feedback: Vec::new(),
+            security_hub: Vec::new(),
             detectors: [("us-east-1".to_string(), "d1".to_string())].into(),
             findings: ids
                 .iter()

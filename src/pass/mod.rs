@@ -261,8 +261,10 @@ where
     }
     report.plan = Some(merged);
 
-    // feedback and archive (I/O), per region, through its detector
-    if !remediated.is_empty() && (policy.finding_feedback || policy.archive_remediated) {
+    // feedback, Security Hub and archive (I/O), per region, through its detector
+    let after_remediation =
+        policy.finding_feedback || policy.archive_remediated || policy.security_hub_updates;
+    if !remediated.is_empty() && after_remediation {
         let newly = newly_remediated(&report, &remediated);
         for (region, (source, detector)) in &guardduty {
             let in_region = |ids: &[FindingId]| -> Vec<FindingId> {
@@ -279,11 +281,39 @@ where
             let feedback = in_region(&newly);
             if policy.finding_feedback && !feedback.is_empty() {
                 match source.feedback(detector, &feedback).await {
-                    Ok(()) => report.feedback.extend(feedback),
+                    Ok(()) => report.feedback.extend(feedback.iter().cloned()),
                     Err(error) => report.failures.push(
                         Failure::new(Step::Feedback, error.category(), error_chain(&error))
                             .in_region(region),
                     ),
+                }
+            }
+            if policy.security_hub_updates && !feedback.is_empty() {
+                let (resolutions, missing) = hub_resolutions(&report, &feedback);
+                if !missing.is_empty() {
+                    report.failures.push(
+                        Failure::new(
+                            Step::SecurityHub,
+                            Category::NotFound,
+                            format!(
+                                "{} finding(s) carry no ARN to name in Security Hub, first {}",
+                                missing.len(),
+                                missing[0]
+                            ),
+                        )
+                        .in_region(region),
+                    );
+                }
+                if !resolutions.is_empty() {
+                    match source.resolve_in_security_hub(&resolutions).await {
+                        Ok(()) => report
+                            .security_hub
+                            .extend(feedback.iter().filter(|id| !missing.contains(id)).cloned()),
+                        Err(error) => report.failures.push(
+                            Failure::new(Step::SecurityHub, error.category(), error_chain(&error))
+                                .in_region(region),
+                        ),
+                    }
                 }
             }
             let archive = in_region(&remediated);
@@ -548,6 +578,53 @@ async fn observe<S: SecurityGroups>(
         observation.prefix_lists = ec2.prefix_lists(&lists).await;
     }
     Ok(observation)
+}
+
+/// What Security Hub is told about each of `ids`: the finding's ARN, its region and a
+/// note naming the change; and the findings without an ARN to name.
+fn hub_resolutions(
+    report: &PassReport,
+    ids: &[FindingId],
+) -> (Vec<crate::ports::HubResolution>, Vec<FindingId>) {
+    use crate::domain::alert::Response;
+    let responses = crate::domain::response::finding_responses(report);
+    let mut resolutions = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        let Some(finding) = report.findings.iter().find(|f| &f.id == id) else {
+            continue;
+        };
+        let Some(arn) = &finding.arn else {
+            missing.push(id.clone());
+            continue;
+        };
+        let summary = responses
+            .iter()
+            .find(|s| &s.finding.id == id)
+            .and_then(|s| match &s.response {
+                Response::Closed { summary } => Some(summary.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "the exposure is closed".into());
+        resolutions.push(crate::ports::HubResolution {
+            arn: arn.clone(),
+            region: finding.region.clone(),
+            note: format!(
+                "Remediated by guardduty-operator ({}): {summary}",
+                policy_owner(report)
+            ),
+        });
+    }
+    (resolutions, missing)
+}
+
+/// The owner named in a report's plan, for notes (the first change set's).
+fn policy_owner(report: &PassReport) -> String {
+    report
+        .plan
+        .as_ref()
+        .and_then(|p| p.changes().next().map(|(_, c)| c.owner.clone()))
+        .unwrap_or_else(|| "policy".into())
 }
 
 /// The remediated findings whose groups this pass changed (not merely found

@@ -24,6 +24,7 @@ pub enum Operation {
     Findings,
     Archive,
     Feedback,
+    SecurityHub,
     Instances,
     Groups,
     WatchedGroups,
@@ -177,6 +178,18 @@ impl<T: FindingsSource + Sync> FindingsSource for Failing<T> {
                 source,
             }),
             None => self.inner.findings(detector, policy, read).await,
+        }
+    }
+    async fn resolve_in_security_hub(
+        &self,
+        resolved: &[crate::ports::HubResolution],
+    ) -> Result<(), FindingsError> {
+        match self.check(Operation::SecurityHub, None) {
+            Some(source) => Err(FindingsError::SecurityHub {
+                count: resolved.len(),
+                source,
+            }),
+            None => self.inner.resolve_in_security_hub(resolved).await,
         }
     }
     async fn feedback(&self, detector: &str, ids: &[FindingId]) -> Result<(), FindingsError> {

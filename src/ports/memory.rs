@@ -30,6 +30,8 @@ pub struct MemoryAccount {
     pub archived: Mutex<Vec<FindingId>>,
     /// The findings GuardDuty was told were useful.
     pub feedback: Mutex<Vec<FindingId>>,
+    /// The findings marked resolved in Security Hub.
+    pub hub: Mutex<Vec<crate::ports::HubResolution>>,
     /// How each listing read the findings, in order.
     pub reads: Mutex<Vec<Read>>,
     /// The managed prefix lists and their entries (a list absent is not found).
@@ -141,6 +143,13 @@ impl FindingsSource for MemoryAccount {
     }
     async fn feedback(&self, _: &str, ids: &[FindingId]) -> Result<(), FindingsError> {
         self.feedback.lock().unwrap().extend(ids.iter().cloned());
+        Ok(())
+    }
+    async fn resolve_in_security_hub(
+        &self,
+        resolved: &[crate::ports::HubResolution],
+    ) -> Result<(), FindingsError> {
+        self.hub.lock().unwrap().extend(resolved.iter().cloned());
         Ok(())
     }
 }

@@ -200,6 +200,22 @@ pub trait FindingsSource {
         detector: &str,
         ids: &[FindingId],
     ) -> impl Future<Output = Result<(), FindingsError>> + Send;
+
+    /// Marks the Security Hub copies of these findings RESOLVED, each with its note
+    /// (BatchUpdateFindings); the findings Security Hub did not update are an error.
+    fn resolve_in_security_hub(
+        &self,
+        resolved: &[HubResolution],
+    ) -> impl Future<Output = Result<(), FindingsError>> + Send;
+}
+
+/// A remediated finding, for Security Hub: its ARN (its id there), the region of its
+/// GuardDuty product, and the note naming the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubResolution {
+    pub arn: String,
+    pub region: String,
+    pub note: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +253,12 @@ pub enum FindingsError {
         #[source]
         source: AwsError,
     },
+    #[error("failed to mark {count} findings resolved in Security Hub")]
+    SecurityHub {
+        count: usize,
+        #[source]
+        source: AwsError,
+    },
 }
 
 impl FindingsError {
@@ -247,7 +269,8 @@ impl FindingsError {
             | FindingsError::ListFindings { source, .. }
             | FindingsError::GetFindings { source, .. }
             | FindingsError::Archive { source, .. }
-            | FindingsError::Feedback { source, .. } => source.category(),
+            | FindingsError::Feedback { source, .. }
+            | FindingsError::SecurityHub { source, .. } => source.category(),
         }
     }
 }
@@ -467,6 +490,12 @@ impl<T: FindingsSource + Send + Sync> FindingsSource for std::sync::Arc<T> {
         ids: &[FindingId],
     ) -> impl Future<Output = Result<(), FindingsError>> + Send {
         self.as_ref().feedback(detector, ids)
+    }
+    fn resolve_in_security_hub(
+        &self,
+        resolved: &[HubResolution],
+    ) -> impl Future<Output = Result<(), FindingsError>> + Send {
+        self.as_ref().resolve_in_security_hub(resolved)
     }
 }
 

@@ -164,6 +164,10 @@ pub struct GuardDutyPolicySpec {
     #[serde(default)]
     pub remediation: RemediationSpec,
 
+    /// What Security Hub is told. Default: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_hub: Option<SecurityHubSpec>,
+
     /// Where alerts about findings and what the operator did go: at most 32
     /// channels, each with a unique `name`, a `minSeverity`, optional `findingTypes`
     /// and exactly one of `email`, `sms`, `slack`, `jira`, `pagerDuty` or `serviceNow`.
@@ -567,6 +571,17 @@ pub const CRD_HEADER: &str =
 
 fn default_interval() -> String {
     DEFAULT_INTERVAL.to_string()
+}
+
+/// Security Hub, where GuardDuty findings are copied when it is enabled.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityHubSpec {
+    /// Mark a remediated finding's Security Hub copy RESOLVED, with a note naming the
+    /// change (BatchUpdateFindings, by the finding's ARN and GuardDuty's product ARN).
+    /// Default `false`.
+    #[serde(default)]
+    pub update_findings: bool,
 }
 
 /// Member accounts of a GuardDuty administrator account, and the role to assume in

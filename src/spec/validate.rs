@@ -195,6 +195,10 @@ impl GuardDutyPolicySpec {
                         Some(checked) => Some(checked?),
                     },
                     finding_feedback: remediation.finding_feedback,
+                    security_hub_updates: self
+                        .security_hub
+                        .as_ref()
+                        .is_some_and(|hub| hub.update_findings),
                 },
                 regions: regions?,
                 detector_id: detector_id?,
@@ -692,6 +696,7 @@ mod tests {
                     all_traffic_rules: crate::domain::policy::AllTrafficRules::Refuse,
                     member_accounts: None,
                     finding_feedback: false,
+                    security_hub_updates: false,
                 },
                 regions: Vec::new(),
                 detector_id: None,
@@ -764,6 +769,7 @@ mod tests {
             })
         );
         assert!(spec.policy.finding_feedback);
+        assert!(spec.policy.security_hub_updates);
         assert_eq!(spec.full_resync_interval, Duration::from_secs(2 * 3600));
         assert_eq!(
             spec.detector_id.as_deref(),
@@ -1080,8 +1086,8 @@ mod tests {
             parse_error(&yaml),
             "spec: unknown field `trustedCIDRs`, expected one of `region`, `regions`, \
              `memberAccounts`, `detectorId`, `trustedCidrs`, `findings`, `remediation`, \
-             `notifications`, `interval`, `fullResyncInterval`, `deletionPolicy` at line 19 \
-             column 3"
+             `securityHub`, `notifications`, `interval`, `fullResyncInterval`, `deletionPolicy` \
+             at line 19 column 3"
         );
         let yaml = complete_with("    archiveRemediated: true", "    archive: true");
         assert_eq!(

@@ -35,6 +35,7 @@ pub fn port_probe_finding(
 ) -> Value {
     json!({
         "id": id,
+        "arn": format!("arn:aws:guardduty:us-east-1:{ACCOUNT}:detector/{detector}/finding/{id}"),
         "accountId": ACCOUNT,
         "region": "us-east-1",
         "type": "Recon:EC2/PortProbeUnprotectedPort",
@@ -80,6 +81,7 @@ pub fn brute_force_finding(
 ) -> Value {
     json!({
         "id": id,
+        "arn": format!("arn:aws:guardduty:us-east-1:{ACCOUNT}:detector/{detector}/finding/{id}"),
         "accountId": ACCOUNT,
         "region": "us-east-1",
         "type": format!("UnauthorizedAccess:EC2/{kind}"),

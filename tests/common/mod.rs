@@ -365,6 +365,19 @@ impl World {
     pub fn post(&self, mut findings: Vec<Value>) {
         for finding in &mut findings {
             finding["region"] = Value::String(self.region.clone());
+            // The ARN names the finding's region and account too.
+            if let (Some(arn), Some(account)) =
+                (finding["arn"].as_str(), finding["accountId"].as_str())
+            {
+                let parts: Vec<&str> = arn.splitn(6, ':').collect();
+                if let [arn_prefix, partition, service, _, _, rest] = parts.as_slice() {
+                    let arn = format!(
+                        "{arn_prefix}:{partition}:{service}:{}:{account}:{rest}",
+                        self.region
+                    );
+                    finding["arn"] = Value::String(arn);
+                }
+            }
         }
         self.emulator
             .emulator
@@ -407,6 +420,8 @@ pub struct WorldAws {
     pacer: Option<std::sync::Arc<guardduty_operator::aws::pace::Pacer>>,
     /// Reads every kind one way, when set.
     reading: Option<guardduty_operator::aws::ec2::Strategy>,
+    /// Where Security Hub answers (a local receiver), when set.
+    hub_url: Option<String>,
 }
 
 impl WorldAws {
@@ -425,7 +440,14 @@ impl WorldAws {
             counter: ApiCallCounter::default(),
             pacer: None,
             reading: None,
+            hub_url: None,
         }
+    }
+
+    /// The same AWS, with Security Hub at `url` (moto has no BatchUpdateFindings).
+    pub fn security_hub_at(mut self, url: &str) -> Self {
+        self.hub_url = Some(url.to_string());
+        self
     }
 
     /// The same AWS, its EC2 reads all planned one way.
@@ -481,13 +503,20 @@ impl AwsFactory for WorldAws {
         region: Option<&str>,
     ) -> Result<AwsClients<GuardDuty, Ec2>, AwsSetupError> {
         let (config, url, region) = self.world(region);
+        let hub =
+            aws_sdk_securityhub::config::Builder::from(config).interceptor(self.counter.clone());
+        let hub = match &self.hub_url {
+            Some(url) => hub.endpoint_url(url),
+            None => hub,
+        };
         Ok(AwsClients {
             guardduty: GuardDuty::new(aws_sdk_guardduty::Client::from_conf(
                 aws_sdk_guardduty::config::Builder::from(config)
                     .endpoint_url(url)
                     .interceptor(self.counter.clone())
                     .build(),
-            )),
+            ))
+            .with_security_hub(aws_sdk_securityhub::Client::from_conf(hub.build())),
             ec2: self.ec2(config),
             account_id: Some(ACCOUNT.to_string()),
             region,
