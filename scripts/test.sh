@@ -26,8 +26,11 @@ source scripts/lib.sh
 step "cargo environment"
 cargo_env
 
-step "Python venv with moto"
+step "Python venv with moto and the OCSF validator"
 ensure_venv
+
+step "headless Chromium for the HTML report test"
+ensure_chromium
 
 gdo_install_cleanup
 

@@ -23,6 +23,7 @@
 //! - [`controller`]: the Kubernetes controller: reconcile, status, events, leader
 //!   election, metrics.
 //! - [`cli`]: the command line and its output.
+//! - [`report`]: reports for people and auditors (HTML, JSON, CSV, OCSF), pure.
 #![forbid(unsafe_code)]
 
 pub mod aws;
@@ -33,4 +34,5 @@ pub use guardduty_core as domain;
 pub mod notify;
 pub mod pass;
 pub mod ports;
+pub mod report;
 pub mod spec;

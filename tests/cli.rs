@@ -512,3 +512,131 @@ async fn a_progress_line_shows_on_a_terminal_and_never_in_a_pipe() {
     let seen = std::fs::read_to_string(&transcript).unwrap_or_default();
     assert!(seen.contains("reading and changing AWS:"), "{seen}");
 }
+
+#[tokio::test]
+async fn report_shows_the_history_of_the_state_file_and_changes_nothing() {
+    let world = World::owned("ca-west-1", "default/cli-report").await;
+    let web = world.group("web", &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let instance = world.instance(&[&web]).await;
+    world.post(vec![port_probe(
+        "c2000000000000000000000000000002",
+        7.5,
+        &instance,
+        &[&web],
+        &[22],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: cli-report\n\
+             spec:\n  region: {}\n  trustedCidrs: [10.0.0.0/8]\n  remediation:\n    mode: Enforce\n",
+            world.region
+        ),
+    )
+    .unwrap();
+    let policy = path.to_str().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let fixed = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &["remediate", "--policy", policy, "--state", state],
+    ))
+    .await;
+    assert_eq!(status(&fixed), 0, "{}", text(&fixed.stderr));
+    let state_before = std::fs::read(state).unwrap();
+
+    let output = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &[
+            "report", "--policy", policy, "--state", state, "--output", "json",
+        ],
+    ))
+    .await;
+    assert_eq!(status(&output), 0, "{}", text(&output.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let actions = document["actions"].as_array().unwrap();
+    assert!(
+        actions.iter().any(|a| a["action"] == "revoked"
+            && a["group"] == web.as_str()
+            && a["cidr"] == "0.0.0.0/0"),
+        "the revoke the state file recorded: {actions:?}"
+    );
+    let remediated = document["timeToRemediate"]["findings"].as_array().unwrap();
+    assert_eq!(remediated.len(), 1, "{document:#}");
+    assert_eq!(remediated[0]["finding"], "c2000000000000000000000000000002");
+    let compliance = document["compliance"].to_string();
+    assert!(compliance.contains("IR-4(1)"), "{compliance}");
+    assert!(compliance.contains("SC-7"), "{compliance}");
+    assert_eq!(
+        std::fs::read(state).unwrap(),
+        state_before,
+        "a report leaves the state file as it is"
+    );
+
+    // HTML to a file; a file that cannot be written names its path and leaves nothing.
+    let page = dir.path().join("report.html");
+    let html = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &[
+            "report",
+            "--policy",
+            policy,
+            "--state",
+            state,
+            "--output-file",
+            page.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_eq!(status(&html), 0, "{}", text(&html.stderr));
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") || page.starts_with("<!doctype html>"));
+    assert!(page.contains("c2000000000000000000000000000002"));
+    let missing = dir.path().join("no-such-dir").join("report.html");
+    let failed = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &[
+            "report",
+            "--policy",
+            policy,
+            "--output-file",
+            missing.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_eq!(status(&failed), 1, "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stderr).contains(missing.to_str().unwrap()),
+        "{}",
+        text(&failed.stderr)
+    );
+    assert!(!dir.path().join("no-such-dir").exists());
+
+    // A status file that is not a reconciled policy is refused before any AWS call.
+    let bad = dir.path().join("gdp.json");
+    std::fs::write(&bad, "{\"kind\": \"GuardDutyPolicy\"}").unwrap();
+    let refused = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &[
+            "report",
+            "--policy",
+            policy,
+            "--status",
+            bad.to_str().unwrap(),
+        ],
+    ))
+    .await;
+    assert_eq!(status(&refused), 1);
+    assert!(
+        text(&refused.stderr).contains("no `status`"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

@@ -21,5 +21,7 @@ mod notify_sms;
 mod pacing;
 mod realtime;
 mod remediation;
+mod report_html;
+mod report_ocsf;
 mod revert;
 mod safety;

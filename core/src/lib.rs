@@ -15,6 +15,7 @@
 pub mod address_space;
 pub mod alert;
 pub mod cidr;
+pub mod compliance;
 pub mod event;
 pub mod finding;
 pub mod ids;

@@ -74,6 +74,10 @@ enum Command {
     Watch(WatchArgs),
     /// Print the GuardDutyPolicy CustomResourceDefinition (the YAML in crds/).
     Crd,
+    /// A report of the policy for people and auditors (html, json, csv, ocsf): a
+    /// read-only pass (no AWS change, no alert, --state left as it is) with the history
+    /// of --state or of a GuardDutyPolicy's status (`kubectl get gdp NAME -o json`).
+    Report(ReportArgs),
     /// Run the controller: reconcile every GuardDutyPolicy of the cluster (the kube
     /// config is inferred: in-cluster service account, or KUBECONFIG) until SIGTERM.
     Controller(ControllerArgs),
@@ -156,6 +160,42 @@ struct AuditArgs {
     /// Send the alerts that are due (an audit only lists them otherwise).
     #[arg(long)]
     notify: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// A GuardDutyPolicy manifest (the same file `kubectl apply` takes).
+    #[arg(long, short = 'p', value_name = "FILE")]
+    policy: PathBuf,
+    /// The state file of `remediate` or `watch`: the change record the report shows.
+    /// Read only.
+    #[arg(long, value_name = "FILE", conflicts_with = "status")]
+    state: Option<PathBuf>,
+    /// A GuardDutyPolicy object as `kubectl get gdp NAME -o json` prints it: the
+    /// controller's change record and conditions.
+    #[arg(long, value_name = "FILE")]
+    status: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ReportFormat::Html)]
+    output: ReportFormat,
+    /// Write the report to FILE (whole, then renamed into place) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output_file: Option<PathBuf>,
+    /// How long to wait for a run holding --state to finish, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    lock_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// One page, no external resource.
+    Html,
+    /// One JSON document.
+    Json,
+    /// One row per finding.
+    Csv,
+    /// OCSF Detection Finding events, one JSON object per line.
+    Ocsf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -261,6 +301,15 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => return validate(args),
         Command::Completions { shell } => return completions(*shell),
         Command::Crd => return print_crd(),
+        Command::Report(args) => {
+            return match report_command(args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(FAILED)
+                }
+            };
+        }
         Command::Controller(args) => return controller(args).await,
         Command::Watch(args) => {
             return match watch(args).await {
@@ -346,6 +395,125 @@ async fn pass(args: &PassArgs, apply: bool, notify: bool) -> anyhow::Result<Exit
     let passed = session.pass(apply, FindingsInput::Full).await?;
     session.print(&passed, args.output, false, args.output_file.as_deref())?;
     Ok(ExitCode::from(session::exit_status(&passed, &args.fail_on)))
+}
+
+/// The history and the delivery state a `--status` file holds.
+struct StatusHistory {
+    changes: crate::domain::record::ChangeRecord,
+    alert_failed: bool,
+}
+
+/// Reads a GuardDutyPolicy object (`kubectl get gdp NAME -o json`): its
+/// `status.changes` and whether `NotificationsDelivered` is False.
+fn read_status(path: &std::path::Path) -> anyhow::Result<StatusHistory> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read --status {}", path.display()))?;
+    let object: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "--status {}: not JSON; give the object as `kubectl get gdp NAME -o json` prints it",
+            path.display()
+        )
+    })?;
+    let status = object.get("status").with_context(|| {
+        format!(
+            "--status {}: no `status` (the policy has not been reconciled yet, or this is not \
+             a GuardDutyPolicy object)",
+            path.display()
+        )
+    })?;
+    let changes = match status.get("changes") {
+        None | Some(serde_json::Value::Null) => Default::default(),
+        Some(changes) => serde_json::from_value(changes.clone()).with_context(|| {
+            format!("--status {}: status.changes does not read", path.display())
+        })?,
+    };
+    let alert_failed = status
+        .get("conditions")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "NotificationsDelivered" && c["status"] == "False");
+    Ok(StatusHistory {
+        changes,
+        alert_failed,
+    })
+}
+
+/// `report`: a read-only pass, the history of --state or --status, the controls'
+/// states, one document in the format asked.
+async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    use crate::domain::compliance;
+    // Read the status first: a bad file stops the run before any AWS call.
+    let from_status = args.status.as_deref().map(read_status).transpose()?;
+    let session_args = SessionArgs {
+        policy: &args.policy,
+        state: args.state.as_deref(),
+        lock_timeout: Duration::from_secs(args.lock_timeout),
+        secrets_dir: None,
+        // Nothing leaves this process: no change, no alert, no state write.
+        dry_run: true,
+        notify: false,
+    };
+    let mut session = match Session::open(&session_args).await {
+        Ok(session) => session,
+        Err(code) => return Ok(code),
+    };
+    let passed = session.pass(false, FindingsInput::Full).await?;
+    let (record, alert_failed) = match from_status {
+        Some(status) => (status.changes, status.alert_failed),
+        None => (session.state.changes.clone(), false),
+    };
+    let report = &passed.report;
+    let routes: Vec<_> = session
+        .valid
+        .notifications
+        .iter()
+        .map(|n| n.route.clone())
+        .collect();
+    let policy = &session.valid.policy;
+    let facts = compliance::facts_of(&compliance::FactInputs {
+        mode: policy.mode,
+        archive_remediated: policy.archive_remediated,
+        security_hub_updates: policy.security_hub_updates,
+        min_severity: policy.min_severity,
+        all_finding_types: policy.finding_types.is_empty(),
+        interval_seconds: session.valid.interval.as_secs(),
+        channels: &routes,
+        findings_read: report.findings_read(),
+        alert_failed,
+        open_exposure: compliance::exposure_remains(report),
+    });
+    let states = compliance::evaluate(compliance::catalogue(), &facts);
+    let responses = crate::domain::response::finding_responses(report);
+    let input = crate::report::ReportInput {
+        policy: &session.name,
+        generated_at: Timestamp(k8s_openapi::jiff::Timestamp::now().as_second()),
+        report,
+        responses: &responses,
+        record: &record,
+        compliance: &states,
+    };
+    let document = match args.output {
+        ReportFormat::Html => crate::report::html(&input),
+        ReportFormat::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&crate::report::json(&input))?
+        ),
+        ReportFormat::Csv => crate::report::csv(&input),
+        ReportFormat::Ocsf => crate::report::ocsf(&input),
+    };
+    match &args.output_file {
+        Some(path) => output_file::write(path, |out| Ok(out.write_all(document.as_bytes())?))?,
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(document.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("failed to write the report to stdout")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `completions SHELL`: the completion script, on stdout.
