@@ -1,18 +1,28 @@
-//! The benchmark's helper, driven by `scripts/bench.sh`: seeds moto (EC2) and the
-//! GuardDuty emulator, and turns the operator's JSON reports into the tables and
-//! PASS/FAIL lines the script prints.
+//! The benchmark's helper, driven by `scripts/bench.sh`: seeds moto (EC2, SQS, STS)
+//! and the GuardDuty emulator, runs the `watch` measures itself, and turns the
+//! operator's JSON reports into the tables and PASS/FAIL lines the script prints.
 //!
 //! ```text
-//! bench seed-groups    --region R --groups N --emulator URL --detector D
-//! bench seed-findings  --emulator URL --detector D --count N
+//! bench seed-groups    --region R --groups N [--groups-per-instance K] [--ports 22,443]
+//!                      --emulator URL --detector D
+//! bench seed-findings  --emulator URL --detector D --count N [--region R]
+//! bench seed-members   --region R --accounts A --groups G --role NAME --external-id X
+//!                      --emulator URL --detector D
 //! bench converge-report --groups N --instances I --first REPORT METRICS --second REPORT METRICS
 //! bench ingest-report  --count N --report REPORT --metrics METRICS
+//! bench members-report --accounts A --groups G --members REPORT METRICS
+//!                      --baseline REPORT METRICS [--converge GROUPS REPORT METRICS]...
+//! bench realtime       --operator BIN --region R --emulator URL --events N --spacing-ms MS --work DIR
+//! bench idle           --operator BIN --region R --detector D --minutes M --work DIR
+//! bench quiet          --operator BIN --region R --detector D --count N --work DIR
 //! ```
 //!
 //! The seeders print a one-line JSON summary on stdout and progress on stderr. The
-//! report subcommands print to stdout and exit 1 when a target is missed. A METRICS
-//! file is `{"rc": 0, "wall": 1.5, "maxrss_kib": 20480}`, written by the script's
-//! measuring wrapper around the operator process.
+//! report subcommands and the `watch` measures (realtime, idle, quiet: they start the
+//! release binary's `watch` themselves, see `bench/watch.rs`) print to stdout and exit
+//! 1 when a target is missed. A METRICS file is `{"rc": 0, "wall": 1.5,
+//! "maxrss_kib": 20480}`, written by the script's measuring wrapper around the
+//! operator process.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -30,6 +40,16 @@ use serde_json::{Value, json};
 
 #[path = "../tests/common/findings.rs"]
 mod findings;
+#[path = "bench/idle.rs"]
+mod idle;
+#[path = "bench/members.rs"]
+mod members;
+#[path = "bench/quiet.rs"]
+mod quiet;
+#[path = "bench/realtime.rs"]
+mod realtime;
+#[path = "bench/watch.rs"]
+mod watch;
 
 /// GuardDuty's page size and GetFindings batch.
 const GUARDDUTY_BATCH: u64 = 50;
@@ -64,6 +84,12 @@ enum Command {
         region: String,
         #[arg(long)]
         groups: usize,
+        /// Groups per instance (at most 5, an interface's default limit).
+        #[arg(long, default_value_t = GROUPS_PER_INSTANCE)]
+        groups_per_instance: usize,
+        /// The ports opened to the world in every group (the first is the probed one).
+        #[arg(long, value_delimiter = ',', default_values_t = [PROBED_PORT, HARMLESS_PORT])]
+        ports: Vec<i32>,
         /// The GuardDuty emulator's base URL (http://127.0.0.1:PORT).
         #[arg(long)]
         emulator: String,
@@ -85,6 +111,33 @@ enum Command {
         detector: String,
         #[arg(long)]
         count: usize,
+        /// The findings' region (the emulator serves them to requests signed for it).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
+    /// A member accounts × G groups created through each account's assumed role, each
+    /// group on an instance of its own and open to the world on tcp/22; one finding
+    /// per group in the administrator's detector, with the member's accountId.
+    SeedMembers {
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        accounts: usize,
+        #[arg(long)]
+        groups: usize,
+        /// The role's name in every member account.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        external_id: String,
+        #[arg(long)]
+        emulator: String,
+        #[arg(long)]
+        detector: String,
+        #[arg(long, env = "GDO_MOTO_URL")]
+        moto: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
     /// The converge benchmark's table and checks, from the two passes' outputs.
     ConvergeReport {
@@ -112,6 +165,77 @@ enum Command {
         #[arg(long)]
         table_metrics: Option<PathBuf>,
     },
+    /// The member accounts' EC2 calls per group beside a single account's.
+    MembersReport {
+        #[arg(long)]
+        accounts: u64,
+        /// Groups per account.
+        #[arg(long)]
+        groups: u64,
+        /// The member accounts' pass: its JSON report and metrics files.
+        #[arg(long, num_args = 2, value_names = ["REPORT", "METRICS"])]
+        members: Vec<PathBuf>,
+        /// One account of as many groups, laid out the same way.
+        #[arg(long, num_args = 2, value_names = ["REPORT", "METRICS"])]
+        baseline: Vec<PathBuf>,
+        /// A converge benchmark's first pass, for comparison (repeat for more sizes).
+        #[arg(long, num_args = 3, value_names = ["GROUPS", "REPORT", "METRICS"])]
+        converge: Vec<String>,
+    },
+    /// Event to converged: a `watch --queue-url` over N world-open groups, one finding
+    /// event per group sent to its SQS queue; latency percentiles.
+    Realtime {
+        /// The release binary of the operator.
+        #[arg(long)]
+        operator: PathBuf,
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        emulator: String,
+        /// Events, one per group and instance.
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+        /// Milliseconds between two events; 0 sends them all at once.
+        #[arg(long, default_value_t = 200)]
+        spacing_ms: u64,
+        /// Where the policy, the state file and the watch's log go.
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long, env = "GDO_MOTO_URL")]
+        moto: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// The idle operator: a `watch` with nothing to do, its memory and CPU over M minutes.
+    Idle {
+        #[arg(long)]
+        operator: PathBuf,
+        #[arg(long)]
+        region: String,
+        /// The detector holding the findings already seeded.
+        #[arg(long)]
+        detector: String,
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long, env = "GDO_MOTO_URL")]
+        moto: String,
+    },
+    /// A quiet periodic pass: `watch`'s second pass over N stored findings.
+    Quiet {
+        #[arg(long)]
+        operator: PathBuf,
+        #[arg(long)]
+        region: String,
+        /// The detector holding the N findings already seeded.
+        #[arg(long)]
+        detector: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        work: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,17 +244,23 @@ fn main() -> ExitCode {
         Command::SeedGroups {
             region,
             groups,
+            groups_per_instance,
+            ports,
             emulator,
             detector,
             moto,
             concurrency,
         } => runtime().and_then(|rt| {
             rt.block_on(seed_groups(
-                &region,
-                groups,
-                &emulator,
-                &detector,
-                &moto,
+                &SeedGroupsArgs {
+                    region,
+                    count: groups,
+                    per_instance: groups_per_instance,
+                    ports,
+                    emulator,
+                    detector,
+                    moto,
+                },
                 concurrency.max(1),
             ))
         }),
@@ -138,7 +268,95 @@ fn main() -> ExitCode {
             emulator,
             detector,
             count,
-        } => seed_findings(&emulator, &detector, count),
+            region,
+        } => seed_findings(&emulator, &detector, count, &region),
+        Command::SeedMembers {
+            region,
+            accounts,
+            groups,
+            role,
+            external_id,
+            emulator,
+            detector,
+            moto,
+            concurrency,
+        } => runtime().and_then(|rt| {
+            rt.block_on(members::seed(&members::SeedMembersArgs {
+                region,
+                accounts,
+                groups,
+                role,
+                external_id,
+                emulator,
+                detector,
+                moto,
+                concurrency: concurrency.max(1),
+            }))
+        }),
+        Command::MembersReport {
+            accounts,
+            groups,
+            members,
+            baseline,
+            converge,
+        } => members::report(&members::ReportArgs {
+            accounts,
+            groups,
+            members,
+            baseline,
+            converge,
+        }),
+        Command::Realtime {
+            operator,
+            region,
+            emulator,
+            events,
+            spacing_ms,
+            work,
+            moto,
+            concurrency,
+        } => runtime().and_then(|rt| {
+            rt.block_on(realtime::run(&realtime::RealtimeArgs {
+                operator,
+                region,
+                emulator,
+                moto,
+                groups: events,
+                spacing: Duration::from_millis(spacing_ms),
+                work,
+                concurrency: concurrency.max(1),
+            }))
+        }),
+        Command::Idle {
+            operator,
+            region,
+            detector,
+            minutes,
+            work,
+            moto,
+        } => runtime().and_then(|rt| {
+            rt.block_on(idle::run(&idle::IdleArgs {
+                operator,
+                region,
+                detector,
+                moto,
+                minutes: minutes.max(1),
+                work,
+            }))
+        }),
+        Command::Quiet {
+            operator,
+            region,
+            detector,
+            count,
+            work,
+        } => quiet::run(&quiet::QuietArgs {
+            operator,
+            region,
+            detector,
+            count,
+            work,
+        }),
         Command::ConvergeReport {
             groups,
             instances,
@@ -173,25 +391,60 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 // Seeding
 // ---------------------------------------------------------------------------
 
-async fn seed_groups(
-    region: &str,
+/// What `seed-groups` makes, and where.
+struct SeedGroupsArgs {
+    region: String,
     count: usize,
-    emulator: &str,
-    detector: &str,
-    moto: &str,
-    concurrency: usize,
-) -> anyhow::Result<bool> {
-    let started = Instant::now();
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    per_instance: usize,
+    ports: Vec<i32>,
+    emulator: String,
+    detector: String,
+    moto: String,
+}
+
+/// A configuration for moto in `region`, with the fake credentials moto accepts.
+async fn moto_config(moto: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(aws_sdk_ec2::config::Credentials::new(
             "testing", "testing", None, None, "bench",
         ))
         .endpoint_url(moto)
         .load()
-        .await;
-    let ec2 = aws_sdk_ec2::Client::new(&config);
+        .await
+}
 
+/// An image moto can run instances from.
+async fn first_image(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<String> {
+    ec2.describe_images()
+        .send()
+        .await
+        .context("failed to list moto's images")?
+        .images()
+        .iter()
+        .find_map(|i| i.image_id().map(str::to_string))
+        .context("moto lists no image")
+}
+
+/// Security groups and the instances that hold them, in one account and region.
+struct Estate {
+    groups: Vec<String>,
+    /// Each instance and its groups.
+    instances: Vec<(String, Vec<String>)>,
+}
+
+/// A VPC with `count` groups, each open to the world on `ports` (one call, as a person
+/// would in the console), and instances holding `per_instance` groups each. The image
+/// is `image`, or the account's first.
+async fn seed_estate(
+    ec2: &aws_sdk_ec2::Client,
+    image: Option<&str>,
+    count: usize,
+    per_instance: usize,
+    ports: &[i32],
+    concurrency: usize,
+) -> anyhow::Result<Estate> {
+    let started = Instant::now();
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.20.0.0/16")
@@ -212,23 +465,16 @@ async fn seed_groups(
         .subnet
         .and_then(|s| s.subnet_id)
         .context("CreateSubnet returned no subnet id")?;
-    let image = ec2
-        .describe_images()
-        .send()
-        .await
-        .context("failed to list moto's images")?
-        .images()
-        .iter()
-        .find_map(|i| i.image_id().map(str::to_string))
-        .context("moto lists no image")?;
+    let image = match image {
+        Some(image) => image.to_string(),
+        None => first_image(ec2).await?,
+    };
 
-    // Groups, each opened as a person would in the console (one call, two rules).
-    let ec2_ref = &ec2;
     let vpc_ref = vpc.as_str();
     let groups: Vec<String> = stream::iter(0..count)
         .map(|i| async move {
             let name = format!("bench-{i:05}");
-            let id = ec2_ref
+            let id = ec2
                 .create_security_group()
                 .group_name(&name)
                 .description("guardduty-operator benchmark")
@@ -238,11 +484,9 @@ async fn seed_groups(
                 .with_context(|| format!("failed to create group {name}"))?
                 .group_id
                 .context("CreateSecurityGroup returned no id")?;
-            ec2_ref
-                .authorize_security_group_ingress()
+            ec2.authorize_security_group_ingress()
                 .group_id(&id)
-                .ip_permissions(world_open(PROBED_PORT))
-                .ip_permissions(world_open(HARMLESS_PORT))
+                .set_ip_permissions(Some(ports.iter().map(|p| world_open(*p)).collect()))
                 .send()
                 .await
                 .with_context(|| format!("failed to open group {id}"))?;
@@ -253,19 +497,18 @@ async fn seed_groups(
         .await?;
     let groups_done = started.elapsed();
     eprintln!(
-        "bench: {count} groups in {region} seeded in {:.1} s",
+        "bench: {count} groups seeded in {:.1} s",
         groups_done.as_secs_f64()
     );
 
-    // Instances, each with up to five of the groups.
     let chunks: Vec<Vec<String>> = groups
-        .chunks(GROUPS_PER_INSTANCE)
+        .chunks(per_instance.clamp(1, GROUPS_PER_INSTANCE))
         .map(<[String]>::to_vec)
         .collect();
     let (image_ref, subnet_ref) = (image.as_str(), subnet.as_str());
     let instances: Vec<(String, Vec<String>)> = stream::iter(chunks)
         .map(|chunk| async move {
-            let id = ec2_ref
+            let id = ec2
                 .run_instances()
                 .image_id(image_ref)
                 .instance_type(InstanceType::T3Micro)
@@ -291,25 +534,40 @@ async fn seed_groups(
         instances.len(),
         (started.elapsed() - groups_done).as_secs_f64()
     );
+    Ok(Estate { groups, instances })
+}
 
-    let findings: Vec<Value> = instances
+async fn seed_groups(args: &SeedGroupsArgs, concurrency: usize) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let config = moto_config(&args.moto, &args.region).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let estate = seed_estate(
+        &ec2,
+        None,
+        args.count,
+        args.per_instance,
+        &args.ports,
+        concurrency,
+    )
+    .await?;
+    let findings: Vec<Value> = estate
+        .instances
         .iter()
         .enumerate()
         .map(|(i, (instance, groups))| {
             let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
             let mut finding = port_probe(
-                &format!("{detector}{i:08x}"),
-                detector,
+                &format!("{}{i:08x}", args.detector),
+                &args.detector,
                 8.0,
                 instance,
                 &groups,
             );
-            // The emulator serves a region's findings to requests signed for it.
-            finding["region"] = json!(region);
+            place(&mut finding, &args.region, None);
             finding
         })
         .collect();
-    let emulator = emulator.to_string();
+    let emulator = args.emulator.clone();
     let posted = tokio::task::spawn_blocking(move || post_findings(&emulator, findings))
         .await
         .context("the posting task panicked")??;
@@ -317,10 +575,9 @@ async fn seed_groups(
     println!(
         "{}",
         json!({
-            "region": region,
-            "vpc": vpc,
-            "groups": groups.len(),
-            "instances": instances.len(),
+            "region": args.region,
+            "groups": estate.groups.len(),
+            "instances": estate.instances.len(),
             "findings": posted,
             "seconds": started.elapsed().as_secs_f64(),
         })
@@ -337,7 +594,12 @@ fn world_open(port: i32) -> IpPermission {
         .build()
 }
 
-fn seed_findings(emulator: &str, detector: &str, count: usize) -> anyhow::Result<bool> {
+fn seed_findings(
+    emulator: &str,
+    detector: &str,
+    count: usize,
+    region: &str,
+) -> anyhow::Result<bool> {
     const SEVERITIES: [f64; 7] = [1.0, 2.5, 4.0, 5.5, 7.0, 8.5, 9.5];
     let started = Instant::now();
     // A fixed xorshift sequence: "random" instance and group ids, the same every run.
@@ -352,13 +614,15 @@ fn seed_findings(emulator: &str, detector: &str, count: usize) -> anyhow::Result
         .map(|i| {
             let instance = format!("i-{:017x}", next());
             let group = format!("sg-{:017x}", next());
-            port_probe(
+            let mut finding = port_probe(
                 &format!("{detector}{i:08x}"),
                 detector,
                 SEVERITIES[i % SEVERITIES.len()],
                 &instance,
                 &[group.as_str()],
-            )
+            );
+            place(&mut finding, region, None);
+            finding
         })
         .collect();
     let posted = post_findings(emulator, findings)?;
@@ -379,6 +643,24 @@ fn port_probe(id: &str, detector: &str, severity: f64, instance: &str, groups: &
         groups,
         &[PROBED_PORT as u16],
     )
+}
+
+/// Places a finding in `region` (the emulator serves a region's findings to requests
+/// signed for it) and, when given, in `account`; its ARN follows.
+fn place(finding: &mut Value, region: &str, account: Option<&str>) {
+    if let Some(account) = account {
+        finding["accountId"] = json!(account);
+    }
+    let arn = format!(
+        "arn:aws:guardduty:{region}:{}:detector/{}/finding/{}",
+        finding["accountId"].as_str().unwrap_or_default(),
+        finding["service"]["detectorId"]
+            .as_str()
+            .unwrap_or_default(),
+        finding["id"].as_str().unwrap_or_default()
+    );
+    finding["region"] = json!(region);
+    finding["arn"] = json!(arn);
 }
 
 /// Posts the findings to `POST /_emulator/findings`, 1,000 per request; returns
@@ -514,7 +796,11 @@ impl Pass {
         if self.report.is_null() {
             return Some(format!("no JSON report (exit status {})", self.exit));
         }
-        if let Some(failure) = self.report["failure"].as_object() {
+        if let Some(failure) = self.report["failures"]
+            .as_array()
+            .and_then(|f| f.first())
+            .and_then(Value::as_object)
+        {
             return Some(format!(
                 "failed to {}: {}",
                 failure.get("step").and_then(Value::as_str).unwrap_or("?"),
@@ -571,6 +857,15 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// The nearest-rank percentile `p` (0 < p <= 100) of `values`: the smallest value
+/// that at least p% of them do not exceed; `None` when there are none.
+fn percentile(values: &[Duration], p: f64) -> Option<Duration> {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }
 
 fn check(ok: bool, what: &str) -> bool {

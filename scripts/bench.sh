@@ -1,49 +1,99 @@
 #!/usr/bin/env bash
 #
 # The benchmarks DESIGN.md asks the project to publish ("Measures the project must
-# publish"), run against moto (EC2) and the GuardDuty emulator on 127.0.0.1:
+# publish"), run against moto (EC2, SQS, STS) and the GuardDuty emulator on 127.0.0.1:
 #
-#     scripts/bench.sh                                  # 100 and 1000 groups, 1000 and 10000 findings
-#     scripts/bench.sh --groups 100 --findings 1000     # smaller sizes
-#     scripts/bench.sh --groups 100,1000 --findings none
-#     GDO_BENCH_GROUPS=100 GDO_BENCH_FINDINGS=1000 scripts/bench.sh
-#     GDO_BENCH_KEEP=1 scripts/bench.sh                 # keep the operator's JSON reports
+#     scripts/bench.sh                                  # every measure at its default size
+#     scripts/bench.sh --only realtime,quiet            # some measures only
+#     scripts/bench.sh --groups 100 --findings 1000     # smaller converge and ingest sizes
+#     scripts/bench.sh --only realtime --events 10 --event-spacing-ms 0   # a burst of 10
+#     scripts/bench.sh --only idle --idle-minutes 1     # a quick idle run
+#     scripts/bench.sh --only members --member-accounts 2 --member-groups 20
+#     GDO_BENCH_ONLY=idle GDO_BENCH_IDLE_MINUTES=1 scripts/bench.sh
+#     GDO_BENCH_KEEP=1 scripts/bench.sh                 # keep the reports and watch logs
 #
-# 1. Converging N security groups: N groups open to the world on tcp/22 (and on a
-#    harmless tcp/443), N/5 instances with 5 groups each, one port probe finding per
-#    instance; two `remediate` passes of the release binary, the first converges,
-#    the second must change nothing.
-# 2. Ingesting N findings: one `audit` pass with remediation.mode Off, so that only
-#    GuardDuty is read.
+# Measures (--only takes a comma-separated list of their names; default: all):
 #
-# For every pass it prints the wall time, the operator's peak RSS (measured around
-# the operator process alone: moto and the emulator run as their own processes) and
-# the API calls per operation next to their minimum, then PASS/FAIL lines against
-# the targets. The exit status is 1 when a target is missed, 2 on a usage error.
+#   converge  N security groups (--groups, GDO_BENCH_GROUPS, default 100,1000) open to
+#             the world on tcp/22 (and on a harmless tcp/443), N/5 instances with 5
+#             groups each, one port probe finding per instance; two `remediate` passes
+#             of the release binary: the first converges (target: <= 2 mutating EC2
+#             calls per group, describes at their batched minimum), the second must
+#             change nothing.
+#   ingest    N findings (--findings, GDO_BENCH_FINDINGS, default 1000,10000): one
+#             `audit` pass with remediation.mode Off, so that only GuardDuty is read
+#             (targets: GuardDuty calls within 5% of N/50 + N/50, peak RSS < 64 MiB).
+#   realtime  Event to converged: one `watch --queue-url` (Enforce, interval 24h) over
+#             E groups (--events, GDO_BENCH_EVENTS, default 100) open on tcp/22, an
+#             instance each; one finding event per instance sent to the SQS queue, one
+#             every --event-spacing-ms (GDO_BENCH_EVENT_SPACING_MS, default 200; 0 sends
+#             them all at once). Latency: from SendMessage returning to the watch's JSON
+#             line reporting the group's revoke; p50, p99, max (target: p99 <= 1 s on
+#             loopback).
+#   idle      The idle operator: `watch` (interval 1m, an empty queue) over F stored
+#             findings of terminated instances (--idle-findings, GDO_BENCH_IDLE_FINDINGS,
+#             default 1000) for M minutes (--idle-minutes, GDO_BENCH_IDLE_MINUTES, default
+#             10): resident memory (VmRSS, VmHWM) and CPU seconds from /proc, passes run.
+#             No target: the figures are published as measured.
+#   quiet     A quiet periodic pass over N stored findings (--quiet-findings,
+#             GDO_BENCH_QUIET_FINDINGS, default 10000): `watch` with interval 30s; its
+#             second pass must make 1 ListFindings page and 0 GetFindings. Wall time of
+#             both passes from the operator's log.
+#   members   A member accounts x G groups (--member-accounts, --member-groups;
+#             GDO_BENCH_MEMBER_ACCOUNTS, GDO_BENCH_MEMBER_GROUPS; default 10 x 100) made
+#             through assumed roles, one finding per group; one `remediate` pass with
+#             spec.memberAccounts. EC2 calls per group beside one account of G groups
+#             laid out the same way (target: within 10%), and beside the converge
+#             passes of the same run, when they ran.
+#
+# The default run takes about 20 minutes on two cores, 10 of them the idle measure.
+# For every `remediate`/`audit` pass it prints the wall time, the operator's peak RSS
+# (measured around the operator process alone: moto and the emulator run as their own
+# processes) and the API calls per operation next to their minimum, then PASS/FAIL
+# lines against the targets. The exit status is 1 when a target is missed, 2 on a
+# usage error.
 #
 # Installs moto (once, in a cached venv), builds the release binaries, and stops
-# every service it started however it ends.
+# every service it started however it ends (the `watch` measures stop their operator
+# with SIGTERM, and kill it if the helper fails).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 usage() {
-    sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
+    # The header, up to the run time it states.
+    sed -n '3,/^# The default run/{/^# The default run/!p;}' "$0" | sed 's/^# \{0,1\}//'
 }
 
+all_measures=converge,ingest,realtime,idle,quiet,members
+only="${GDO_BENCH_ONLY:-$all_measures}"
 groups_list="${GDO_BENCH_GROUPS:-100,1000}"
 findings_list="${GDO_BENCH_FINDINGS:-1000,10000}"
+events="${GDO_BENCH_EVENTS:-100}"
+event_spacing_ms="${GDO_BENCH_EVENT_SPACING_MS:-200}"
+idle_minutes="${GDO_BENCH_IDLE_MINUTES:-10}"
+idle_findings="${GDO_BENCH_IDLE_FINDINGS:-1000}"
+quiet_findings="${GDO_BENCH_QUIET_FINDINGS:-10000}"
+member_accounts="${GDO_BENCH_MEMBER_ACCOUNTS:-10}"
+member_groups="${GDO_BENCH_MEMBER_GROUPS:-100}"
 while (($# > 0)); do
     case "$1" in
-        --groups)
+        --only | --groups | --findings | --events | --event-spacing-ms | --idle-minutes | \
+            --idle-findings | --quiet-findings | --member-accounts | --member-groups)
             (($# >= 2)) || { usage >&2; exit 2; }
-            groups_list="$2"
-            shift 2
-            ;;
-        --findings)
-            (($# >= 2)) || { usage >&2; exit 2; }
-            findings_list="$2"
+            case "$1" in
+                --only) only="$2" ;;
+                --groups) groups_list="$2" ;;
+                --findings) findings_list="$2" ;;
+                --events) events="$2" ;;
+                --event-spacing-ms) event_spacing_ms="$2" ;;
+                --idle-minutes) idle_minutes="$2" ;;
+                --idle-findings) idle_findings="$2" ;;
+                --quiet-findings) quiet_findings="$2" ;;
+                --member-accounts) member_accounts="$2" ;;
+                --member-groups) member_groups="$2" ;;
+            esac
             shift 2
             ;;
         -h | --help)
@@ -57,6 +107,32 @@ while (($# > 0)); do
             ;;
     esac
 done
+
+# --only: every name must be a measure.
+for measure in ${only//,/ }; do
+    if [[ ",$all_measures," != *",$measure,"* ]]; then
+        printf 'bench.sh: unknown measure %q (measures: %s)\n' "$measure" "$all_measures" >&2
+        exit 2
+    fi
+done
+selected() {
+    [[ ",${only// /,}," == *",$1,"* ]]
+}
+
+# whole_number NAME VALUE MIN MAX: VALUE must be a whole number from MIN to MAX.
+whole_number() {
+    if [[ ! "$2" =~ ^[0-9]{1,6}$ ]] || ((10#$2 < $3 || 10#$2 > $4)); then
+        printf 'bench.sh: %s must be a whole number from %s to %s, got %q\n' "$1" "$3" "$4" "$2" >&2
+        exit 2
+    fi
+}
+whole_number --events "$events" 1 100000
+whole_number --event-spacing-ms "$event_spacing_ms" 0 600000
+whole_number --idle-minutes "$idle_minutes" 1 1440
+whole_number --idle-findings "$idle_findings" 1 999999
+whole_number --quiet-findings "$quiet_findings" 1 999999
+whole_number --member-accounts "$member_accounts" 1 100
+whole_number --member-groups "$member_groups" 1 10000
 
 # "100,1000" or "100 1000" -> an array; "none" or "" -> empty.
 parse_sizes() {
@@ -138,7 +214,7 @@ with open(metrics, "w") as f:
 ' "$out" "$metrics" "$@"
 }
 
-# policy FILE REGION DETECTOR MODE
+# policy FILE REGION DETECTOR MODE [EXTRA]: EXTRA is YAML indented under spec:.
 write_policy() {
     cat >"$1" <<EOF
 apiVersion: guardduty.security.dev/v1alpha1
@@ -151,6 +227,7 @@ spec:
   trustedCidrs: [10.0.0.0/8, 2001:db8::/32]
   remediation:
     mode: $4
+${5:-}
 EOF
 }
 
@@ -177,6 +254,15 @@ heading() {
 printf 'guardduty-operator benchmarks (%s, %s cores, moto %s, release build)\n' \
     "$(git -C "$repo_root" describe --always --dirty 2>/dev/null || echo unknown)" \
     "$(nproc)" "$GDO_MOTO_VERSION"
+
+if ! selected converge; then
+    group_sizes=()
+fi
+if ! selected ingest; then
+    finding_sizes=()
+fi
+# The converge sizes that ran, for the member accounts' comparison.
+converged_sizes=()
 
 index=0
 for groups in "${group_sizes[@]}"; do
@@ -208,6 +294,7 @@ for groups in "${group_sizes[@]}"; do
         --first "$work/converge-$groups-1.json" "$work/converge-$groups-1.metrics" \
         --second "$work/converge-$groups-2.json" "$work/converge-$groups-2.metrics" ||
         failed=1
+    converged_sizes+=("$groups")
 done
 
 for count in "${finding_sizes[@]}"; do
@@ -232,12 +319,87 @@ for count in "${finding_sizes[@]}"; do
         failed=1
 done
 
-heading "Not measured yet"
-cat <<'EOF'
-  "Event to converged" (from a finding event in the queue to the security group
-  fixed) and "Idle operator" (resident memory and CPU) belong to the controller and
-  the SQS event intake, which are not built yet.
-EOF
+# The watch measures and the member accounts each have a region of their own, apart
+# from the converge regions above.
+if selected realtime; then
+    region=us-east-2
+    heading "Event to converged: $events finding events through SQS (region $region)"
+    gdo_log "event to converged: seeding $events groups, then one event each"
+    "$bench_bin" realtime --operator "$operator_bin" --region "$region" \
+        --emulator "$GDO_GUARDDUTY_URL" --events "$events" \
+        --spacing-ms "$event_spacing_ms" --work "$work" || failed=1
+fi
+
+if selected idle; then
+    region=eu-north-1
+    detector="$(detector_id i "$idle_findings")"
+    heading "Idle operator: watch for $idle_minutes min over $idle_findings findings (region $region)"
+    gdo_log "posting $idle_findings findings for the idle watch"
+    "$bench_bin" seed-findings --emulator "$GDO_GUARDDUTY_URL" --detector "$detector" \
+        --count "$idle_findings" --region "$region" >/dev/null
+    gdo_log "watching for $idle_minutes min"
+    "$bench_bin" idle --operator "$operator_bin" --region "$region" \
+        --detector "$detector" --minutes "$idle_minutes" --work "$work" || failed=1
+fi
+
+if selected quiet; then
+    region=ap-south-1
+    detector="$(detector_id q "$quiet_findings")"
+    heading "Quiet periodic pass over $quiet_findings stored findings (region $region)"
+    gdo_log "posting $quiet_findings findings for the quiet pass"
+    seeded="$("$bench_bin" seed-findings --emulator "$GDO_GUARDDUTY_URL" \
+        --detector "$detector" --count "$quiet_findings" --region "$region")"
+    printf '  posted %s port probe findings of nonexistent instances, not updated since, in %.1f s\n' \
+        "$(json_field findings <<<"$seeded")" "$(json_field seconds <<<"$seeded")"
+    gdo_log "watch with interval 30s: two passes"
+    "$bench_bin" quiet --operator "$operator_bin" --region "$region" \
+        --detector "$detector" --count "$quiet_findings" --work "$work" || failed=1
+fi
+
+if selected members; then
+    region=eu-west-3
+    baseline_region=ap-northeast-2
+    total=$((member_accounts * member_groups))
+    heading "Member accounts: $member_accounts accounts x $member_groups groups (region $region)"
+
+    # One account of as many groups, laid out the same way: the baseline.
+    detector="$(detector_id b "$member_groups")"
+    gdo_log "seeding the single-account baseline: $member_groups groups in $baseline_region"
+    "$bench_bin" seed-groups --region "$baseline_region" --groups "$member_groups" \
+        --groups-per-instance 1 --ports 22 --emulator "$GDO_GUARDDUTY_URL" \
+        --detector "$detector" >/dev/null
+    policy="$work/members-baseline.yaml"
+    write_policy "$policy" "$baseline_region" "$detector" Enforce
+    gdo_log "remediate pass over the baseline"
+    measure "$work/members-baseline.json" "$work/members-baseline.metrics" \
+        "$operator_bin" remediate --policy "$policy" -o json
+
+    detector="$(detector_id m "$total")"
+    gdo_log "seeding $member_accounts member accounts through their roles"
+    seeded="$("$bench_bin" seed-members --region "$region" --accounts "$member_accounts" \
+        --groups "$member_groups" --role guardduty-operator-member --external-id gdo-bench \
+        --emulator "$GDO_GUARDDUTY_URL" --detector "$detector")"
+    printf '  seeded %s groups open to the world on tcp/22 in %s member accounts through their roles,\n' \
+        "$(json_field groups <<<"$seeded")" "$member_accounts"
+    printf '  an instance and a finding each, in %.1f s; the single-account baseline likewise (%s groups)\n' \
+        "$(json_field seconds <<<"$seeded")" "$member_groups"
+    policy="$work/members.yaml"
+    write_policy "$policy" "$region" "$detector" Enforce "  memberAccounts:
+    roleName: guardduty-operator-member
+    externalId: gdo-bench"
+    gdo_log "remediate pass over the member accounts"
+    measure "$work/members.json" "$work/members.metrics" \
+        "$operator_bin" remediate --policy "$policy" -o json
+    converge_args=()
+    for groups in "${converged_sizes[@]}"; do
+        converge_args+=(--converge "$groups" "$work/converge-$groups-1.json"
+            "$work/converge-$groups-1.metrics")
+    done
+    "$bench_bin" members-report --accounts "$member_accounts" --groups "$member_groups" \
+        --members "$work/members.json" "$work/members.metrics" \
+        --baseline "$work/members-baseline.json" "$work/members-baseline.metrics" \
+        "${converge_args[@]}" || failed=1
+fi
 
 printf '\nbenchmark finished in %d s: %s\n' "$((SECONDS - script_started))" \
     "$(if ((failed)); then echo 'some targets missed (FAIL above)'; else echo 'every target met'; fi)"
