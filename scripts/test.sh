@@ -95,6 +95,13 @@ step "start moto server"
 start_moto
 aws_env_for_emulators
 
+step "cargo deny check (licences, advisories, sources; deny.toml)"
+if command -v cargo-deny >/dev/null 2>&1; then
+    cargo deny --offline check
+else
+    echo "cargo-deny is not installed: skipped (cargo install --locked cargo-deny)"
+fi
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
