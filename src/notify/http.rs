@@ -250,8 +250,8 @@ pub fn unreachable(service: &'static str, error: reqwest::Error) -> NotifyError 
 }
 
 /// The response if its status is 2xx; otherwise the error it stands for, with
-/// `Retry-After` (seconds or an HTTP date is read as seconds only; a date is ignored)
-/// and the start of the body.
+/// `Retry-After` (delay seconds or an HTTP date, see [`retry_after`]) and the start of
+/// the body.
 pub async fn check(
     service: &'static str,
     response: reqwest::Response,
@@ -264,8 +264,7 @@ pub async fn check(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
     let body = response.text().await.unwrap_or_default();
     Err(NotifyError::Http {
         service,
@@ -273,6 +272,18 @@ pub async fn check(
         retry_after,
         detail: shorten(body.trim()),
     })
+}
+
+/// The wait a `Retry-After` value asks for at `now` (RFC 9110 10.2.3): delay seconds,
+/// or an HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms), a date
+/// in the past being no wait; anything else is no answer (the backoff decides).
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The longest reason shown for an error answer.
@@ -329,6 +340,33 @@ pub fn cut(text: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_delay_seconds_and_http_dates() {
+        use std::time::UNIX_EPOCH;
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example.
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            retry_after("Sun Nov  6 08:49:47 1994", now),
+            Some(Duration::from_secs(10))
+        );
+        // A date already past asks for no wait; nonsense asks for nothing.
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
+    }
 
     fn refusal(result: Result<Url, NotifyError>) -> String {
         match result {
