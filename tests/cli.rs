@@ -5,11 +5,22 @@ use crate::common::cli::*;
 use crate::common::*;
 
 fn policy_file(dir: &tempfile::TempDir, region: &str, mode: &str, trusted: &str) -> String {
+    named_policy_file(dir, "test", region, mode, trusted)
+}
+
+/// `policy.yaml` in `dir` for policy `default/NAME` (the owner a `World::owned` expects).
+fn named_policy_file(
+    dir: &tempfile::TempDir,
+    name: &str,
+    region: &str,
+    mode: &str,
+    trusted: &str,
+) -> String {
     let path = dir.path().join("policy.yaml");
     std::fs::write(
         &path,
         format!(
-            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: test\n\
+            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: {name}\n\
              spec:\n  region: {region}\n  trustedCidrs: [{trusted}]\n  remediation:\n    mode: {mode}\n"
         ),
     )
@@ -355,17 +366,8 @@ async fn csv_to_a_file_and_fail_on_make_a_ci_job_fail_while_exposure_remains() {
         &[22],
     )]);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: cli-ci\n\
-             spec:\n  region: {}\n  trustedCidrs: [10.0.0.0/8]\n  remediation:\n    mode: DryRun\n",
-            world.region
-        ),
-    )
-    .unwrap();
-    let policy = path.to_str().unwrap();
+    let policy = &named_policy_file(&dir, "cli-ci", &world.region, "DryRun", "10.0.0.0/8");
+    let path = std::path::Path::new(policy);
     let csv = dir.path().join("findings.csv");
     let output = run(command(
         &moto_url(),
@@ -416,10 +418,10 @@ async fn csv_to_a_file_and_fail_on_make_a_ci_job_fail_while_exposure_remains() {
     ))
     .await;
     assert_eq!(status(&plain), 0, "{}", text(&plain.stderr));
-    let enforce = std::fs::read_to_string(&path)
+    let enforce = std::fs::read_to_string(path)
         .unwrap()
         .replace("mode: DryRun", "mode: Enforce");
-    std::fs::write(&path, enforce).unwrap();
+    std::fs::write(path, enforce).unwrap();
     let fixed = run(command(
         &moto_url(),
         &world.guardduty_url,
@@ -526,19 +528,26 @@ async fn report_shows_the_history_of_the_state_file_and_changes_nothing() {
         &[22],
     )]);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: guardduty.security.dev/v1alpha1\nkind: GuardDutyPolicy\nmetadata:\n  name: cli-report\n\
-             spec:\n  region: {}\n  trustedCidrs: [10.0.0.0/8]\n  remediation:\n    mode: Enforce\n",
-            world.region
-        ),
-    )
-    .unwrap();
-    let policy = path.to_str().unwrap();
+    let policy = &named_policy_file(&dir, "cli-report", &world.region, "Enforce", "10.0.0.0/8");
     let state = dir.path().join("state.json");
     let state = state.to_str().unwrap();
+
+    // On an Enforce policy with the port open, a report still changes nothing in AWS.
+    let rules_before = world.ingress(&web).await;
+    let looked = run(command(
+        &moto_url(),
+        &world.guardduty_url,
+        &["report", "--policy", policy, "--output", "json"],
+    ))
+    .await;
+    assert_eq!(status(&looked), 0, "{}", text(&looked.stderr));
+    let open: serde_json::Value = serde_json::from_slice(&looked.stdout).unwrap();
+    assert_eq!(open["summary"]["openExposures"], 1, "{open:#}");
+    assert_eq!(
+        world.ingress(&web).await,
+        rules_before,
+        "a report changed AWS"
+    );
     let fixed = run(command(
         &moto_url(),
         &world.guardduty_url,

@@ -128,6 +128,15 @@ pub enum ResponseKind {
 }
 
 impl ResponseKind {
+    /// The finding's exposure is still open: a fix planned, refused or failed (not
+    /// closed, not merely reported). What `--fail-on exposed` and the SC-7 control read.
+    pub fn leaves_exposure_open(self) -> bool {
+        matches!(
+            self,
+            ResponseKind::Planned | ResponseKind::Refused | ResponseKind::Failed
+        )
+    }
+
     /// The response in a few words, for "changed from … to …".
     fn words(self) -> &'static str {
         match self {

@@ -134,15 +134,6 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<bool> {
             args.minutes
         ),
     );
-    ok &= check(
-        matches!(&stopped, Ok(status) if status.success()),
-        &format!(
-            "the watch stopped on SIGTERM with exit status 0 ({})",
-            match &stopped {
-                Ok(status) => status.to_string(),
-                Err(error) => format!("{error:#}"),
-            }
-        ),
-    );
+    ok &= super::watch::check_stopped(&stopped);
     Ok(ok)
 }

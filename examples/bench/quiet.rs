@@ -101,15 +101,6 @@ pub fn run(args: &QuietArgs) -> anyhow::Result<bool> {
             findings(passes[0])
         ),
     );
-    ok &= check(
-        matches!(&stopped, Ok(status) if status.success()),
-        &format!(
-            "the watch stopped on SIGTERM with exit status 0 ({})",
-            match &stopped {
-                Ok(status) => status.to_string(),
-                Err(error) => format!("{error:#}"),
-            }
-        ),
-    );
+    ok &= super::watch::check_stopped(&stopped);
     Ok(ok)
 }

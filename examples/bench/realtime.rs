@@ -248,16 +248,7 @@ pub async fn run(args: &RealtimeArgs) -> anyhow::Result<bool> {
             P99_TARGET.as_millis()
         ),
     );
-    ok &= check(
-        matches!(&stopped, Ok(status) if status.success()),
-        &format!(
-            "the watch stopped on SIGTERM with exit status 0 ({})",
-            match &stopped {
-                Ok(status) => status.to_string(),
-                Err(error) => format!("{error:#}"),
-            }
-        ),
-    );
+    ok &= super::watch::check_stopped(&stopped);
     Ok(ok)
 }
 

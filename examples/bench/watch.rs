@@ -189,6 +189,20 @@ impl LogEvent {
     }
 }
 
+/// The PASS/FAIL line for how the watch ended: exit status 0 on SIGTERM.
+pub fn check_stopped(stopped: &anyhow::Result<ExitStatus>) -> bool {
+    super::check(
+        matches!(stopped, Ok(status) if status.success()),
+        &format!(
+            "the watch stopped on SIGTERM with exit status 0 ({})",
+            match stopped {
+                Ok(status) => status.to_string(),
+                Err(error) => format!("{error:#}"),
+            }
+        ),
+    )
+}
+
 /// The start and end of each pass, in order, from the log's "starting a pass" and
 /// "pass finished" lines.
 pub fn pass_times(events: &[LogEvent]) -> Vec<(SystemTime, Option<SystemTime>)> {

@@ -21,7 +21,6 @@ use std::time::Duration;
 use crate::aws::clients::SdkAwsFactory;
 use crate::controller::leader::{LEASE_NAME, LeaseTimings};
 use crate::controller::reconcile::{self, ControllerOptions};
-use crate::domain::time::Timestamp;
 use crate::pass::FindingsInput;
 use crate::spec;
 use anyhow::Context as _;
@@ -330,16 +329,29 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn print_crd() -> ExitCode {
+/// Writes `document` to `file` (whole, then renamed into place) or to stdout.
+fn write_document(
+    document: &str,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<()> {
     use std::io::Write as _;
+    match file {
+        Some(path) => output_file::write(path, |out| Ok(out.write_all(document.as_bytes())?)),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(document.as_bytes())
+                .and_then(|()| stdout.flush())
+                .with_context(|| format!("failed to write {what} to stdout"))
+        }
+    }
+}
+
+fn print_crd() -> ExitCode {
     let written = spec::crd_yaml()
         .context("failed to write the CRD as YAML")
-        .and_then(|yaml| {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(yaml.as_bytes())?;
-            stdout.flush()?;
-            Ok(())
-        });
+        .and_then(|yaml| write_document(&yaml, None, "the CRD"));
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -502,17 +514,7 @@ async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         ReportFormat::Csv => crate::report::csv(&input),
         ReportFormat::Ocsf => crate::report::ocsf(&input),
     };
-    match &args.output_file {
-        Some(path) => output_file::write(path, |out| Ok(out.write_all(document.as_bytes())?))?,
-        None => {
-            use std::io::Write as _;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(document.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("failed to write the report to stdout")?;
-        }
-    }
+    write_document(&document, args.output_file.as_deref(), "the report")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -626,7 +628,7 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ExitCode> {
             () = woken.notified() => true,
         };
         let queued = inbox.take(&key);
-        let started = Timestamp(k8s_openapi::jiff::Timestamp::now().as_second());
+        let started = session::now();
         let input = if events && tokio::time::Instant::now() < next {
             if queued.is_empty() {
                 continue;

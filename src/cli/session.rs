@@ -337,7 +337,6 @@ impl FailOn {
 
     /// The findings (`exposed`) or groups (`pending`, `refused`) that make it hold.
     fn matching(self, report: &PassReport) -> Vec<String> {
-        use crate::domain::alert::Response;
         use crate::domain::plan::Verdict;
         let groups = |keep: &dyn Fn(&Verdict) -> bool| -> Vec<String> {
             report
@@ -351,14 +350,7 @@ impl FailOn {
         match self {
             FailOn::Exposed => crate::domain::response::finding_responses(report)
                 .into_iter()
-                .filter(|s| {
-                    matches!(
-                        s.response,
-                        Response::Planned { .. }
-                            | Response::Refused { .. }
-                            | Response::Failed { .. }
-                    )
-                })
+                .filter(|s| s.response.kind().leaves_exposure_open())
                 .map(|s| s.finding.id.to_string())
                 .collect(),
             FailOn::Pending if report.applied => Vec::new(),
@@ -463,6 +455,7 @@ impl Drop for Progress {
     }
 }
 
-fn now() -> Timestamp {
+/// The wall clock, in whole seconds (the one place the command line reads it).
+pub(crate) fn now() -> Timestamp {
     Timestamp(k8s_openapi::jiff::Timestamp::now().as_second())
 }

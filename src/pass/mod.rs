@@ -278,18 +278,18 @@ where
                     .cloned()
                     .collect()
             };
-            let feedback = in_region(&newly);
-            if policy.finding_feedback && !feedback.is_empty() {
-                match source.feedback(detector, &feedback).await {
-                    Ok(()) => report.feedback.extend(feedback.iter().cloned()),
+            let newly_here = in_region(&newly);
+            if policy.finding_feedback && !newly_here.is_empty() {
+                match source.feedback(detector, &newly_here).await {
+                    Ok(()) => report.feedback.extend(newly_here.iter().cloned()),
                     Err(error) => report.failures.push(
                         Failure::new(Step::Feedback, error.category(), error_chain(&error))
                             .in_region(region),
                     ),
                 }
             }
-            if policy.security_hub_updates && !feedback.is_empty() {
-                let (resolutions, missing) = hub_resolutions(&report, &feedback);
+            if policy.security_hub_updates && !newly_here.is_empty() {
+                let (resolutions, missing) = hub_resolutions(&report, &policy.owner, &newly_here);
                 if !missing.is_empty() {
                     report.failures.push(
                         Failure::new(
@@ -306,9 +306,12 @@ where
                 }
                 if !resolutions.is_empty() {
                     match source.resolve_in_security_hub(&resolutions).await {
-                        Ok(()) => report
-                            .security_hub
-                            .extend(feedback.iter().filter(|id| !missing.contains(id)).cloned()),
+                        Ok(()) => report.security_hub.extend(
+                            newly_here
+                                .iter()
+                                .filter(|id| !missing.contains(id))
+                                .cloned(),
+                        ),
                         Err(error) => report.failures.push(
                             Failure::new(Step::SecurityHub, error.category(), error_chain(&error))
                                 .in_region(region),
@@ -581,50 +584,42 @@ async fn observe<S: SecurityGroups>(
 }
 
 /// What Security Hub is told about each of `ids`: the finding's ARN, its region and a
-/// note naming the change; and the findings without an ARN to name.
+/// note naming `owner` and the change; and the findings without an ARN to name.
 fn hub_resolutions(
     report: &PassReport,
+    owner: &str,
     ids: &[FindingId],
 ) -> (Vec<crate::ports::HubResolution>, Vec<FindingId>) {
     use crate::domain::alert::Response;
+    use std::collections::HashMap;
+    let findings: HashMap<&FindingId, &crate::domain::finding::Finding> =
+        report.findings.iter().map(|f| (&f.id, f)).collect();
     let responses = crate::domain::response::finding_responses(report);
+    let closed: HashMap<&FindingId, &str> = responses
+        .iter()
+        .filter_map(|seen| match &seen.response {
+            Response::Closed { summary } => Some((&seen.finding.id, summary.as_str())),
+            _ => None,
+        })
+        .collect();
     let mut resolutions = Vec::new();
     let mut missing = Vec::new();
     for id in ids {
-        let Some(finding) = report.findings.iter().find(|f| &f.id == id) else {
+        let Some(finding) = findings.get(id) else {
             continue;
         };
         let Some(arn) = &finding.arn else {
             missing.push(id.clone());
             continue;
         };
-        let summary = responses
-            .iter()
-            .find(|s| &s.finding.id == id)
-            .and_then(|s| match &s.response {
-                Response::Closed { summary } => Some(summary.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "the exposure is closed".into());
+        let summary = closed.get(id).copied().unwrap_or("the exposure is closed");
         resolutions.push(crate::ports::HubResolution {
             arn: arn.clone(),
             region: finding.region.clone(),
-            note: format!(
-                "Remediated by guardduty-operator ({}): {summary}",
-                policy_owner(report)
-            ),
+            note: format!("Remediated by guardduty-operator ({owner}): {summary}"),
         });
     }
     (resolutions, missing)
-}
-
-/// The owner named in a report's plan, for notes (the first change set's).
-fn policy_owner(report: &PassReport) -> String {
-    report
-        .plan
-        .as_ref()
-        .and_then(|p| p.changes().next().map(|(_, c)| c.owner.clone()))
-        .unwrap_or_else(|| "policy".into())
 }
 
 /// The remediated findings whose groups this pass changed (not merely found

@@ -27,9 +27,9 @@ use crate::domain::alert::{FindingSummary, Response, ResponseKind, Seen};
 use crate::domain::compliance::{self, ControlStatus, FrameworkState, OpenExposure, OpenState};
 use crate::domain::ids::FindingId;
 use crate::domain::outcome::PassReport;
-use crate::domain::plan::FindingDecision;
+use crate::domain::plan::{FindingDecision, IpProtocol};
 use crate::domain::record::{ChangeRecord, RecordedRule};
-use crate::domain::security_group::{Exposure, Protocol};
+use crate::domain::security_group::{Exposure, PortRange, Protocol};
 use crate::domain::severity::{Severity, SeverityBand};
 use crate::domain::time::Timestamp;
 
@@ -106,15 +106,14 @@ impl Action<'_> {
 
 /// `tcp/22`, `udp/0-52`, `all traffic`: what a recorded rule admits.
 pub fn rule_what(rule: &RecordedRule) -> String {
-    let ports = if rule.from_port == rule.to_port {
-        rule.from_port.to_string()
-    } else {
-        format!("{}-{}", rule.from_port, rule.to_port)
+    // Recorded data: a reversed range is shown as written, not asserted against.
+    let ports = PortRange {
+        from: rule.from_port,
+        to: rule.to_port,
     };
-    match rule.protocol.as_str() {
-        "-1" => "all traffic".to_string(),
-        "icmp" | "icmpv6" => rule.protocol.clone(),
-        protocol => format!("{protocol}/{ports}"),
+    match IpProtocol::parse(&rule.protocol) {
+        Some(protocol) => protocol.describe(ports),
+        None => format!("{}/{ports}", rule.protocol),
     }
 }
 
