@@ -215,6 +215,33 @@ fn check_ready_status(body: &Value) {
     assert_eq!(status["findings"]["medium"], 1, "{status:#}");
     assert_eq!(status["securityGroups"]["pending"], 0, "{status:#}");
     assert!(status["lastSyncTime"].is_string(), "{status:#}");
+    // The controls, judged on this spec (Enforce) and this pass (converged).
+    assert_eq!(control(status, "nist-800-53-r5", "IR-4(1)")["state"], "Met");
+    assert_eq!(control(status, "nist-800-53-r5", "SC-7")["state"], "Met");
+}
+
+/// A Ready status of a policy without channels: incident reporting is not claimed.
+fn check_ready_status_without_channels(body: &Value) {
+    check_ready_status(body);
+    let ir_6 = control(&body["status"], "nist-800-53-r5", "IR-6");
+    assert_eq!(ir_6["state"], "NotMet", "{ir_6:#}");
+    assert!(
+        ir_6["reason"]
+            .as_str()
+            .unwrap()
+            .contains("spec.notifications"),
+        "{ir_6:#}"
+    );
+}
+
+/// One control of `status.compliance`.
+fn control<'a>(status: &'a Value, framework: &str, id: &str) -> &'a Value {
+    status["compliance"]
+        .as_array()
+        .and_then(|frameworks| frameworks.iter().find(|f| f["id"] == framework))
+        .and_then(|f| f["controls"].as_array())
+        .and_then(|controls| controls.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no {framework} {id} in {status:#}"))
 }
 
 // ── scenarios ────────────────────────────────────────────────────────────────
@@ -257,7 +284,7 @@ async fn an_enforced_policy_converges_the_group_and_applies_a_ready_status() {
         handle,
         vec![
             intent_patch(reply.clone()),
-            status_patch(check_ready_status, reply),
+            status_patch(check_ready_status_without_channels, reply),
             event("RuleRevoked", "Normal"),
         ],
     );
@@ -296,6 +323,7 @@ async fn an_invalid_policy_gets_ready_false_invalid_spec_and_waits_for_a_change(
                     let message = ready["message"].as_str().unwrap();
                     assert!(message.contains("spec.trustedCidrs"), "{message}");
                     assert!(status.get("findings").is_none(), "{status:#}");
+                    assert!(status.get("compliance").is_none(), "{status:#}");
                 },
                 reply,
             ),
@@ -646,6 +674,8 @@ async fn alerts_go_out_once_and_their_record_lives_on_the_status() {
                 |body| {
                     check_ready_status(body);
                     let status = &body["status"];
+                    // A channel hears every HIGH finding and its alert went out.
+                    assert_eq!(control(status, "nist-800-53-r5", "IR-6")["state"], "Met");
                     let delivered = condition(status, "NotificationsDelivered");
                     assert_eq!(delivered["status"], "True", "{delivered:#}");
                     assert_eq!(delivered["message"], "every alert due was delivered");
@@ -814,7 +844,7 @@ mod in_memory {
             handle,
             vec![
                 intent_patch(policy.to_json()),
-                status_patch(check_ready_status, policy.to_json()),
+                status_patch(check_ready_status_without_channels, policy.to_json()),
                 event("RuleRevoked", "Normal"),
             ],
         );
@@ -862,7 +892,7 @@ mod in_memory {
             handle,
             vec![
                 intent_patch(policy.to_json()),
-                status_patch(check_ready_status, policy.to_json()),
+                status_patch(check_ready_status_without_channels, policy.to_json()),
                 event("RuleRevoked", "Normal"),
             ],
         );

@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{ResponseKind, Route};
+use crate::alert::Route;
 use crate::ids::{FindingId, SecurityGroupId};
 use crate::outcome::PassReport;
 use crate::plan::{Refusal, Verdict};
@@ -379,13 +379,19 @@ pub enum ControlStatus {
     NotApplicable,
 }
 
-impl fmt::Display for ControlStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ControlStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
             ControlStatus::Met => "Met",
             ControlStatus::NotMet => "NotMet",
             ControlStatus::NotApplicable => "NotApplicable",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ControlStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -393,7 +399,9 @@ impl fmt::Display for ControlStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlState {
+    /// As the framework writes it: `CPS 234 para 35`, `12.2`, `IR-4(1)`.
     pub id: String,
+    /// What the control asks, in one line (compliance/catalogue.json).
     pub title: String,
     pub state: ControlStatus,
     /// One line: what holds, or the setting to change.
@@ -407,10 +415,17 @@ pub struct ControlState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FrameworkState {
+    /// `apra-cps-234`, `mas-trm` or `nist-800-53-r5`.
     pub id: String,
+    /// The framework's name and edition, as the catalogue gives it.
     pub name: String,
+    #[schemars(length(max = MAX_CONTROLS))]
     pub controls: Vec<ControlState>,
 }
+
+/// The most controls a framework of the catalogue may hold (a unit test holds the
+/// catalogue to it): what bounds `status.compliance`.
+pub const MAX_CONTROLS: usize = 64;
 
 impl FrameworkState {
     /// How many controls are in `state`.
@@ -608,12 +623,9 @@ pub fn open_exposures(report: &PassReport) -> Vec<OpenExposure> {
 /// stopped before planning)? Pure.
 pub fn exposure_remains(report: &PassReport) -> bool {
     !open_exposures(report).is_empty()
-        || finding_responses(report).iter().any(|seen| {
-            matches!(
-                seen.response.kind(),
-                ResponseKind::Planned | ResponseKind::Refused | ResponseKind::Failed
-            )
-        })
+        || finding_responses(report)
+            .iter()
+            .any(|seen| seen.response.kind().leaves_exposure_open())
 }
 
 /// How many controls of each state, per framework id: for summaries.
@@ -668,6 +680,11 @@ mod tests {
         assert_eq!(ids, ["apra-cps-234", "mas-trm", "nist-800-53-r5"]);
         for framework in &parsed.frameworks {
             assert!(!framework.controls.is_empty(), "{}", framework.id);
+            assert!(
+                framework.controls.len() <= MAX_CONTROLS,
+                "{}: the status schema bounds a framework at {MAX_CONTROLS} controls",
+                framework.id
+            );
             for control in &framework.controls {
                 assert!(
                     !control.requires.is_empty(),

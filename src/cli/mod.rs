@@ -454,7 +454,6 @@ fn read_status(path: &std::path::Path) -> anyhow::Result<StatusHistory> {
 /// `report`: a read-only pass, the history of --state or --status, the controls'
 /// states, one document in the format asked.
 async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    use crate::domain::compliance;
     // Read the status first: a bad file stops the run before any AWS call.
     let from_status = args.status.as_deref().map(read_status).transpose()?;
     let session_args = SessionArgs {
@@ -476,30 +475,11 @@ async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         None => (session.state.changes.clone(), false),
     };
     let report = &passed.report;
-    let routes: Vec<_> = session
-        .valid
-        .notifications
-        .iter()
-        .map(|n| n.route.clone())
-        .collect();
-    let policy = &session.valid.policy;
-    let facts = compliance::facts_of(&compliance::FactInputs {
-        mode: policy.mode,
-        archive_remediated: policy.archive_remediated,
-        security_hub_updates: policy.security_hub_updates,
-        min_severity: policy.min_severity,
-        all_finding_types: policy.finding_types.is_empty(),
-        interval_seconds: session.valid.interval.as_secs(),
-        channels: &routes,
-        findings_read: report.findings_read(),
-        alert_failed,
-        open_exposure: compliance::exposure_remains(report),
-    });
-    let states = compliance::evaluate(compliance::catalogue(), &facts);
+    let states = session.valid.compliance(report, alert_failed);
     let responses = crate::domain::response::finding_responses(report);
     let input = crate::report::ReportInput {
         policy: &session.name,
-        generated_at: Timestamp(k8s_openapi::jiff::Timestamp::now().as_second()),
+        generated_at: session::now(),
         report,
         responses: &responses,
         record: &record,

@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 
 use crate::controller::outcome::Outcome;
 use crate::controller::status::{ConditionStatus, READY};
+use crate::domain::compliance::{self, ControlStatus};
 use crate::domain::outcome::{PassReport, StepResult};
 use crate::domain::severity::SeverityBand;
 use crate::notify::dispatch::{DeliveryResult, NotifyReport};
@@ -79,6 +80,20 @@ struct AwsCallLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComplianceLabels {
+    policy: String,
+    framework: String,
+    state: &'static str,
+}
+
+/// The states of a control, as the `state` label writes them.
+const CONTROL_STATES: [ControlStatus; 3] = [
+    ControlStatus::Met,
+    ControlStatus::NotMet,
+    ControlStatus::NotApplicable,
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     revision: &'static str,
@@ -100,6 +115,7 @@ pub struct Metrics {
     policy_ready: Family<PolicyLabels, Gauge>,
     last_pass: Family<PolicyLabels, Gauge>,
     pass_interval: Family<PolicyLabels, Gauge<f64, AtomicU64>>,
+    compliance: Family<ComplianceLabels, Gauge>,
     leader: Gauge,
 }
 
@@ -126,6 +142,7 @@ impl Metrics {
             policy_ready: Family::default(),
             last_pass: Family::default(),
             pass_interval: Family::default(),
+            compliance: Family::default(),
             leader: Gauge::default(),
         };
         let registry = &mut metrics.registry;
@@ -181,6 +198,12 @@ impl Metrics {
             metrics.pass_interval.clone(),
         );
         registry.register(
+            "compliance_controls",
+            "Controls of each compliance framework by state (Met, NotMet, NotApplicable), \
+             as each policy's status.compliance judges them",
+            metrics.compliance.clone(),
+        );
+        registry.register(
             "leader",
             "Whether this replica holds the leader lease and reconciles (1) or stands by (0)",
             metrics.leader.clone(),
@@ -213,7 +236,7 @@ impl Metrics {
         match outcome {
             Outcome::Invalid(_) | Outcome::NamespaceNotAllowed { .. } => {}
             Outcome::SetupFailed(error) => self.failed(error.category()),
-            Outcome::Passed { report, alerts } => {
+            Outcome::Passed { report, alerts, .. } => {
                 self.pass(policy, report);
                 for failure in &report.failures {
                     self.failed(failure.category.as_str());
@@ -259,6 +282,32 @@ impl Metrics {
             }
             None => {
                 self.pass_interval.remove(&labels);
+            }
+        }
+        // Claims go when the status makes none (no pass of the current spec).
+        self.forget_compliance(policy);
+        for framework in &status.compliance {
+            for state in CONTROL_STATES {
+                self.compliance
+                    .get_or_create(&ComplianceLabels {
+                        policy: policy.to_string(),
+                        framework: framework.id.clone(),
+                        state: state.as_str(),
+                    })
+                    .set(framework.count(state) as i64);
+            }
+        }
+    }
+
+    /// Removes a policy's compliance series, for every framework of the catalogue.
+    fn forget_compliance(&self, policy: &str) {
+        for framework in &compliance::catalogue().frameworks {
+            for state in CONTROL_STATES {
+                self.compliance.remove(&ComplianceLabels {
+                    policy: policy.to_string(),
+                    framework: framework.id.clone(),
+                    state: state.as_str(),
+                });
             }
         }
     }
@@ -357,6 +406,7 @@ impl Metrics {
         self.policy_ready.remove(&labels);
         self.last_pass.remove(&labels);
         self.pass_interval.remove(&labels);
+        self.forget_compliance(policy);
     }
 
     /// The metrics in the Prometheus text format 0.0.4 ([`CONTENT_TYPE`]).
@@ -656,6 +706,49 @@ guardduty_operator_build_info{version="1.2.3",revision="abc123"} 1
         m.policy("ns/q", &GuardDutyPolicyStatus::default(), interval);
         assert_eq!(per_policy(&m.policy_ready, "ns/q"), Some(0));
         assert_eq!(per_policy(&m.last_pass, "ns/q"), None);
+    }
+
+    #[test]
+    fn the_compliance_series_count_controls_per_state_and_go_with_the_claims() {
+        use crate::domain::compliance::{Facts, evaluate};
+        let m = Metrics::default();
+        let count = |m: &Metrics, framework: &str, state: ControlStatus| {
+            m.compliance
+                .get(&ComplianceLabels {
+                    policy: "ns/p".into(),
+                    framework: framework.into(),
+                    state: state.as_str(),
+                })
+                .map(|g| g.get())
+        };
+        let mut judged = status("True", Some(100));
+        judged.compliance = evaluate(
+            compliance::catalogue(),
+            &Facts::all().with(compliance::Condition::RemediationEnforced, false),
+        );
+        m.policy("ns/p", &judged, Some(Duration::from_secs(60)));
+        let nist = &judged.compliance[2];
+        assert_eq!(nist.id, "nist-800-53-r5");
+        let not_met = nist.count(ControlStatus::NotMet) as i64;
+        assert!(not_met > 0, "IR-4(1) needs Enforce");
+        assert_eq!(
+            count(&m, "nist-800-53-r5", ControlStatus::NotMet),
+            Some(not_met)
+        );
+        assert_eq!(
+            count(&m, "nist-800-53-r5", ControlStatus::Met),
+            Some(nist.controls.len() as i64 - not_met)
+        );
+        assert!(m.render().contains(
+            "guardduty_operator_compliance_controls{policy=\"ns/p\",framework=\"mas-trm\",state=\"Met\"}"
+        ));
+
+        // A status that claims nothing (an invalid spec) leaves no series behind.
+        m.policy("ns/p", &status("False", Some(100)), None);
+        assert_eq!(count(&m, "nist-800-53-r5", ControlStatus::NotMet), None);
+        m.policy("ns/p", &judged, None);
+        m.forget("ns/p");
+        assert_eq!(count(&m, "mas-trm", ControlStatus::Met), None);
     }
 
     #[test]

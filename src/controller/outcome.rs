@@ -1,6 +1,7 @@
 //! What one reconcile got to: the one value the status, the events, the metrics and
 //! the next requeue are all computed from.
 
+use crate::domain::compliance::FrameworkState;
 use crate::domain::outcome::{Category, PassReport};
 use crate::notify::dispatch::{ChannelFailure, NotifyReport};
 use crate::ports::AwsSetupError;
@@ -19,19 +20,22 @@ pub enum Outcome {
     /// done in AWS.
     NamespaceNotAllowed { namespace: String, allowed: String },
     /// A pass ran (its report may carry a failure); `alerts` is `None` when the policy
-    /// has no notification channels.
+    /// has no notification channels; `compliance`: each control judged on the spec and
+    /// this pass ([`ValidSpec::compliance`](crate::spec::ValidSpec::compliance)).
     Passed {
         report: PassReport,
         alerts: Option<NotifyReport>,
+        compliance: Vec<FrameworkState>,
     },
 }
 
 impl Outcome {
-    /// A pass without alerting.
+    /// A pass without alerting or compliance states.
     pub fn passed(report: PassReport) -> Outcome {
         Outcome::Passed {
             report,
             alerts: None,
+            compliance: Vec::new(),
         }
     }
 

@@ -530,7 +530,13 @@ async fn run_pass_and_alerts<F: AwsFactory>(
         let record = alert_record(previous);
         Some(notify(&channels, &report, record, &options).await)
     };
-    Outcome::Passed { report, alerts }
+    let alert_failed = alerts.as_ref().is_some_and(|a| !a.failures().is_empty());
+    let compliance = valid.compliance(&report, alert_failed);
+    Outcome::Passed {
+        report,
+        alerts,
+        compliance,
+    }
 }
 
 /// The status as the journal of a pass: before the pass's first change, the status

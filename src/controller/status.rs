@@ -26,6 +26,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::outcome::Outcome;
 use crate::domain::alert::{AlertRecord, Delivered, ResponseKind};
+use crate::domain::compliance::FrameworkState;
 use crate::domain::finding::Finding;
 use crate::domain::ids::FindingId;
 use crate::domain::outcome::{
@@ -131,9 +132,18 @@ pub fn compute_status(
         Outcome::NamespaceNotAllowed { namespace, allowed } => {
             not_allowed_status(generation, previous, namespace, allowed, now)
         }
-        Outcome::Passed { report, alerts } => {
-            passed_status(generation, previous, report, alerts.as_ref(), now)
-        }
+        Outcome::Passed {
+            report,
+            alerts,
+            compliance,
+        } => passed_status(
+            generation,
+            previous,
+            report,
+            alerts.as_ref(),
+            compliance,
+            now,
+        ),
     }
 }
 
@@ -181,6 +191,8 @@ fn invalid_status(
     GuardDutyPolicyStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, vec![ready], generation, &now),
+        // No pass of this spec: no control is claimed.
+        compliance: Vec::new(),
         ..previous
     }
 }
@@ -208,6 +220,8 @@ fn not_allowed_status(
     GuardDutyPolicyStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, vec![ready], generation, &now),
+        // No pass of this spec: no control is claimed.
+        compliance: Vec::new(),
         ..previous
     }
 }
@@ -229,6 +243,8 @@ fn setup_failed_status(
     GuardDutyPolicyStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, vec![synced, ready], generation, &now),
+        // No pass ran: no control is claimed.
+        compliance: Vec::new(),
         ..previous
     }
 }
@@ -238,6 +254,7 @@ fn passed_status(
     previous: GuardDutyPolicyStatus,
     report: &PassReport,
     alerts: Option<&NotifyReport>,
+    compliance: &[FrameworkState],
     now: Time,
 ) -> GuardDutyPolicyStatus {
     let read = report.findings_read();
@@ -300,6 +317,7 @@ fn passed_status(
         },
         changes: (!report.record.is_empty()).then(|| report.record.clone()),
         alerts: alerts.map(alerts_status),
+        compliance: compliance.to_vec(),
     }
 }
 
@@ -1302,6 +1320,74 @@ mod tests {
         assert_eq!(status.pending_plan, None);
     }
 
+    // ── compliance ───────────────────────────────────────────────────────────
+
+    /// The outcome of a pass whose controls were judged on `facts`.
+    fn judged(report: PassReport, facts: &crate::domain::compliance::Facts) -> Outcome {
+        use crate::domain::compliance::{catalogue, evaluate};
+        Outcome::Passed {
+            report,
+            alerts: None,
+            compliance: evaluate(catalogue(), facts),
+        }
+    }
+
+    #[test]
+    fn compliance_is_written_by_each_full_pass_and_dropped_when_no_pass_of_the_spec_ran() {
+        use crate::domain::compliance::{Condition as Needs, ControlStatus, Facts};
+        let world = World::open_ssh(1);
+        let dry = Facts::all().with(Needs::RemediationEnforced, false);
+        let first = compute_status(Some(1), None, &judged(world.dry_run(), &dry), at(0));
+        let ids: Vec<&str> = first.compliance.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["apra-cps-234", "mas-trm", "nist-800-53-r5"]);
+        let ir_4_1 = |status: &GuardDutyPolicyStatus| {
+            status.compliance[2]
+                .controls
+                .iter()
+                .find(|c| c.id == "IR-4(1)")
+                .map(|c| c.state)
+        };
+        assert_eq!(ir_4_1(&first), Some(ControlStatus::NotMet));
+
+        // The next full pass judges again: Enforce meets IR-4(1), and the status changed.
+        let enforced = compute_status(
+            Some(2),
+            Some(&first),
+            &judged(world.enforced(), &Facts::all()),
+            at(60),
+        );
+        assert_eq!(ir_4_1(&enforced), Some(ControlStatus::Met));
+        assert!(status_changed(&first, &enforced));
+
+        // A pass of an event's findings keeps the last full pass's picture.
+        let mut event = world.enforced();
+        event.targeted = true;
+        let targeted = compute_status(Some(2), Some(&enforced), &judged(event, &dry), at(90));
+        assert_eq!(targeted.compliance, enforced.compliance);
+
+        // An invalid spec or AWS out of reach: no pass of this spec, nothing claimed.
+        let invalid = compute_status(
+            Some(3),
+            Some(&enforced),
+            &Outcome::Invalid(crate::spec::InvalidSpec { errors: vec![] }),
+            at(120),
+        );
+        assert!(invalid.compliance.is_empty());
+        let unreachable = compute_status(
+            Some(2),
+            Some(&enforced),
+            &Outcome::SetupFailed(AwsSetupError::NoRegion),
+            at(120),
+        );
+        assert!(unreachable.compliance.is_empty());
+        assert!(
+            serde_json::to_value(&unreachable)
+                .unwrap()
+                .get("compliance")
+                .is_none()
+        );
+    }
+
     #[test]
     fn invalid_spec_makes_ready_false_and_keeps_what_the_last_pass_reported() {
         let first = status_after(&World::open_ssh(1).enforced());
@@ -1692,6 +1778,7 @@ mod tests {
         let outcome = Outcome::Passed {
             report: report.clone(),
             alerts: Some(notify.clone()),
+            compliance: Vec::new(),
         };
         compute_status(Some(1), None, &outcome, at(0))
     }

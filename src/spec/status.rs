@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{MAX_NOTIFICATION_CHANNELS, record};
+use crate::domain::compliance::FrameworkState;
 
 /// What the operator last saw and did for a policy: what `kubectl get gdp` and
 /// `kubectl describe gdp` show. Every field is optional: a new policy has no status.
@@ -58,7 +59,19 @@ pub struct GuardDutyPolicyStatus {
     /// restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsStatus>,
+
+    /// The controls of APRA CPS 234, the MAS TRM Guidelines and NIST SP 800-53 r5
+    /// that this policy's evidence supports: per framework, each control `Met`,
+    /// `NotMet` (the reason names the setting to change) or `NotApplicable`, judged
+    /// on the spec and the last full pass. Empty while no pass of the current spec
+    /// ran (an invalid spec, AWS not reachable): nothing is claimed then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_COMPLIANCE_FRAMEWORKS))]
+    pub compliance: Vec<FrameworkState>,
 }
+
+/// The most frameworks `status.compliance` holds (the catalogue has three).
+pub const MAX_COMPLIANCE_FRAMEWORKS: usize = 8;
 
 /// The most entries `status.alerts.delivered` holds; a finding new to a channel past
 /// it waits until others are resolved (counted in the NotificationsDelivered message).

@@ -13,7 +13,10 @@ use super::{
     MAX_RULES_PER_GROUP_LIMIT, MAX_TAG_KEY_CHARS, MAX_TRUSTED_CIDRS, MIN_INTERVAL,
 };
 use crate::domain::address_space::overlaps_ipv4_mapped;
+use crate::domain::alert::Route;
 use crate::domain::cidr::{Cidr, CidrError};
+use crate::domain::compliance::{self, FrameworkState};
+use crate::domain::outcome::PassReport;
 use crate::domain::policy::{
     DEFAULT_EXEMPT_TAG, DEFAULT_MAX_NETWORK_INTERFACES, DEFAULT_MAX_RULES_PER_GROUP, Policy,
     TrustedRanges, TrustedRangesError,
@@ -33,6 +36,29 @@ pub struct ValidSpec {
     pub full_resync_interval: Duration,
     /// The alert channels, each with its route.
     pub notifications: Vec<ValidNotification>,
+}
+
+impl ValidSpec {
+    /// Each control of the compliance catalogue, judged on these settings and on a
+    /// pass's report (pure): what `status.compliance` and `report` show.
+    /// `alert_failed`: an alert of that pass was not delivered.
+    pub fn compliance(&self, report: &PassReport, alert_failed: bool) -> Vec<FrameworkState> {
+        let routes: Vec<Route> = self.notifications.iter().map(|n| n.route.clone()).collect();
+        let policy = &self.policy;
+        let facts = compliance::facts_of(&compliance::FactInputs {
+            mode: policy.mode,
+            archive_remediated: policy.archive_remediated,
+            security_hub_updates: policy.security_hub_updates,
+            min_severity: policy.min_severity,
+            all_finding_types: policy.finding_types.is_empty(),
+            interval_seconds: self.interval.as_secs(),
+            channels: &routes,
+            findings_read: report.findings_read(),
+            alert_failed,
+            open_exposure: compliance::exposure_remains(report),
+        });
+        compliance::evaluate(compliance::catalogue(), &facts)
+    }
 }
 
 /// One problem of a spec: where it is and what to do about it.
