@@ -62,7 +62,7 @@ pub const FIELD_MANAGER: &str = "guardduty-operator";
 pub const FINALIZER: &str = "guardduty.security.dev/cleanup";
 /// How soon a failed reconcile, or a pass that failed part-way, is first tried again
 /// (a shorter `spec.interval` wins for a failed pass); doubled on each failure in a
-/// row up to [`MAX_BACKOFF`].
+/// row up to [`MAX_BACKOFF`], with jitter ([`requeue_wait`]).
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The longest wait between attempts after failures in a row.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -194,14 +194,13 @@ impl<F: AwsFactory> Context<F> {
             .remove(uid);
     }
 
-    /// How long to wait after one more failure of `policy`: 30 s, doubled after each
-    /// failure in a row (throttling starts at a minute), at most [`MAX_BACKOFF`].
+    /// How long to wait after one more failure of `policy`: [`requeue_wait`] of the
+    /// failures in a row (throttling counts one more).
     fn backoff(&self, policy: &str, throttled: bool) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(policy.to_string()).or_default();
         *count = count.saturating_add(1);
-        let doublings = (*count - 1 + u32::from(throttled)).min(10);
-        (RETRY_AFTER * 2u32.pow(doublings)).min(MAX_BACKOFF)
+        requeue_wait(*count - 1 + u32::from(throttled), None)
     }
 
     fn succeeded(&self, policy: &str) {
@@ -212,7 +211,27 @@ impl<F: AwsFactory> Context<F> {
     }
 }
 
-/// Why a reconcile failed; the controller logs it and retries after [`RETRY_AFTER`].
+/// The wait before retrying a policy after `doublings + 1` failures in a row: up to
+/// [`RETRY_AFTER`] doubled `doublings` times, at most [`MAX_BACKOFF`], jittered down to
+/// as little as half of that (whole seconds), so that the policies an outage failed
+/// together do not all retry at the same moment. `seed` fixes the jitter (tests).
+pub fn requeue_wait(doublings: u32, seed: Option<u64>) -> Duration {
+    // backon's jitter adds up to the delay itself: [d, 2d) for d from half the ceiling.
+    let mut schedule = backon::ExponentialBuilder::default()
+        .with_min_delay(RETRY_AFTER / 2)
+        .with_max_delay(MAX_BACKOFF / 2)
+        .without_max_times()
+        .with_jitter();
+    if let Some(seed) = seed {
+        schedule = schedule.with_jitter_seed(seed);
+    }
+    let wait = backon::BackoffBuilder::build(schedule)
+        .nth(doublings.min(16) as usize)
+        .unwrap_or(MAX_BACKOFF);
+    Duration::from_secs(wait.as_secs().clamp(1, MAX_BACKOFF.as_secs()))
+}
+
+/// Why a reconcile failed; the controller logs it and retries after [`requeue_wait`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to reconcile a GuardDutyPolicy without a namespace")]
@@ -1021,4 +1040,29 @@ fn now() -> Time {
 
 fn domain_now() -> crate::domain::time::Timestamp {
     crate::domain::time::Timestamp(Timestamp::now().as_second())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_waits_up_to_the_doubled_ceiling_jittered_down_to_half_of_it() {
+        let mut spread = std::collections::BTreeSet::new();
+        for seed in 0..32 {
+            for doublings in 0..14 {
+                let ceiling = (RETRY_AFTER * 2u32.pow(doublings.min(10))).min(MAX_BACKOFF);
+                let wait = requeue_wait(doublings, Some(seed));
+                assert!(
+                    wait >= ceiling / 2 && wait <= ceiling,
+                    "{doublings} doublings: {wait:?} outside [{:?}, {ceiling:?}]",
+                    ceiling / 2
+                );
+                assert_eq!(wait.subsec_nanos(), 0, "whole seconds");
+            }
+            spread.insert(requeue_wait(0, Some(seed)));
+        }
+        // Policies failing together come back at different times.
+        assert!(spread.len() > 8, "{spread:?}");
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! Channels are delivered concurrently, a channel's alerts in order (highest severity
 //! first). A failed attempt that is worth retrying (throttled, 5xx, no answer) is
-//! retried with exponential backoff, honouring `Retry-After`; when a channel still
+//! retried with jittered exponential backoff, honouring `Retry-After`; when a channel still
 //! fails, or cannot be used at all (a missing secret, 401/403), its remaining alerts of
 //! the pass are skipped: they stay due and go out on the next pass. A broken channel
 //! never holds up another.
@@ -388,37 +388,53 @@ fn breaks_channel(error: &NotifyError) -> bool {
         )
 }
 
-/// One alert: attempts with exponential backoff while the error is retryable; a
-/// `Retry-After` longer than the policy's `max_wait` ends the attempts for this pass.
+/// The waits between one alert's attempts: exponential from `retry.backoff`, each
+/// with random jitter (within half of it either side of three quarters), so channels
+/// that failed together in an outage do not retry in lock-step; never above
+/// `retry.max_wait`; `retry.attempts - 1` of them.
+fn backoff(retry: RetryPolicy) -> backon::ExponentialBuilder {
+    // backon's jitter adds up to the delay itself: [d, 2d) for d from backoff / 2.
+    backon::ExponentialBuilder::default()
+        .with_min_delay(retry.backoff / 2)
+        .with_max_delay(retry.max_wait / 2)
+        .with_max_times(retry.attempts.saturating_sub(1) as usize)
+        .with_jitter()
+}
+
+/// One alert: attempts with jittered exponential backoff while the error is
+/// retryable; a `Retry-After` is waited for instead, and one longer than the policy's
+/// `max_wait` ends the attempts for this pass.
 async fn deliver_with_retry(
     notifier: &dyn Notifier,
     alert: &Alert,
     retry: RetryPolicy,
 ) -> (Result<(), NotifyError>, u32) {
-    let mut wait = retry.backoff;
-    let mut attempt = 1;
-    loop {
-        match notifier.deliver(alert).await {
-            Ok(()) => return (Ok(()), attempt),
-            Err(error) if error.is_retryable() && attempt < retry.attempts => {
-                let pause = error.retry_after().unwrap_or(wait);
-                if pause > retry.max_wait {
-                    return (Err(error), attempt);
-                }
-                tracing::debug!(
-                    channel = %alert.channel,
-                    attempt,
-                    category = %error.category(),
-                    wait_ms = pause.as_millis() as u64,
-                    "alert not delivered; trying again"
-                );
-                tokio::time::sleep(pause).await;
-                wait = (wait * 2).min(retry.max_wait);
-                attempt += 1;
-            }
-            Err(error) => return (Err(error), attempt),
-        }
-    }
+    use backon::Retryable;
+    let mut attempts = 0;
+    let result = (|| {
+        attempts += 1;
+        notifier.deliver(alert)
+    })
+    .retry(backoff(retry))
+    .sleep(tokio::time::sleep)
+    .when(NotifyError::is_retryable)
+    // `wait` is None once the attempts are spent: Retry-After does not add one.
+    .adjust(|error, wait| match (error.retry_after(), wait) {
+        (_, None) => None,
+        (Some(asked), Some(_)) if asked > retry.max_wait => None,
+        (Some(asked), Some(_)) => Some(asked),
+        (None, wait) => wait,
+    })
+    .notify(|error, wait| {
+        tracing::debug!(
+            channel = %alert.channel,
+            category = %error.category(),
+            wait_ms = wait.as_millis() as u64,
+            "alert not delivered; trying again"
+        );
+    })
+    .await;
+    (result, attempts)
 }
 
 #[cfg(test)]
@@ -630,6 +646,38 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_waits_are_jittered_exponential_and_bounded_so_channels_do_not_retry_in_lock_step() {
+        use backon::BackoffBuilder;
+        let retry = RetryPolicy {
+            attempts: 6,
+            backoff: Duration::from_secs(1),
+            max_wait: Duration::from_secs(8),
+        };
+        let waits = |seed: u64| -> Vec<Duration> {
+            backoff(retry).with_jitter_seed(seed).build().collect()
+        };
+        let mut sequences = std::collections::BTreeSet::new();
+        for seed in 0..32 {
+            let waits = waits(seed);
+            assert_eq!(waits.len(), 5, "attempts - 1 waits: {waits:?}");
+            // Each wait in [d/2, d) for d = 1 s, 2 s, 4 s, then at most max_wait.
+            for (i, wait) in waits.iter().enumerate() {
+                let ceiling = Duration::from_secs(1 << i.min(3));
+                assert!(
+                    *wait >= ceiling / 2 && *wait <= ceiling,
+                    "wait {i}: {wait:?}"
+                );
+                assert!(*wait <= retry.max_wait);
+            }
+            sequences.insert(waits);
+        }
+        assert!(
+            sequences.len() > 16,
+            "jitter spreads the retries: {sequences:?}"
+        );
     }
 
     #[tokio::test]
