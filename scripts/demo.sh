@@ -84,4 +84,13 @@ show_received "Alert received by the local Slack receiver (unexpected: nothing c
 banner "Security group rules after"
 "$GDO_VENV/bin/python" scripts/demo_rules.py "${groups[@]}"
 
+# The evidence for an auditor: a read-only pass (nothing changed, nothing sent), with
+# the change record the runs above kept in the state file. It outlives the demo.
+report="${GDO_DEMO_REPORT:-$(gdo_cache_dir)/demo-report.html}"
+mkdir -p "$(dirname "$report")"
+banner "guardduty-operator report --policy $policy --state $tmp/alerts.json --output html --output-file $report"
+"$bin/guardduty-operator" report --policy "$policy" --state "$tmp/alerts.json" \
+    --output html --output-file "$report"
+
 banner "Done: SSH and RDP reach only the trusted ranges; every other port kept its access"
+printf 'The compliance report of this account: %s\n  (open it in a browser: file://%s)\n' "$report" "$report"
