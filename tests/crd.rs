@@ -91,6 +91,41 @@ fn committed_crd_matches_the_code() {
     );
 }
 
+/// What `kubectl apply` reads from the file is what the code built: no string of a
+/// description or a CEL rule turned into a number or a boolean by the writer.
+#[test]
+fn committed_crd_reads_back_as_the_code_built_it() {
+    let yaml = spec::crd_yaml().unwrap();
+    let read: Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(read, serde_json::to_value(crd()).unwrap());
+}
+
+/// Kubernetes reads YAML as 1.1 (sigs.k8s.io/yaml), where an unquoted `Off`, `on`,
+/// `yes` or `n` is a boolean: the enum of `spec.remediation.mode` once held `false`
+/// that way. Every such string in the file is quoted.
+#[test]
+fn committed_crd_has_no_string_a_yaml_1_1_reader_takes_for_a_boolean() {
+    const YAML_1_1_BOOLEANS: [&str; 22] = [
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+    ];
+    let yaml = spec::crd_yaml().unwrap();
+    for (number, line) in yaml.lines().enumerate() {
+        let scalar = line
+            .trim_start()
+            .trim_start_matches("- ")
+            .rsplit(": ")
+            .next()
+            .unwrap_or_default()
+            .trim();
+        assert!(
+            !YAML_1_1_BOOLEANS.contains(&scalar) || scalar == "true" || scalar == "false",
+            "line {}: {line:?} is a boolean to a YAML 1.1 reader; quote it",
+            number + 1
+        );
+    }
+}
+
 #[test]
 fn crd_subcommand_prints_the_committed_file() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_guardduty-operator"))

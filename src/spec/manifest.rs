@@ -38,7 +38,7 @@ pub struct ObjectMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("failed to read the manifest as YAML: {0}")]
-    Yaml(serde_yaml::Error),
+    Yaml(YamlError),
     #[error("the manifest is empty: expected one GuardDutyPolicy document")]
     Empty,
     #[error(
@@ -55,9 +55,14 @@ pub enum ManifestError {
     #[error("apiVersion is {}: expected apiVersion: {}", quoted_or_missing(.found), API_VERSION)]
     WrongApiVersion { found: Option<String> },
     /// A field is missing, unknown or of the wrong type; Display names its path
-    /// (`spec.remediation.mode: …`) and its line.
-    #[error("{}", field_message(.0))]
-    Field(serde_path_to_error::Error<serde_yaml::Error>),
+    /// and, but for a missing field, its line (`spec.remediation.mode: unknown variant
+    /// … at line 29, column 11`).
+    #[error("{}", field_message(.path, .error))]
+    Field {
+        /// Where in the document, as serde_path_to_error writes it (`.`: the root).
+        path: String,
+        error: YamlError,
+    },
 }
 
 impl ManifestError {
@@ -70,19 +75,46 @@ impl ManifestError {
             ManifestError::NotAMapping { .. } => "NotAManifest",
             ManifestError::WrongKind { .. } => "WrongKind",
             ManifestError::WrongApiVersion { .. } => "WrongApiVersion",
-            ManifestError::Field(_) => "InvalidField",
+            ManifestError::Field { .. } => "InvalidField",
         }
     }
 }
 
-/// serde_yaml already writes the path and line of the errors it can place
-/// (`spec: unknown field … at line 13 column 3`); the path that serde_path_to_error
-/// tracked is added only to those it cannot.
-fn field_message(err: &serde_path_to_error::Error<serde_yaml::Error>) -> String {
-    if err.inner().location().is_some() {
-        err.inner().to_string()
+/// An error of the YAML reader (serde-saphyr), shown on one line with its line and
+/// column when it knows them (`… at line 13, column 3`), never with a snippet of the
+/// file: the message goes into a status condition, an event and a log line.
+#[derive(Debug)]
+pub struct YamlError(Box<serde_saphyr::Error>);
+
+impl YamlError {
+    /// The line and column (from 1) the reader places the error at, if any.
+    pub fn location(&self) -> Option<(usize, usize)> {
+        self.0
+            .location()
+            .map(|at| (at.line() as usize, at.column() as usize))
+    }
+}
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The reader places a missing field at the mapping's last key, which misleads:
+        // the path before the message names the mapping instead.
+        if let serde_saphyr::Error::SerdeMissingField { field, .. } = self.0.without_snippet() {
+            return write!(f, "missing field `{field}`");
+        }
+        let options = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+        f.write_str(&self.0.render_with_options(options))
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// `path: error`, or the error alone at the document's root.
+fn field_message(path: &str, error: &YamlError) -> String {
+    if path.is_empty() || path == "." {
+        error.to_string()
     } else {
-        err.to_string()
+        format!("{path}: {error}")
     }
 }
 
@@ -97,57 +129,81 @@ fn quoted_or_missing(found: &Option<String>) -> String {
 /// are ignored; the spec is checked for names and types here, and for its rules by
 /// [`GuardDutyPolicySpec::validate`].
 pub fn parse_manifest(yaml: &str) -> Result<PolicyManifest, ManifestError> {
-    // First pass: each document as a plain YAML value, to count them and to see
-    // what the one document is before reading it as a policy.
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-        let value = serde_yaml::Value::deserialize(document).map_err(ManifestError::Yaml)?;
-        if !value.is_null() {
-            documents.push((index, value));
-        }
-    }
-    let (index, value) = match documents.as_slice() {
+    // First pass: each document as a plain value (empty documents are skipped), to
+    // count them and to see what the one document is before reading it as a policy.
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml)
+        .map_err(|e| ManifestError::Yaml(YamlError(Box::new(e))))?;
+    match documents.as_slice() {
         [] => return Err(ManifestError::Empty),
-        [(index, value)] => (*index, value),
+        [document] => check_type(document)?,
         several => {
             return Err(ManifestError::SeveralDocuments {
                 found: several.len(),
             });
         }
-    };
-    check_type(value)?;
+    }
 
     // Second pass: that document read as a policy, straight from the text, so an
     // error names both the field's path and its line.
-    let document = serde_yaml::Deserializer::from_str(yaml)
-        .nth(index)
-        .ok_or(ManifestError::Empty)?;
-    serde_path_to_error::deserialize(document).map_err(ManifestError::Field)
+    FIELD_PATH.with(|path| path.borrow_mut().take());
+    let read = serde_saphyr::from_multiple::<Tracked>(yaml);
+    let path = FIELD_PATH.with(|path| path.borrow_mut().take());
+    match read {
+        Ok(mut policies) if policies.len() == 1 => Ok(policies.remove(0).0),
+        Ok(_) => Err(ManifestError::Empty),
+        Err(error) => {
+            let mut path = path.unwrap_or_default();
+            // serde_path_to_error's path of an unknown field ends with that field: the
+            // mapping that does not know it is named instead.
+            if let serde_saphyr::Error::SerdeUnknownField { field, .. } = error.without_snippet()
+                && let Some(parent) = path.strip_suffix(field.as_str())
+            {
+                path = parent.trim_end_matches('.').to_string();
+            }
+            Err(ManifestError::Field {
+                path,
+                error: YamlError(Box::new(error)),
+            })
+        }
+    }
+}
+
+thread_local! {
+    /// Where the last [`Tracked`] read on this thread failed: the reader's multi-document
+    /// entry point takes a type, not a value, so the path comes back this way.
+    static FIELD_PATH: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A policy read with serde_path_to_error, which tracks the path of a failing field.
+struct Tracked(PolicyManifest);
+
+impl<'de> Deserialize<'de> for Tracked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_path_to_error::deserialize(deserializer)
+            .map(Tracked)
+            .map_err(|error| {
+                FIELD_PATH.with(|path| *path.borrow_mut() = Some(error.path().to_string()));
+                error.into_inner()
+            })
+    }
 }
 
 /// Is this document a GuardDutyPolicy at all? Checked before its fields, so that
 /// another kind of manifest is named as such rather than as a list of unknown fields.
-fn check_type(document: &serde_yaml::Value) -> Result<(), ManifestError> {
-    use serde_yaml::Value;
+fn check_type(document: &serde_json::Value) -> Result<(), ManifestError> {
+    use serde_json::Value;
     let map = match document {
-        Value::Mapping(map) => map,
+        Value::Object(map) => map,
         Value::Null => return Err(ManifestError::Empty),
         Value::Bool(_) => return Err(ManifestError::NotAMapping { found: "a boolean" }),
         Value::Number(_) => return Err(ManifestError::NotAMapping { found: "a number" }),
         Value::String(_) => return Err(ManifestError::NotAMapping { found: "a string" }),
-        Value::Sequence(_) => return Err(ManifestError::NotAMapping { found: "a list" }),
-        Value::Tagged(_) => {
-            return Err(ManifestError::NotAMapping {
-                found: "a tagged value",
-            });
-        }
+        Value::Array(_) => return Err(ManifestError::NotAMapping { found: "a list" }),
     };
     let text_of = |key: &str| -> Option<String> {
         map.get(key).map(|value| match value {
             Value::String(text) => text.clone(),
-            other => serde_yaml::to_string(other)
-                .map(|text| text.trim_end().to_string())
-                .unwrap_or_default(),
+            other => other.to_string(),
         })
     };
     let kind = text_of("kind");

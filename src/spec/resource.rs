@@ -560,8 +560,11 @@ fn default_max_rules_per_group() -> u32 {
 
 /// The `GuardDutyPolicy` CustomResourceDefinition as YAML: what `guardduty-operator crd`
 /// prints and `crds/` holds.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    let yaml = serde_yaml::to_string(&GuardDutyPolicy::crd())?;
+pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    // A one-line description or CEL rule stays on one line (not folded at 80
+    // characters); one of several lines is written as a literal block.
+    let options = serde_saphyr::ser_options! { folded_wrap_chars: 4096 };
+    let yaml = serde_saphyr::to_string_with_options(&GuardDutyPolicy::crd(), options)?;
     Ok(format!("{CRD_HEADER}{yaml}"))
 }
 
