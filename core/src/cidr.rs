@@ -326,4 +326,58 @@ mod tests {
             "255.255.255.254/31"
         );
     }
+
+    mod against_ipnet {
+        //! `covered_by` checked against an independent implementation: ipnet's
+        //! aggregation (the fewest blocks that cover exactly the union). A block lies
+        //! in the union exactly when one aggregated block contains it.
+
+        use super::*;
+        use ipnet::IpNet;
+        use proptest::prelude::*;
+
+        /// Blocks of both families packed into a small space (10.0.0.0/8 and
+        /// 2001:db8::/32, prefixes up to 6 bits below them), so that unions, adjacency
+        /// and gaps are common.
+        fn block() -> impl Strategy<Value = Cidr> {
+            prop_oneof![
+                (0u32..64, 8u8..=14).prop_map(|(n, prefix)| {
+                    let address = std::net::Ipv4Addr::from(0x0a00_0000 | (n << 18));
+                    Cidr::parse_normalising(&format!("{address}/{prefix}")).unwrap()
+                }),
+                (0u128..64, 32u8..=38).prop_map(|(n, prefix)| {
+                    let address = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | (n << 90));
+                    Cidr::parse_normalising(&format!("{address}/{prefix}")).unwrap()
+                }),
+            ]
+        }
+
+        fn ipnet(cidr: &Cidr) -> IpNet {
+            cidr.to_string().parse().unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn covered_by_is_containment_in_the_aggregated_union(
+                ranges in proptest::collection::vec(block(), 0..8),
+                target in block(),
+            ) {
+                let aggregated = IpNet::aggregate(&ranges.iter().map(ipnet).collect());
+                let expected = aggregated.iter().any(|net| net.contains(&ipnet(&target)));
+                prop_assert_eq!(covered_by(ranges.iter(), &target), expected,
+                    "ranges {:?} target {}", ranges.iter().map(ToString::to_string).collect::<Vec<_>>(), target);
+            }
+        }
+
+        #[test]
+        fn two_adjacent_halves_cover_the_whole() {
+            let halves = [cidr("10.0.0.0/9"), cidr("10.128.0.0/9")];
+            assert!(covered_by(halves.iter(), &cidr("10.0.0.0/8")));
+            assert_eq!(
+                IpNet::aggregate(&halves.iter().map(ipnet).collect()),
+                vec![ipnet(&cidr("10.0.0.0/8"))]
+            );
+            assert!(!covered_by(halves[..1].iter(), &cidr("10.0.0.0/8")));
+        }
+    }
 }
