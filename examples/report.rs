@@ -6,9 +6,10 @@
 //! ```
 //!
 //! `bench` renders the four formats of a report of FINDINGS findings and CHANGES changed
-//! groups and prints, per format, the wall time and size, then the process's peak
-//! resident memory before and after rendering, with PASS/FAIL lines against the targets
-//! (HTML under 2 s, 64 MiB and 5 MiB); it exits 1 when one is missed. `sample` writes the
+//! groups and prints, per format, the wall time, the size and the process's peak
+//! resident memory while it rendered (the input included), with PASS/FAIL lines against
+//! the targets for the HTML page (under 2 s, 64 MiB and 5 MiB); it exits 1 when one is
+//! missed. `sample` writes the
 //! page the README's screenshot shows (docs/report.png):
 //!
 //! ```text
@@ -27,6 +28,13 @@ const TIME_TARGET_SECONDS: f64 = 2.0;
 const MEMORY_TARGET_MIB: f64 = 64.0;
 const SIZE_TARGET_MIB: f64 = 5.0;
 
+/// Starts the process's peak resident set size afresh from what it holds now (Linux
+/// 4.0 and later: `5` to `/proc/self/clear_refs`), so that each format's peak is its
+/// own; false where the kernel does not allow it.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// The process's peak resident set size in MiB (Linux `VmHWM`).
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -44,12 +52,14 @@ fn bench(findings: usize, changes: usize) -> ExitCode {
     let sample = Sample::large(findings, changes);
     let input = sample.input();
     let before = peak_rss_mib();
+    let show = |v: Option<f64>| v.map_or("unknown".to_string(), |m| format!("{m:.1} MiB"));
     println!(
         "input: {findings} findings, {changes} changed groups ({} recorded actions), built in {:.2} s",
         sample.record.added.len() + sample.record.revoked.len(),
         built.elapsed().as_secs_f64()
     );
-    let mut html = (0.0, 0);
+    let mut html = (0.0, 0, None);
+    let mut each_peak = true;
     for (format, render) in [
         (
             "html",
@@ -61,24 +71,30 @@ fn bench(findings: usize, changes: usize) -> ExitCode {
             report::json(i).to_string()
         }),
     ] {
+        each_peak &= reset_peak_rss();
         let started = Instant::now();
         let text = render(&input);
         let seconds = started.elapsed().as_secs_f64();
+        let peak = peak_rss_mib();
         println!(
-            "{format:>5}: {seconds:.3} s, {:.2} MiB ({} bytes)",
+            "{format:>5}: {seconds:.3} s, {:.2} MiB ({} bytes), peak RSS {}",
             mib(text.len()),
-            text.len()
+            text.len(),
+            show(peak)
         );
         if format == "html" {
-            html = (seconds, text.len());
+            html = (seconds, text.len(), peak);
         }
     }
-    let after = peak_rss_mib();
-    let show = |v: Option<f64>| v.map_or("unknown".to_string(), |m| format!("{m:.1} MiB"));
     println!(
-        "peak RSS: {} with the input built, {} after rendering",
+        "peak RSS: {} with the input built, {} rendering the HTML page ({})",
         show(before),
-        show(after)
+        show(html.2),
+        if each_peak {
+            "each format's peak measured on its own, the input included"
+        } else {
+            "the peak could not be reset: the largest of every format so far"
+        }
     );
     let mut ok = true;
     let mut check = |name: &str, value: f64, target: f64, unit: &str| {
@@ -91,8 +107,8 @@ fn bench(findings: usize, changes: usize) -> ExitCode {
     };
     check("html render time", html.0, TIME_TARGET_SECONDS, "s");
     check("html size", mib(html.1), SIZE_TARGET_MIB, "MiB");
-    if let Some(peak) = after {
-        check("peak memory", peak, MEMORY_TARGET_MIB, "MiB");
+    if let Some(peak) = html.2 {
+        check("html peak memory", peak, MEMORY_TARGET_MIB, "MiB");
     }
     if ok {
         ExitCode::SUCCESS

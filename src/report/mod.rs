@@ -652,7 +652,7 @@ mod tests {
         let doc = json(&input);
         assert_eq!(doc["policy"], "security/prod");
         assert_eq!(doc["generatedAt"], "2026-03-03T09:00:00Z");
-        assert_eq!(doc["mode"], "DryRun");
+        assert_eq!(doc["mode"], "Enforce");
         let summary = &doc["summary"];
         assert_eq!(summary["findings"], input.responses.len());
         assert_eq!(summary["remediated"], 4);

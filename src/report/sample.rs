@@ -156,9 +156,11 @@ fn compliance_of(report: &PassReport) -> Vec<FrameworkState> {
 
 impl Sample {
     fn of(world: &World, record: ChangeRecord, generated_at: Timestamp) -> Sample {
-        // A read-only pass: planned, nothing applied.
-        let policy = Policy::test().owned_by(POLICY);
-        let report = world.report(&policy, |_, _| None);
+        // A read-only pass of the Enforce policy the controls are judged on (as the
+        // `report` command runs it): planned, nothing applied.
+        let policy = Policy::test().enforce().owned_by(POLICY);
+        let mut report = world.report(&policy, |_, _| None);
+        report.applied = false;
         let responses = finding_responses(&report);
         let compliance = compliance_of(&report);
         Sample {
