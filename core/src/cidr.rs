@@ -336,19 +336,28 @@ mod tests {
         use ipnet::IpNet;
         use proptest::prelude::*;
 
-        /// Blocks of both families packed into a small space (10.0.0.0/8 and
-        /// 2001:db8::/32, prefixes up to 6 bits below them), so that unions, adjacency
-        /// and gaps are common.
+        /// Blocks of both families packed into small spaces, so that unions, adjacency
+        /// and gaps are common: wide ones (10.0.0.0/8, 2001:db8::/32, up to 6 bits
+        /// below) and narrow ones down to single addresses (10.0.0.0/26,
+        /// 2001:db8::/122), where a gap of one address shows.
         fn block() -> impl Strategy<Value = Cidr> {
+            let v4 = |base: u32, shift: u32, prefixes: std::ops::RangeInclusive<u8>| {
+                (0u32..64, prefixes).prop_map(move |(n, prefix)| {
+                    let address = std::net::Ipv4Addr::from(base | (n << shift));
+                    Cidr::parse_normalising(&format!("{address}/{prefix}")).unwrap()
+                })
+            };
+            let v6 = |shift: u32, prefixes: std::ops::RangeInclusive<u8>| {
+                (0u128..64, prefixes).prop_map(move |(n, prefix)| {
+                    let address = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | (n << shift));
+                    Cidr::parse_normalising(&format!("{address}/{prefix}")).unwrap()
+                })
+            };
             prop_oneof![
-                (0u32..64, 8u8..=14).prop_map(|(n, prefix)| {
-                    let address = std::net::Ipv4Addr::from(0x0a00_0000 | (n << 18));
-                    Cidr::parse_normalising(&format!("{address}/{prefix}")).unwrap()
-                }),
-                (0u128..64, 32u8..=38).prop_map(|(n, prefix)| {
-                    let address = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | (n << 90));
-                    Cidr::parse_normalising(&format!("{address}/{prefix}")).unwrap()
-                }),
+                v4(0x0a00_0000, 18, 8..=14),
+                v4(0x0a00_0000, 0, 26..=32),
+                v6(90, 32..=38),
+                v6(0, 122..=128),
             ]
         }
 
@@ -356,7 +365,45 @@ mod tests {
             cidr.to_string().parse().unwrap()
         }
 
+        /// A block and some of its equal parts (up to 16; each kept with probability
+        /// 0.85), so that the union often covers the block but for one part: a gap as
+        /// small as one address.
+        fn block_and_parts() -> impl Strategy<Value = (Cidr, Vec<Cidr>)> {
+            let keep = proptest::collection::vec(proptest::bool::weighted(0.85), 16);
+            (block(), 0u8..=4, keep).prop_map(|(whole, depth, keep)| {
+                let bits = match whole.family() {
+                    Family::V4 => 32,
+                    Family::V6 => 128,
+                };
+                let depth = depth.min(bits - whole.prefix());
+                let step = 1u128 << (bits - whole.prefix() - depth);
+                let parts = (0..1usize << depth)
+                    .filter(|i| keep[*i])
+                    .map(|i| {
+                        let first = whole.first() + i as u128 * step;
+                        let address: IpAddr = match whole.family() {
+                            Family::V4 => Ipv4Addr::from(first as u32).into(),
+                            Family::V6 => Ipv6Addr::from(first).into(),
+                        };
+                        Cidr::parse_strict(&format!("{address}/{}", whole.prefix() + depth))
+                            .unwrap()
+                    })
+                    .collect();
+                (whole, parts)
+            })
+        }
+
         proptest! {
+            #[test]
+            fn a_block_is_covered_by_its_parts_exactly_when_none_is_missing(
+                (whole, parts) in block_and_parts(),
+            ) {
+                let aggregated = IpNet::aggregate(&parts.iter().map(ipnet).collect());
+                let expected = aggregated.iter().any(|net| net.contains(&ipnet(&whole)));
+                prop_assert_eq!(covered_by(parts.iter(), &whole), expected,
+                    "parts {:?} of {}", parts.iter().map(ToString::to_string).collect::<Vec<_>>(), whole);
+            }
+
             #[test]
             fn covered_by_is_containment_in_the_aggregated_union(
                 ranges in proptest::collection::vec(block(), 0..8),
