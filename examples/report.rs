@@ -9,8 +9,7 @@
 //! groups and prints, per format, the wall time, the size and the process's peak
 //! resident memory while it rendered (the input included), with PASS/FAIL lines against
 //! the targets for the HTML page (under 2 s, 64 MiB and 5 MiB); it exits 1 when one is
-//! missed. `sample` writes the
-//! page the README's screenshot shows (docs/report.png):
+//! missed. `sample` writes the page the README's screenshot shows (docs/report.png):
 //!
 //! ```text
 //! cargo run --example report -- sample target/report.html

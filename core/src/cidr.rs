@@ -371,10 +371,7 @@ mod tests {
         fn block_and_parts() -> impl Strategy<Value = (Cidr, Vec<Cidr>)> {
             let keep = proptest::collection::vec(proptest::bool::weighted(0.85), 16);
             (block(), 0u8..=4, keep).prop_map(|(whole, depth, keep)| {
-                let bits = match whole.family() {
-                    Family::V4 => 32,
-                    Family::V6 => 128,
-                };
+                let bits = whole.family().bits();
                 let depth = depth.min(bits - whole.prefix());
                 let step = 1u128 << (bits - whole.prefix() - depth);
                 let parts = (0..1usize << depth)

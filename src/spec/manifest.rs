@@ -86,15 +86,6 @@ impl ManifestError {
 #[derive(Debug)]
 pub struct YamlError(Box<serde_saphyr::Error>);
 
-impl YamlError {
-    /// The line and column (from 1) the reader places the error at, if any.
-    pub fn location(&self) -> Option<(usize, usize)> {
-        self.0
-            .location()
-            .map(|at| (at.line() as usize, at.column() as usize))
-    }
-}
-
 impl std::fmt::Display for YamlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The reader places a missing field at the mapping's last key, which misleads:

@@ -1092,6 +1092,24 @@ mod tests {
         }
     }
 
+    /// A second `trustedCidrs` would otherwise replace the first without a word: which
+    /// networks keep access must never depend on the reader's choice.
+    #[test]
+    fn a_field_written_twice_is_refused_with_its_line() {
+        let yaml = complete_with(
+            "  trustedCidrs:\n",
+            "  trustedCidrs:\n    - 192.0.2.0/24\n  trustedCidrs:\n",
+        );
+        let error = parse_error(&yaml);
+        assert!(
+            error.starts_with(
+                "failed to read the manifest as YAML: duplicate mapping key: trustedCidrs"
+            ),
+            "{error}"
+        );
+        assert!(error.contains(" at line 21, column 3"), "{error}");
+    }
+
     #[test]
     fn misspelt_mode_is_refused_with_its_path() {
         let yaml = complete_with("mode: Enforce", "mode: Enforced");
