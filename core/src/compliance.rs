@@ -597,6 +597,7 @@ pub fn open_exposures(report: &PassReport) -> Vec<OpenExposure> {
                     Refusal::RuleQuota { .. }
                     | Refusal::ClaimedByOtherPolicy { .. }
                     | Refusal::TooManyInterfaces { .. }
+                    | Refusal::InterfacesNotRead
                     | Refusal::WatchTooLong { .. } => Vec::new(),
                 };
                 open.push(entry(

@@ -147,7 +147,7 @@ impl SecurityGroup {
                 description: None,
                 owner: None,
             }],
-            network_interfaces: 1,
+            network_interfaces: Some(1),
             watches: Default::default(),
         }
     }
@@ -313,6 +313,8 @@ impl World {
             security_hub: Vec::new(),
             failures: Vec::new(),
             record: Default::default(),
+            quiet: Vec::new(),
+            settled: Vec::new(),
         }
     }
 
@@ -384,5 +386,7 @@ pub fn failed_at(world: &World, step: Step, category: Category) -> PassReport {
         security_hub: Vec::new(),
         failures: vec![Failure::new(step, category, "connection refused").in_region(&region)],
         record: Default::default(),
+        quiet: Vec::new(),
+        settled: Vec::new(),
     }
 }

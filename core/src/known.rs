@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use crate::finding::Finding;
 use crate::ids::FindingId;
 use crate::outcome::PassReport;
+use crate::quiet::Settled;
 use crate::time::Timestamp;
 
 /// How far before the last listing's start an incremental listing reaches back.
@@ -42,6 +43,9 @@ struct Region {
     listed_at: Option<Timestamp>,
     /// The start of the last successful full listing.
     full_at: Option<Timestamp>,
+    /// Per account (`None`: the credentials' own, unknown), what the last pass left
+    /// settled there, for the next one to be quiet in ([`crate::quiet`]).
+    settled: BTreeMap<Option<String>, Settled>,
 }
 
 /// The open findings of every region a policy covers, as the last passes left them.
@@ -76,6 +80,14 @@ impl KnownFindings {
         findings
     }
 
+    /// What the last pass left settled in `region`, per account.
+    pub fn settled(&self, region: &str) -> BTreeMap<Option<String>, Settled> {
+        self.regions
+            .get(region)
+            .map(|r| r.settled.clone())
+            .unwrap_or_default()
+    }
+
     /// How many open findings are known, over every region.
     pub fn len(&self) -> usize {
         self.regions.values().map(|r| r.open.len()).sum()
@@ -100,6 +112,8 @@ impl KnownFindings {
     /// Only regions already listed keep it: the first listing of a region is full.
     pub fn heard(&mut self, finding: &Finding, open: bool) {
         if let Some(known) = self.regions.get_mut(&finding.region) {
+            // Something happened there: the next pass reads it in full.
+            known.settled.clear();
             if open {
                 known.open.insert(finding.id.clone(), finding.clone());
             } else {
@@ -109,8 +123,8 @@ impl KnownFindings {
     }
 
     /// What a pass taught: the regions it listed have the open findings it holds now
-    /// (listed at `started`); a pass that listed none (an event's) heard of its
-    /// findings.
+    /// (listed at `started`) and are settled where it left them so; a pass that listed
+    /// none (an event's) heard of its findings.
     pub fn learn(&mut self, report: &PassReport, started: Timestamp) {
         if report.listed.is_empty() {
             for finding in &report.findings {
@@ -126,6 +140,14 @@ impl KnownFindings {
                 .cloned()
                 .collect();
             self.listed(region, *read, &open, started);
+            if let Some(known) = self.regions.get_mut(region) {
+                known.settled = report
+                    .settled
+                    .iter()
+                    .filter(|s| &s.region == region)
+                    .map(|s| (s.account.clone(), s.settled.clone()))
+                    .collect();
+            }
         }
     }
 
@@ -226,6 +248,44 @@ mod tests {
 
         let full = merge(Read::Full, known, vec![probe("f3")], |f| !f.archived);
         assert_eq!(ids(&full), ["f3"], "a full listing is the whole set");
+    }
+
+    #[test]
+    fn a_pass_leaves_its_listed_regions_settled_and_an_event_unsettles_one() {
+        use crate::outcome::SettledScope;
+        use crate::plan::{Observation, plan};
+        use crate::policy::{Mode, Policy};
+        use crate::quiet::Settled;
+        let policy = Policy::test().enforce();
+        let observation = Observation {
+            region: "us-east-1".into(),
+            ..Observation::default()
+        };
+        let settled = Settled::of(&policy, &observation, &plan(&policy, &observation)).unwrap();
+        let mut report = PassReport::new(Mode::Enforce);
+        report.listed.insert("us-east-1".into(), Read::Full);
+        report.settled.push(SettledScope {
+            region: "us-east-1".into(),
+            account: Some("111111111111".into()),
+            settled,
+        });
+        let mut known = KnownFindings::default();
+        let start = Timestamp(1_800_000_000);
+        known.learn(&report, start);
+        assert_eq!(
+            known.settled("us-east-1").keys().collect::<Vec<_>>(),
+            [&Some("111111111111".to_string())]
+        );
+        assert!(known.settled("eu-west-1").is_empty());
+        known.heard(&probe("f1"), true);
+        assert!(known.settled("us-east-1").is_empty(), "an event unsettles");
+        known.learn(&report, start);
+        report.settled.clear();
+        known.learn(&report, start);
+        assert!(
+            known.settled("us-east-1").is_empty(),
+            "a pass that left nothing settled"
+        );
     }
 
     #[test]

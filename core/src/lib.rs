@@ -24,6 +24,7 @@ pub mod outcome;
 pub mod pace;
 pub mod plan;
 pub mod policy;
+pub mod quiet;
 pub mod record;
 pub mod response;
 pub mod security_group;

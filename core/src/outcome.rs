@@ -368,6 +368,34 @@ pub struct PassReport {
     /// pass changed (unchanged when the pass stopped before reading the groups).
     #[serde(skip)]
     pub record: ChangeRecord,
+    /// The account-regions this pass found quiet: nothing new listed, and the groups'
+    /// digests as the last pass left them, so it planned what that pass observed
+    /// (see [`crate::quiet`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quiet: Vec<QuietScope>,
+    /// The account-regions this pass left settled, for the next one to be quiet in.
+    #[serde(skip)]
+    pub settled: Vec<SettledScope>,
+}
+
+/// An account-region a pass found quiet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuietScope {
+    pub region: String,
+    /// `None`: the credentials' own account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// How many groups its digests showed unchanged.
+    pub groups: usize,
+}
+
+/// An account-region a pass left settled (`account` `None`: the credentials' own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledScope {
+    pub region: String,
+    pub account: Option<String>,
+    pub settled: crate::quiet::Settled,
 }
 
 impl PassReport {
@@ -388,6 +416,8 @@ impl PassReport {
             security_hub: Vec::new(),
             failures: Vec::new(),
             record: ChangeRecord::default(),
+            quiet: Vec::new(),
+            settled: Vec::new(),
         }
     }
 

@@ -12,8 +12,9 @@
 //! - which trusted ranges must be authorized for it (before any revoke);
 //! - which sources stay, and why (private ranges, other groups, prefix lists);
 //! - or why the group is refused instead: another policy claims the port, a prefix
-//!   list lets the Internet in, the group is used by too many interfaces, the rule
-//!   quota, an all-traffic rule.
+//!   list lets the Internet in, the group is used by too many interfaces (or they
+//!   were not counted: a pass counts them only for the groups
+//!   [`interfaces_to_count`] names), the rule quota, an all-traffic rule.
 //!
 //! An exposure is in scope for a group when a finding names it for an instance
 //! using the group and the group exposes it, or when the policy watches it there
@@ -34,7 +35,7 @@ use super::security_group::{
 use super::watch::{MAX_TAG_VALUE, parse_watch_value, watch_value};
 
 /// Everything a pass read from AWS, in domain terms.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
     /// The account the credentials belong to; findings of other accounts are
     /// reported, never acted on. `None` when unknown (every finding is taken as ours).
@@ -362,6 +363,10 @@ pub enum Refusal {
     /// to reach.
     #[serde(rename_all = "camelCase")]
     TooManyInterfaces { interfaces: usize, max: usize },
+    /// The group's network interfaces were not counted, so how far a change would
+    /// reach is unknown. A pass counts them for every group its plan would change
+    /// and plans again; this stays only where counting failed or was skipped.
+    InterfacesNotRead,
     /// A managed prefix list on the port holds a public source; the operator never
     /// changes prefix lists.
     #[serde(rename_all = "camelCase")]
@@ -408,6 +413,12 @@ impl fmt::Display for Refusal {
                 "the group is used by {interfaces} network interfaces, more than \
                  remediation.maxNetworkInterfaces ({max}): a change would reach all of them; \
                  raise the field to allow it"
+            ),
+            Refusal::InterfacesNotRead => write!(
+                f,
+                "the group's network interfaces were not read, so how many a change would \
+                 reach (remediation.maxNetworkInterfaces) is unknown: allow \
+                 ec2:DescribeNetworkInterfaces"
             ),
             Refusal::PrefixListExposes {
                 list,
@@ -456,8 +467,10 @@ pub struct GroupPlan {
     pub region: String,
     pub name: String,
     pub vpc_id: Option<String>,
-    /// How many network interfaces the change reaches.
-    pub network_interfaces: usize,
+    /// How many network interfaces the change reaches; `None`: not read (a group
+    /// the plan leaves as it is needs no count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interfaces: Option<usize>,
     /// The exposures in scope.
     pub ports: Vec<Exposure>,
     /// The findings that brought the group in; empty when it is only watched.
@@ -611,6 +624,19 @@ pub fn prefix_lists_to_read(policy: &Policy, observed: &Observation) -> BTreeSet
     lists
 }
 
+/// The groups whose network interfaces the plan needs counted (pure; count them,
+/// then [`plan`] again): those it would change but refuses only for want of the
+/// count. A group left as it is (converged, exempt, refused for another reason)
+/// needs none, so a converged pass reads no interface at all.
+pub fn interfaces_to_count(policy: &Policy, observed: &Observation) -> BTreeSet<SecurityGroupId> {
+    plan(policy, observed)
+        .groups
+        .into_iter()
+        .filter(|g| g.verdict == Verdict::Refused(Refusal::InterfacesNotRead))
+        .map(|g| g.group)
+        .collect()
+}
+
 /// Plans one pass.
 pub fn plan(policy: &Policy, observed: &Observation) -> Plan {
     let (findings, targets) = decide_findings(policy, observed);
@@ -625,7 +651,7 @@ pub fn plan(policy: &Policy, observed: &Observation) -> Plan {
                     region: observed.region.clone(),
                     name: String::new(),
                     vpc_id: None,
-                    network_interfaces: 0,
+                    network_interfaces: None,
                     ports: exposures.into_iter().collect(),
                     findings,
                     kept: Vec::new(),
@@ -978,11 +1004,15 @@ fn decide(
     if authorize.is_empty() && revoke.is_empty() {
         return (Verdict::Converged, kept);
     }
-    if group.network_interfaces > policy.max_network_interfaces {
-        return refused(Refusal::TooManyInterfaces {
-            interfaces: group.network_interfaces,
-            max: policy.max_network_interfaces,
-        });
+    match group.network_interfaces {
+        None => return refused(Refusal::InterfacesNotRead),
+        Some(interfaces) if interfaces > policy.max_network_interfaces => {
+            return refused(Refusal::TooManyInterfaces {
+                interfaces,
+                max: policy.max_network_interfaces,
+            });
+        }
+        Some(_) => {}
     }
     // Authorizations go first, so the group briefly holds both: check the peak.
     for family in [Family::V4, Family::V6] {

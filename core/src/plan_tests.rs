@@ -44,7 +44,7 @@ impl GroupBuilder {
             vpc_id: Some("vpc-1".into()),
             tags: BTreeMap::new(),
             ingress: Vec::new(),
-            network_interfaces: 1,
+            network_interfaces: Some(1),
             watches: BTreeMap::new(),
         })
     }
@@ -90,7 +90,7 @@ impl GroupBuilder {
     }
 
     fn interfaces(mut self, count: usize) -> Self {
-        self.0.network_interfaces = count;
+        self.0.network_interfaces = Some(count);
         self
     }
 
@@ -892,8 +892,50 @@ fn group_shared_by_instances_reports_its_interfaces_and_every_finding() {
     );
     let plan = plan(&Policy::test().enforce(), &observed);
     assert_eq!(plan.groups.len(), 1);
-    assert_eq!(plan.groups[0].network_interfaces, 7);
+    assert_eq!(plan.groups[0].network_interfaces, Some(7));
     assert_eq!(plan.groups[0].findings.len(), 2);
+}
+
+#[test]
+fn a_group_to_change_whose_interfaces_were_not_read_is_refused_not_changed() {
+    let mut group = GroupBuilder::new("sg-1")
+        .allow("sgr-1", tcp(22, 22), "0.0.0.0/0")
+        .build();
+    group.network_interfaces = None;
+    let observed = observe(
+        vec![probe("f1", "i-1", &[22])],
+        &[("i-1", &["sg-1"])],
+        vec![group],
+    );
+    let policy = Policy::test().enforce();
+    let plan = plan(&policy, &observed);
+    assert_eq!(
+        plan.groups[0].verdict,
+        Verdict::Refused(Refusal::InterfacesNotRead)
+    );
+    assert_eq!(
+        interfaces_to_count(&policy, &observed),
+        BTreeSet::from([SecurityGroupId::parse("sg-1").unwrap()])
+    );
+}
+
+#[test]
+fn a_converged_group_needs_no_interface_count() {
+    let mut group = GroupBuilder::new("sg-1")
+        .allow("sgr-1", tcp(22, 22), "10.0.0.0/8")
+        .watched_by(TEST_OWNER, &[Exposure::tcp(22)])
+        .build();
+    group.network_interfaces = None;
+    let observed = observe(
+        vec![probe("f1", "i-1", &[22])],
+        &[("i-1", &["sg-1"])],
+        vec![group],
+    );
+    let policy = Policy::test().enforce().trusting(&["10.0.0.0/8"]);
+    assert!(interfaces_to_count(&policy, &observed).is_empty());
+    let plan = plan(&policy, &observed);
+    assert_eq!(plan.groups[0].verdict, Verdict::Converged);
+    assert_eq!(plan.groups[0].network_interfaces, None);
 }
 
 // ---- properties -----------------------------------------------------------
@@ -1237,6 +1279,30 @@ proptest! {
     }
 
     #[test]
+    fn counting_interfaces_only_where_the_plan_asks_decides_the_same((policy, observed) in scenario()) {
+        // What a pass does: read every group without its interfaces, count those the
+        // plan names, plan again. The result is the plan of a pass that counted all.
+        let mut unread = observed.clone();
+        for group in unread.groups.values_mut() {
+            group.network_interfaces = None;
+        }
+        let wanted = interfaces_to_count(&policy, &unread);
+        for id in &wanted {
+            let group = unread.groups.get_mut(id).unwrap();
+            group.network_interfaces = observed.groups[id].network_interfaces;
+        }
+        let counted_where_asked = plan(&policy, &unread);
+        let counted_everywhere = plan(&policy, &observed);
+        prop_assert_eq!(counted_where_asked.findings, counted_everywhere.findings);
+        prop_assert_eq!(counted_where_asked.groups.len(), counted_everywhere.groups.len());
+        for (asked, all) in counted_where_asked.groups.iter().zip(&counted_everywhere.groups) {
+            prop_assert_eq!(&asked.verdict, &all.verdict);
+            // Only a group that would change is counted.
+            prop_assert_eq!(wanted.contains(&asked.group), asked.network_interfaces.is_some());
+        }
+    }
+
+    #[test]
     fn planning_again_after_applying_changes_nothing((policy, mut observed) in scenario()) {
         let first = plan(&policy, &observed);
         apply(&mut observed, &first);
@@ -1252,7 +1318,7 @@ proptest! {
             if group.tags.contains_key("guardduty-operator/exempt") {
                 prop_assert_eq!(&group_plan.verdict, &Verdict::Exempt);
             }
-            if group.network_interfaces > policy.max_network_interfaces {
+            if group.network_interfaces.is_none_or(|n| n > policy.max_network_interfaces) {
                 prop_assert!(!matches!(group_plan.verdict, Verdict::Change(_)));
             }
             prop_assert!(group_plan.ports.iter().all(|e| policy.remediates_port(e.port)));

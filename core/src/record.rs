@@ -831,7 +831,7 @@ mod tests {
                     region: "us-east-1".into(),
                     name: (*group).into(),
                     vpc_id: None,
-                    network_interfaces: 1,
+                    network_interfaces: Some(1),
                     ports: vec![Exposure::tcp(22)],
                     findings: Vec::new(),
                     kept: Vec::new(),
@@ -862,6 +862,8 @@ mod tests {
             archived: Vec::new(),
             failures: Vec::new(),
             record: ChangeRecord::default(),
+            quiet: Vec::new(),
+            settled: Vec::new(),
         }
     }
 
@@ -1290,7 +1292,7 @@ mod tests {
             vpc_id: None,
             tags: BTreeMap::new(),
             ingress,
-            network_interfaces: 1,
+            network_interfaces: Some(1),
             watches: BTreeMap::new(),
         }
     }

@@ -290,8 +290,10 @@ pub struct SecurityGroup {
     pub vpc_id: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub ingress: Vec<IngressRule>,
-    /// How many network interfaces use this group (a change reaches all of them).
-    pub network_interfaces: usize,
+    /// How many network interfaces use this group (a change reaches all of them);
+    /// `None`: not read. A pass counts them only for the groups its plan would
+    /// change ([`super::plan::interfaces_to_count`]): a converged group needs none.
+    pub network_interfaces: Option<usize>,
     /// Per policy (`namespace/name`), the exposures it converged here and keeps
     /// closed, read from the group's `guardduty-operator/watch/…` tags.
     pub watches: BTreeMap<String, BTreeSet<Exposure>>,
