@@ -701,3 +701,120 @@ async fn a_remediated_finding_is_resolved_in_security_hub_with_a_note_naming_the
     );
     assert!(failure.error.contains("FindingNotFound"), "{failure}");
 }
+
+#[tokio::test]
+async fn a_settled_account_with_nothing_new_is_read_in_one_tag_filtered_describe() {
+    let owner = "default/quiet";
+    let world = World::owned("ca-west-1", owner).await;
+    // Rules of every shape a digest must read as the rules read does.
+    let web = world
+        .group(
+            "quiet-web",
+            &[
+                ("tcp", 22, 22, "0.0.0.0/0"),
+                ("tcp", 22, 22, "::/0"),
+                ("tcp", 443, 443, "0.0.0.0/0"),
+                ("tcp", 443, 443, "::/0"),
+                ("udp", 1000, 2000, "10.0.0.0/8"),
+                ("icmp", -1, -1, "0.0.0.0/0"),
+                ("-1", -1, -1, "10.20.0.0/16"),
+            ],
+        )
+        .await;
+    let peer = world.group("quiet-peer", &[]).await;
+    world.open_to_group(&web, 5432, &peer).await;
+    let instance = world.instance(&[&web, &peer]).await;
+    let id = "e00000000000000000000000000000a1";
+    world.post(vec![port_probe(id, 5.0, &instance, &[&web], &[22])]);
+    let policy = guardduty_operator::domain::policy::Policy {
+        owner: owner.into(),
+        ..policy(Mode::Enforce, &["10.0.0.0/8"])
+    };
+    let aws = WorldAws::of(&[&world]);
+    let mut known = KnownFindings::default();
+    let mut pass = async |now: Timestamp| {
+        let before = aws.counter.snapshot();
+        let report = run_pass(
+            &aws,
+            &policy,
+            &PassOptions {
+                regions: vec![world.region.clone()],
+                apply: true,
+                now,
+                findings: FindingsInput::Known {
+                    known: known.clone(),
+                    full_resync_seconds: 3600,
+                },
+                ..PassOptions::default()
+            },
+            &NoJournal,
+        )
+        .await;
+        known.learn(&report, now);
+        let after = aws.counter.snapshot();
+        let ec2: Vec<(String, u64)> = after
+            .iter()
+            .filter(|(op, _)| op.starts_with("EC2."))
+            .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (report, ec2)
+    };
+
+    let (first, _) = pass(NOW).await;
+    assert!(!first.failed(), "{first:#?}");
+    assert_eq!(first.outcomes.len(), 1, "tcp/22 of the web group is closed");
+    let (converged, reads) = pass(Timestamp(NOW.0 + 30)).await;
+    assert!(converged.quiet.is_empty(), "after a change: read in full");
+    assert!(converged.plan.as_ref().unwrap().is_empty());
+    assert!(
+        !reads
+            .iter()
+            .any(|(op, _)| op == "EC2.DescribeNetworkInterfaces"),
+        "a converged pass counts no interface: {reads:?}"
+    );
+    let (quiet, reads) = pass(Timestamp(NOW.0 + 60)).await;
+    assert!(!quiet.failed(), "{quiet:#?}");
+    assert_eq!(
+        reads,
+        [("EC2.DescribeSecurityGroups".to_string(), 2)],
+        "a quiet pass reads EC2 twice: the watched group by its tag, the instance's other \
+         group (observed, never changed, so not watched) by its id; their digests from \
+         IpPermissions equal those of the rules the last pass read"
+    );
+    assert_eq!(quiet.quiet.len(), 1);
+    assert_eq!(quiet.plan, converged.plan);
+
+    // Someone opens tcp/22 to the world again: the digest differs, a full read closes it.
+    world.open(&web, &[("tcp", 22, 22, "0.0.0.0/0")]).await;
+    let (drift, reads) = pass(Timestamp(NOW.0 + 90)).await;
+    assert!(drift.quiet.is_empty());
+    assert!(
+        reads
+            .iter()
+            .any(|(op, _)| op == "EC2.DescribeSecurityGroupRules")
+    );
+    assert_eq!(drift.outcomes.len(), 1);
+    assert!(drift.outcomes[0].succeeded(), "{drift:#?}");
+    let exposure = world
+        .ec2
+        .describe_security_group_rules()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-id")
+                .values(&web)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !exposure
+            .security_group_rules()
+            .iter()
+            .any(|r| r.is_egress() == Some(false)
+                && r.cidr_ipv4() == Some("0.0.0.0/0")
+                && r.from_port() == Some(22)),
+        "tcp/22 is closed to the world again"
+    );
+}

@@ -1,5 +1,5 @@
-//! EC2 adapter: instances, security groups with their ingress rules and interface
-//! counts, and the mutating calls, each once per group: authorize (tagged as the
+//! EC2 adapter: instances, security groups with their ingress rules, interface
+//! counts (for the groups a plan would change only), and the mutating calls, each once per group: authorize (tagged as the
 //! operator's), revoke, and restore (untagged: rules put back as they were by
 //! `deletionPolicy: Revert`).
 //!
@@ -31,6 +31,7 @@ use super::{CONCURRENCY, aws_error};
 use crate::domain::cidr::{Cidr, Family};
 use crate::domain::ids::{InstanceId, RuleId, SecurityGroupId};
 use crate::domain::plan::{Authorization, ChangeSet, IpProtocol, PrefixListEntries};
+use crate::domain::quiet::GroupDigest;
 use crate::domain::security_group::{
     Exposure, IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Source, Traffic,
 };
@@ -190,8 +191,9 @@ impl Ec2 {
     }
 
     /// How many interfaces use each group, of the interfaces the filter selects
-    /// (`None`: every interface), counting only the groups in `wanted`.
-    async fn interface_counts(
+    /// (`None`: every interface), counting only the groups in `wanted`; and how many
+    /// interfaces the pages held.
+    async fn count_interfaces(
         &self,
         filter: Option<Filter>,
         wanted: &BTreeSet<String>,
@@ -220,6 +222,29 @@ impl Ec2 {
         Ok((counts, seen))
     }
 
+    /// How many interfaces use each of `ids`, read as [`strategy`] plans it.
+    async fn counts_of(&self, ids: &[String]) -> Result<BTreeMap<String, usize>, Ec2Error> {
+        let wanted: BTreeSet<String> = ids.iter().cloned().collect();
+        match self.plan(Kind::Interfaces, ids.len()) {
+            _ if ids.is_empty() => Ok(BTreeMap::new()),
+            Strategy::Scan => {
+                let (counts, seen) = self.count_interfaces(None, &wanted).await?;
+                self.counts.set(Kind::Interfaces, seen);
+                Ok(counts)
+            }
+            Strategy::Filter => {
+                let mut counts = BTreeMap::new();
+                for batch in ids.chunks(FILTER_VALUES) {
+                    let (found, _) = self
+                        .count_interfaces(Some(filter("group-id", batch.to_vec())), &wanted)
+                        .await?;
+                    counts.extend(found);
+                }
+                Ok(counts)
+            }
+        }
+    }
+
     /// The groups the filter selects (`None`: every group of the account-region).
     async fn describe_groups(
         &self,
@@ -243,12 +268,13 @@ impl Ec2 {
     }
 
     /// The groups `wanted` names and, with `owner`, every group it watches: the
-    /// groups' own records, then their rules and interfaces (concurrently), each
-    /// read as [`strategy`] plans it.
+    /// groups' own records, then their rules and, when `count`, their interfaces
+    /// (concurrently), each read as [`strategy`] plans it.
     async fn read_groups(
         &self,
         wanted: &[SecurityGroupId],
         owner: Option<&str>,
+        count: bool,
     ) -> Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error> {
         let mut keep: BTreeSet<String> = wanted.iter().map(ToString::to_string).collect();
         let is_watched = |g: &aws_sdk_ec2::types::SecurityGroup| {
@@ -317,25 +343,9 @@ impl Ec2 {
             }
         };
         let interfaces = async {
-            match self.plan(Kind::Interfaces, ids.len()) {
-                _ if ids.is_empty() => Ok(BTreeMap::new()),
-                Strategy::Scan => {
-                    let (counts, seen) = self.interface_counts(None, &present).await?;
-                    self.counts.set(Kind::Interfaces, seen);
-                    Ok(counts)
-                }
-                Strategy::Filter => {
-                    let batches: Vec<Vec<String>> =
-                        ids.chunks(FILTER_VALUES).map(<[String]>::to_vec).collect();
-                    let mut counts = BTreeMap::new();
-                    for batch in batches {
-                        let (found, _) = self
-                            .interface_counts(Some(filter("group-id", batch)), &present)
-                            .await?;
-                        counts.extend(found);
-                    }
-                    Ok(counts)
-                }
+            match count {
+                true => self.counts_of(&ids).await.map(Some),
+                false => Ok(None),
             }
         };
         let (rules, interfaces) = futures_util::future::try_join(rules, interfaces).await?;
@@ -355,7 +365,9 @@ impl Ec2 {
             let mut ingress = rules_by_group.remove(id.as_str()).unwrap_or_default();
             ingress.sort_by(|a, b| a.id.cmp(&b.id));
             groups.push(SecurityGroup {
-                network_interfaces: interfaces.get(id.as_str()).copied().unwrap_or(0),
+                network_interfaces: interfaces
+                    .as_ref()
+                    .map(|counts| counts.get(id.as_str()).copied().unwrap_or(0)),
                 name: group.group_name().unwrap_or_default().to_string(),
                 vpc_id: group.vpc_id().map(str::to_string),
                 watches: watches(group.tags()),
@@ -557,7 +569,7 @@ impl SecurityGroups for Ec2 {
     }
 
     async fn groups(&self, ids: &[SecurityGroupId]) -> Result<Vec<SecurityGroup>, Ec2Error> {
-        Ok(self.read_groups(ids, None).await?.0)
+        Ok(self.read_groups(ids, None, true).await?.0)
     }
 
     async fn groups_with_watched(
@@ -565,7 +577,54 @@ impl SecurityGroups for Ec2 {
         ids: &[SecurityGroupId],
         owner: Option<&str>,
     ) -> Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error> {
-        self.read_groups(ids, owner).await
+        self.read_groups(ids, owner, false).await
+    }
+
+    async fn digests(
+        &self,
+        owner: &str,
+        ids: &[SecurityGroupId],
+    ) -> Result<BTreeMap<SecurityGroupId, GroupDigest>, Ec2Error> {
+        let watched = self
+            .describe_groups(
+                Some(filter("tag-key", vec![watch_key(owner)])),
+                Ec2Error::DescribeWatched,
+            )
+            .await?;
+        let seen: BTreeSet<&str> = watched.iter().filter_map(|g| g.group_id()).collect();
+        let rest: Vec<String> = ids
+            .iter()
+            .map(ToString::to_string)
+            .filter(|id| !seen.contains(id.as_str()))
+            .collect();
+        let others = if rest.is_empty() {
+            Vec::new()
+        } else {
+            in_batches(&rest, |batch| {
+                self.describe_groups(Some(filter("group-id", batch)), Ec2Error::DescribeGroups)
+            })
+            .await?
+        };
+        Ok(watched
+            .iter()
+            .chain(&others)
+            .filter_map(|g| {
+                let id = SecurityGroupId::parse(g.group_id()?).ok()?;
+                Some((id, digest(g)))
+            })
+            .collect())
+    }
+
+    async fn interface_counts(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> Result<BTreeMap<SecurityGroupId, usize>, Ec2Error> {
+        let wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let counts = self.counts_of(&wanted).await?;
+        Ok(ids
+            .iter()
+            .map(|id| (id.clone(), counts.get(id.as_str()).copied().unwrap_or(0)))
+            .collect())
     }
 
     async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
@@ -874,28 +933,75 @@ fn ip_permissions(
         .collect()
 }
 
-/// Translates an SDK rule; egress rules and unreadable ones are left out.
-fn ingress_rule(rule: &SecurityGroupRule) -> Option<IngressRule> {
-    if rule.is_egress() != Some(false) {
-        return None;
-    }
-    let id = RuleId::parse(rule.security_group_rule_id()?).ok()?;
+/// What a rule (or a permission) lets through, from its protocol and ports.
+fn traffic(protocol: Option<&str>, from: Option<i32>, to: Option<i32>) -> Traffic {
     let range = || {
-        let from = rule.from_port().and_then(|p| u16::try_from(p).ok());
-        let to = rule.to_port().and_then(|p| u16::try_from(p).ok());
+        let from = from.and_then(|p| u16::try_from(p).ok());
+        let to = to.and_then(|p| u16::try_from(p).ok());
         match (from, to) {
             (Some(from), Some(to)) if from <= to => PortRange::new(from, to),
             _ => PortRange::ALL,
         }
     };
-    let traffic = match rule.ip_protocol().unwrap_or("-1") {
+    match protocol.unwrap_or("-1") {
         "-1" | "all" => Traffic::All,
         "tcp" | "6" => Traffic::Tcp(range()),
         "udp" | "17" => Traffic::Udp(range()),
         other => Traffic::Other {
             protocol: other.to_string(),
         },
-    };
+    }
+}
+
+/// A group's digest from its DescribeSecurityGroups record: the (traffic, source) of
+/// every source of every ingress permission, as [`ingress_rule`] reads them one rule
+/// at a time, and its tags.
+fn digest(group: &aws_sdk_ec2::types::SecurityGroup) -> GroupDigest {
+    let mut ingress = Vec::new();
+    for permission in group.ip_permissions() {
+        let traffic = traffic(
+            permission.ip_protocol(),
+            permission.from_port(),
+            permission.to_port(),
+        );
+        let cidrs = permission
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip())
+            .chain(
+                permission
+                    .ipv6_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ipv6()),
+            )
+            .filter_map(|c| Cidr::parse_normalising(c).ok())
+            .map(Source::Cidr);
+        let groups = permission
+            .user_id_group_pairs()
+            .iter()
+            .filter_map(|p| p.group_id())
+            .map(|g| Source::SecurityGroup(g.to_string()));
+        let lists = permission
+            .prefix_list_ids()
+            .iter()
+            .map(|p| Source::PrefixList(p.prefix_list_id().unwrap_or("unknown").to_string()));
+        ingress.extend(
+            cidrs
+                .chain(groups)
+                .chain(lists)
+                .map(|s| (traffic.clone(), s)),
+        );
+    }
+    GroupDigest::new(ingress, tags(group.tags()), watches(group.tags()))
+}
+
+/// Translates an SDK rule; egress rules and unreadable ones are left out.
+fn ingress_rule(rule: &SecurityGroupRule) -> Option<IngressRule> {
+    if rule.is_egress() != Some(false) {
+        return None;
+    }
+    let id = RuleId::parse(rule.security_group_rule_id()?).ok()?;
+    let traffic = traffic(rule.ip_protocol(), rule.from_port(), rule.to_port());
     let source = if let Some(cidr) = rule.cidr_ipv4().or(rule.cidr_ipv6()) {
         Source::Cidr(Cidr::parse_normalising(cidr).ok()?)
     } else if let Some(group) = rule.referenced_group_info().and_then(|g| g.group_id()) {

@@ -278,6 +278,18 @@ pub fn text(report: &PassReport, region: &str) -> String {
             .map_or("(not found)", String::as_str);
         let _ = writeln!(out, "Detector {detector} in {region}, mode {}", report.mode);
     }
+    for quiet in &report.quiet {
+        let account = quiet
+            .account
+            .as_deref()
+            .map_or(String::new(), |a| format!(" account {a}"));
+        let _ = writeln!(
+            out,
+            "Quiet in {}{account}: nothing new listed, {} group(s) as the last pass left them \
+             (read by their digests only)",
+            quiet.region, quiet.groups
+        );
+    }
     // Groups are named with their account and region when the pass covers several.
     let places: std::collections::BTreeSet<(Option<&str>, &str)> = report
         .plan
@@ -349,10 +361,14 @@ pub fn text(report: &PassReport, region: &str) -> String {
                 (None, true) => format!(" [{}]", group.region),
                 (_, false) => String::new(),
             };
+            let interfaces = match group.network_interfaces {
+                Some(n) => format!(", {n} network interface(s)"),
+                None => String::new(), // not read: the plan leaves the group as it is
+            };
             let _ = write!(
                 out,
-                "  {}{name}{place}: {ports}, {} network interface(s), {why}: ",
-                group.group, group.network_interfaces
+                "  {}{name}{place}: {ports}{interfaces}, {why}: ",
+                group.group
             );
             match &group.verdict {
                 Verdict::Converged => {

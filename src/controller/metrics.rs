@@ -636,6 +636,8 @@ guardduty_operator_build_info{version="1.2.3",revision="abc123"} 1
             archived: Vec::new(),
             failures: Vec::new(),
             record: Default::default(),
+            quiet: Vec::new(),
+            settled: Vec::new(),
         };
         let m = Metrics::default();
         m.pass("ns/p", &report);

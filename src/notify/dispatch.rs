@@ -516,6 +516,8 @@ mod tests {
             archived: Vec::new(),
             failures: Vec::new(),
             record: Default::default(),
+            quiet: Vec::new(),
+            settled: Vec::new(),
         }
     }
 

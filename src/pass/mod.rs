@@ -6,7 +6,8 @@
 //!                              listing, or given by an event)
 //!  per account of the region:  the credentials' own, and each member account with findings
 //!                              or recorded changes (its role assumed); instances, watched
-//!                              groups, groups, prefix lists ─> domain::plan ─> Plan
+//!                              groups, groups, prefix lists, then the interfaces of
+//!                              the groups to change ─> domain::plan ─> Plan
 //!  all plans:                  one intent written ─> execute per account (authorize, then
 //!                              revoke) ─> record ─> feedback and archive per region
 //!                              ─> PassReport (what was seen, decided and done, everywhere)
@@ -31,11 +32,15 @@ pub use revert::{revert, revert_everywhere};
 use crate::domain::finding::Finding;
 use crate::domain::ids::{FindingId, SecurityGroupId};
 use crate::domain::known::{self, KnownFindings, Read};
-use crate::domain::outcome::{Category, Failure, GroupOutcome, PassReport, Step};
+use crate::domain::outcome::{
+    Category, Failure, GroupOutcome, PassReport, QuietScope, SettledScope, Step,
+};
 use crate::domain::plan::{
-    FindingDecision, Observation, Plan, instances_to_describe, plan, prefix_lists_to_read,
+    FindingDecision, Observation, Plan, instances_to_describe, interfaces_to_count, plan,
+    prefix_lists_to_read,
 };
 use crate::domain::policy::{Mode, Policy};
+use crate::domain::quiet::Settled;
 use crate::domain::record::{ChangeRecord, RecordedRule, intent_of};
 use crate::domain::response::remediated_findings;
 use crate::domain::time::Timestamp;
@@ -89,6 +94,9 @@ struct RegionRead<F, S> {
     findings: Vec<Finding>,
     /// How they were listed; `None`: given, not listed.
     read: Option<Read>,
+    /// What the last pass left settled here, per account, when this pass may be quiet
+    /// (listed since the last pass, no intent pending).
+    settled: BTreeMap<Option<String>, Settled>,
 }
 
 /// A region read, or why it could not be.
@@ -104,6 +112,8 @@ struct Scope<S> {
     own: bool,
     ec2: S,
     findings: Vec<Finding>,
+    /// What the last pass left settled here, if anything.
+    settled: Option<Settled>,
 }
 
 /// Runs one pass over every region of `options` (concurrently) and every account in
@@ -176,6 +186,7 @@ where
             read.account_id.clone(),
             read.ec2,
             read.findings,
+            read.settled,
         )
         .await;
         scopes.extend(region_scopes);
@@ -186,14 +197,24 @@ where
         .iter()
         .map(|scope| observe(scope, policy, &options.record, &default_region))
         .collect();
-    let observations: Vec<Result<Observation, Failure>> = stream::iter(observations)
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let observations: Vec<Result<(Observation, Option<usize>), Failure>> =
+        stream::iter(observations)
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
     let mut observed: Vec<(Scope<A::Ec2>, Observation)> = Vec::new();
     for (scope, observation) in scopes.into_iter().zip(observations) {
         match observation {
-            Ok(observation) => observed.push((scope, observation)),
+            Ok((observation, quiet)) => {
+                if let Some(groups) = quiet {
+                    report.quiet.push(QuietScope {
+                        region: scope.region.clone(),
+                        account: scope.account.clone(),
+                        groups,
+                    });
+                }
+                observed.push((scope, observation));
+            }
             Err(failure) => report.failures.push(failure),
         }
     }
@@ -213,11 +234,20 @@ where
         });
     report.record = record.clone();
 
-    // plan (pure), per account and region
+    // plan (pure), per account and region; a long-running pass remembers the scopes
+    // it leaves settled, for the next one to be quiet in
+    let remembers = matches!(options.findings, FindingsInput::Known { .. });
     let plans: Vec<(Scope<A::Ec2>, Plan)> = observed
         .into_iter()
         .map(|(scope, observation)| {
             let planned = plan(policy, &observation);
+            if remembers && let Some(settled) = Settled::of(policy, &observation, &planned) {
+                report.settled.push(SettledScope {
+                    region: scope.region.clone(),
+                    account: scope.account.clone(),
+                    settled,
+                });
+            }
             (scope, planned)
         })
         .collect();
@@ -365,6 +395,7 @@ async fn read_region<A: AwsFactory>(
         .await
         .map_err(|e| failed(Step::FindDetector, &e))?;
     let is_open = |f: &Finding| policy.selects(f);
+    let mut settled = BTreeMap::new();
     let (findings, read) = match &options.findings {
         FindingsInput::Full => {
             let listed = clients
@@ -387,6 +418,9 @@ async fn read_region<A: AwsFactory>(
                 .findings(&detector, policy, read)
                 .await
                 .map_err(|e| failed(Step::ReadFindings, &e))?;
+            if matches!(read, Read::UpdatedSince(_)) && options.record.pending.is_none() {
+                settled = known.settled(&region);
+            }
             (
                 known::merge(read, known.open(&region), listed, is_open),
                 Some(read),
@@ -410,6 +444,7 @@ async fn read_region<A: AwsFactory>(
         detector,
         findings,
         read,
+        settled,
     })
 }
 
@@ -426,6 +461,7 @@ async fn scopes_of<A: AwsFactory>(
     own_account: Option<String>,
     own_ec2: A::Ec2,
     findings: Vec<Finding>,
+    mut settled: BTreeMap<Option<String>, Settled>,
 ) -> (Vec<Scope<A::Ec2>>, Vec<Failure>) {
     let member = |account: &str| match (&own_account, &policy.member_accounts) {
         (Some(own), Some(_)) => account != own && policy.remediates_account(account, own),
@@ -458,6 +494,7 @@ async fn scopes_of<A: AwsFactory>(
         own: true,
         ec2: own_ec2,
         findings: own,
+        settled: settled.remove(&own_account),
     }];
     let mut failures = Vec::new();
     if let Some(members) = &policy.member_accounts {
@@ -470,6 +507,7 @@ async fn scopes_of<A: AwsFactory>(
             match ec2 {
                 Ok(ec2) => scopes.push(Scope {
                     region: region.to_string(),
+                    settled: settled.remove(&Some(account.clone())),
                     account: Some(account),
                     own: false,
                     ec2,
@@ -507,13 +545,16 @@ fn recorded_in<S>(rule: &RecordedRule, scope: &Scope<S>, default_region: &str) -
 
 /// What one account of one region holds that the plan needs: the findings'
 /// instances, the groups under watch and those of an intent left pending, the groups
-/// of those, and the prefix lists on a port in scope.
+/// of those, the prefix lists on a port in scope, and the interface counts of the
+/// groups the plan would change. Or, where the last pass left the scope settled and
+/// nothing new was listed, only the groups' digests: equal, the scope is quiet
+/// (`Some(groups)`) and its observation the one remembered.
 async fn observe<S: SecurityGroups>(
     scope: &Scope<S>,
     policy: &Policy,
     record: &ChangeRecord,
     default_region: &str,
-) -> Result<Observation, Failure> {
+) -> Result<(Observation, Option<usize>), Failure> {
     let ec2 = &scope.ec2;
     let failed = |step: Step, error: &crate::ports::Ec2Error| {
         let failure =
@@ -523,6 +564,17 @@ async fn observe<S: SecurityGroups>(
             _ => failure,
         }
     };
+    if let Some(settled) = &scope.settled
+        && settled.may_hold(policy, &scope.findings)
+    {
+        let digests = ec2
+            .digests(&policy.owner, &settled.unwatched())
+            .await
+            .map_err(|e| failed(Step::FindWatchedGroups, &e))?;
+        if settled.holds(&digests) {
+            return Ok((settled.observation.clone(), Some(digests.len())));
+        }
+    }
     let instance_ids: Vec<_> =
         instances_to_describe(policy, scope.account.as_deref(), &scope.findings)
             .into_iter()
@@ -580,7 +632,23 @@ async fn observe<S: SecurityGroups>(
     if !lists.is_empty() {
         observation.prefix_lists = ec2.prefix_lists(&lists).await;
     }
-    Ok(observation)
+    // The interfaces of the groups the plan would change only (pure), then read
+    // (I/O): a converged group's blast radius is never asked.
+    let counted: Vec<SecurityGroupId> = interfaces_to_count(policy, &observation)
+        .into_iter()
+        .collect();
+    if !counted.is_empty() {
+        let counts = ec2
+            .interface_counts(&counted)
+            .await
+            .map_err(|e| failed(Step::DescribeGroups, &e))?;
+        for (id, count) in counts {
+            if let Some(group) = observation.groups.get_mut(&id) {
+                group.network_interfaces = Some(count);
+            }
+        }
+    }
+    Ok((observation, None))
 }
 
 /// What Security Hub is told about each of `ids`: the finding's ARN, its region and a
@@ -651,11 +719,12 @@ mod tests {
     use crate::domain::alert::Response;
     use crate::domain::finding::Finding;
     use crate::domain::ids::InstanceId;
+    use crate::domain::known::KnownFindings;
     use crate::domain::outcome::{Category, StepResult};
     use crate::domain::policy::TrustedRanges;
     use crate::domain::response::finding_responses;
     use crate::domain::security_group::{
-        Instance, InstanceState, PortRange, SecurityGroup, Traffic,
+        IngressRule, Instance, InstanceState, PortRange, SecurityGroup, Traffic,
     };
     use crate::ports::NoJournal;
     use crate::ports::failing::{Failing, Operation};
@@ -938,6 +1007,284 @@ mod tests {
             Response::Reported {
                 reason: "sample finding: never changes AWS".into()
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn interfaces_are_counted_for_the_groups_to_change_and_never_once_converged() {
+        let account = std::sync::Arc::new(Failing::new(account(&["sg-1", "sg-2"])));
+        let first = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
+        assert!(!first.failed(), "{first:#?}");
+        assert_eq!(account.calls_of(Operation::Interfaces).len(), 1);
+        let plan = first.plan.unwrap();
+        assert!(plan.groups.iter().all(|g| g.network_interfaces == Some(1)));
+        let again = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
+        assert!(again.plan.as_ref().unwrap().is_empty());
+        assert_eq!(
+            account.calls_of(Operation::Interfaces).len(),
+            1,
+            "a converged pass asks no interface count"
+        );
+        assert!(
+            again
+                .plan
+                .unwrap()
+                .groups
+                .iter()
+                .all(|g| g.network_interfaces.is_none())
+        );
+    }
+
+    #[tokio::test]
+    async fn interfaces_that_cannot_be_counted_stop_the_account_and_change_nothing() {
+        let account =
+            std::sync::Arc::new(Failing::new(account(&["sg-1"])).fail(Operation::Interfaces, None));
+        let before = account.inner().group("sg-1");
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            &policy(),
+            &apply(),
+            &NoJournal,
+        )
+        .await;
+        assert!(report.failed());
+        assert!(report.plan.is_none());
+        assert_eq!(account.inner().group("sg-1"), before);
+        assert!(account.calls_of(Operation::Authorize).is_empty());
+    }
+
+    /// A long-running pass over `account`: the options `watch` gives, with what the
+    /// last passes taught.
+    async fn known_pass(
+        account: &std::sync::Arc<Failing<MemoryAccount>>,
+        policy: &Policy,
+        known: &mut KnownFindings,
+        now: i64,
+    ) -> PassReport {
+        let options = PassOptions {
+            findings: FindingsInput::Known {
+                known: known.clone(),
+                full_resync_seconds: 3600,
+            },
+            now: Timestamp(now),
+            ..apply()
+        };
+        let report = run_pass(
+            &MemoryAws::from_arc(account.clone()),
+            policy,
+            &options,
+            &NoJournal,
+        )
+        .await;
+        known.learn(&report, Timestamp(now));
+        report
+    }
+
+    /// The EC2 reads since `from` calls, by operation.
+    fn ec2_reads(account: &Failing<MemoryAccount>, from: usize) -> Vec<Operation> {
+        let mut reads: Vec<Operation> = account.calls()[from..]
+            .iter()
+            .map(|c| c.operation)
+            .filter(|op| {
+                matches!(
+                    op,
+                    Operation::Instances
+                        | Operation::Groups
+                        | Operation::WatchedGroups
+                        | Operation::Interfaces
+                        | Operation::PrefixLists
+                        | Operation::Digests
+                )
+            })
+            .collect();
+        reads.dedup();
+        reads
+    }
+
+    fn unarchived() -> Policy {
+        Policy {
+            archive_remediated: false,
+            ..policy()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_settled_account_with_nothing_new_is_read_by_its_digests_only() {
+        let account = std::sync::Arc::new(Failing::new(account(&["sg-1", "sg-2"])));
+        let policy = unarchived();
+        let mut known = KnownFindings::default();
+        let t = 1_800_000_000;
+        let first = known_pass(&account, &policy, &mut known, t).await;
+        assert_eq!(first.plan.as_ref().unwrap().changes().count(), 2);
+        assert!(
+            first.quiet.is_empty() && first.settled.is_empty(),
+            "it changed groups"
+        );
+        let converged = known_pass(&account, &policy, &mut known, t + 30).await;
+        assert!(
+            converged.quiet.is_empty(),
+            "the first pass changed them: read in full"
+        );
+        assert_eq!(converged.settled.len(), 1);
+        let calls = account.calls().len();
+        let quiet = known_pass(&account, &policy, &mut known, t + 60).await;
+        assert!(!quiet.failed(), "{quiet:#?}");
+        assert_eq!(quiet.quiet.len(), 1);
+        assert_eq!(quiet.quiet[0].groups, 2);
+        assert_eq!(ec2_reads(&account, calls), [Operation::Digests]);
+        assert_eq!(quiet.plan, converged.plan, "the same verdicts");
+        assert_eq!(quiet.findings, converged.findings);
+        // Still quiet on the next pass: it settles again.
+        let calls = account.calls().len();
+        let again = known_pass(&account, &policy, &mut known, t + 90).await;
+        assert_eq!(again.quiet.len(), 1);
+        assert_eq!(ec2_reads(&account, calls), [Operation::Digests]);
+    }
+
+    #[tokio::test]
+    async fn drift_in_a_settled_account_is_read_in_full_and_closed() {
+        let account = std::sync::Arc::new(Failing::new(account(&["sg-1", "sg-2"])));
+        let policy = unarchived();
+        let mut known = KnownFindings::default();
+        let t = 1_800_000_000;
+        known_pass(&account, &policy, &mut known, t).await;
+        known_pass(&account, &policy, &mut known, t + 30).await;
+        // Someone opens tcp/22 to the world again in sg-2.
+        let reopened = world_open_group("sg-2").ingress.remove(0);
+        account
+            .inner()
+            .groups
+            .lock()
+            .unwrap()
+            .get_mut(&SecurityGroupId::parse("sg-2").unwrap())
+            .unwrap()
+            .ingress
+            .push(IngressRule {
+                id: crate::domain::ids::RuleId::parse("sgr-0d1f7").unwrap(),
+                ..reopened
+            });
+        let drift = known_pass(&account, &policy, &mut known, t + 60).await;
+        assert!(drift.quiet.is_empty(), "the digest differs: a full read");
+        let plan = drift.plan.unwrap();
+        let (group, change) = plan.changes().next().expect("the drift is closed");
+        assert_eq!(group.group.as_str(), "sg-2");
+        assert_eq!(change.revoke.len(), 1);
+        assert!(
+            account
+                .inner()
+                .group("sg-2")
+                .ingress
+                .iter()
+                .all(|r| r.id.as_str() != "sgr-0d1f7")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finding_heard_a_new_finding_or_another_policy_reads_in_full() {
+        let account = std::sync::Arc::new(Failing::new(account(&["sg-1"])));
+        let policy = unarchived();
+        let mut known = KnownFindings::default();
+        let t = 1_800_000_000;
+        known_pass(&account, &policy, &mut known, t).await;
+        known_pass(&account, &policy, &mut known, t + 30).await;
+        assert_eq!(
+            known_pass(&account, &policy, &mut known, t + 60)
+                .await
+                .quiet
+                .len(),
+            1
+        );
+
+        // An event about the finding.
+        known.heard(&Finding::probe("f1", "i-1", &[22]), true);
+        let calls = account.calls().len();
+        let heard = known_pass(&account, &policy, &mut known, t + 90).await;
+        assert!(heard.quiet.is_empty());
+        assert!(ec2_reads(&account, calls).contains(&Operation::Instances));
+
+        // A new finding listed.
+        assert_eq!(
+            known_pass(&account, &policy, &mut known, t + 120)
+                .await
+                .quiet
+                .len(),
+            1
+        );
+        account
+            .inner()
+            .findings
+            .lock()
+            .unwrap()
+            .push(Finding::probe("f2", "i-1", &[22]));
+        let listed = known_pass(&account, &policy, &mut known, t + 150).await;
+        assert!(listed.quiet.is_empty());
+        assert_eq!(listed.findings.len(), 2);
+
+        // The policy changed (another trusted range).
+        assert_eq!(
+            known_pass(&account, &policy, &mut known, t + 180)
+                .await
+                .quiet
+                .len(),
+            1
+        );
+        let wider = policy.clone().trusting(&["10.0.0.0/8", "192.168.0.0/16"]);
+        let changed = known_pass(&account, &wider, &mut known, t + 210).await;
+        assert!(changed.quiet.is_empty());
+        assert_eq!(
+            changed.plan.unwrap().changes().count(),
+            1,
+            "authorizes the new range"
+        );
+
+        // Every fullResyncInterval, in full.
+        assert!(
+            known_pass(&account, &wider, &mut known, t + 240)
+                .await
+                .quiet
+                .is_empty()
+        );
+        assert_eq!(
+            known_pass(&account, &wider, &mut known, t + 270)
+                .await
+                .quiet
+                .len(),
+            1
+        );
+        let resync = known_pass(&account, &wider, &mut known, t + 3600).await;
+        assert!(resync.quiet.is_empty());
+    }
+
+    #[tokio::test]
+    async fn digests_that_cannot_be_read_fail_the_account_and_change_nothing() {
+        let account = std::sync::Arc::new(Failing::new(account(&["sg-1"])));
+        let policy = unarchived();
+        let mut known = KnownFindings::default();
+        let t = 1_800_000_000;
+        known_pass(&account, &policy, &mut known, t).await;
+        known_pass(&account, &policy, &mut known, t + 30).await;
+        let account = std::sync::Arc::new(
+            Failing::new(account.inner().copy()).fail(Operation::Digests, None),
+        );
+        let failed = known_pass(&account, &policy, &mut known, t + 60).await;
+        assert!(failed.failed());
+        assert_eq!(failed.failure().unwrap().step, Step::FindWatchedGroups);
+        assert!(failed.plan.is_none());
+        assert!(
+            known.settled("us-east-1").is_empty(),
+            "the next pass reads in full"
         );
     }
 }

@@ -300,7 +300,7 @@ mod tests {
             vpc_id: None,
             tags: BTreeMap::new(),
             ingress,
-            network_interfaces: 1,
+            network_interfaces: Some(1),
             watches: BTreeMap::new(),
         }
     }

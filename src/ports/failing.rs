@@ -12,6 +12,7 @@ use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
 use crate::domain::known::Read;
 use crate::domain::plan::{ChangeSet, PrefixListEntries};
 use crate::domain::policy::Policy;
+use crate::domain::quiet::GroupDigest;
 use crate::domain::security_group::{Instance, SecurityGroup};
 use crate::ports::{
     AwsError, Ec2Error, FindingsError, FindingsSource, Restoration, SecurityGroups,
@@ -28,6 +29,8 @@ pub enum Operation {
     Instances,
     Groups,
     WatchedGroups,
+    Interfaces,
+    Digests,
     PrefixLists,
     Remember,
     Forget,
@@ -246,6 +249,25 @@ impl<T: SecurityGroups + Sync> SecurityGroups for Failing<T> {
         match self.check(Operation::WatchedGroups, None) {
             Some(error) => Err(Ec2Error::DescribeWatched(error)),
             None => self.inner.watched_groups(owner).await,
+        }
+    }
+    async fn digests(
+        &self,
+        owner: &str,
+        ids: &[SecurityGroupId],
+    ) -> Result<BTreeMap<SecurityGroupId, GroupDigest>, Ec2Error> {
+        match self.check(Operation::Digests, None) {
+            Some(error) => Err(Ec2Error::DescribeWatched(error)),
+            None => self.inner.digests(owner, ids).await,
+        }
+    }
+    async fn interface_counts(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> Result<BTreeMap<SecurityGroupId, usize>, Ec2Error> {
+        match self.check(Operation::Interfaces, None) {
+            Some(error) => Err(Ec2Error::DescribeInterfaces(error)),
+            None => self.inner.interface_counts(ids).await,
         }
     }
     async fn prefix_lists(&self, ids: &[String]) -> BTreeMap<String, PrefixListEntries> {

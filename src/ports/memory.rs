@@ -13,6 +13,7 @@ use crate::domain::ids::{FindingId, InstanceId, RuleId, SecurityGroupId};
 use crate::domain::known::Read;
 use crate::domain::plan::{ChangeSet, PrefixListEntries, apply_change};
 use crate::domain::policy::Policy;
+use crate::domain::quiet::GroupDigest;
 use crate::domain::security_group::{IngressRule, Instance, SecurityGroup, Source};
 use crate::domain::watch::parse_watch_value;
 use crate::notify::dispatch::AlertClients;
@@ -182,7 +183,36 @@ impl SecurityGroups for MemoryAccount {
         let wanted: std::collections::BTreeSet<SecurityGroupId> =
             ids.iter().chain(&watched).cloned().collect();
         let wanted: Vec<SecurityGroupId> = wanted.into_iter().collect();
-        Ok((self.groups(&wanted).await?, watched))
+        let mut groups = self.groups(&wanted).await?;
+        for group in &mut groups {
+            group.network_interfaces = None; // as the port says: not counted here
+        }
+        Ok((groups, watched))
+    }
+    async fn digests(
+        &self,
+        owner: &str,
+        ids: &[SecurityGroupId],
+    ) -> Result<BTreeMap<SecurityGroupId, GroupDigest>, Ec2Error> {
+        let groups = self.groups.lock().unwrap();
+        Ok(groups
+            .values()
+            .filter(|g| g.watches.contains_key(owner) || ids.contains(&g.id))
+            .map(|g| (g.id.clone(), GroupDigest::of(g)))
+            .collect())
+    }
+    async fn interface_counts(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> Result<BTreeMap<SecurityGroupId, usize>, Ec2Error> {
+        let groups = self.groups.lock().unwrap();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let count = groups.get(id).and_then(|g| g.network_interfaces);
+                (id.clone(), count.unwrap_or(0))
+            })
+            .collect())
     }
     async fn watched_groups(&self, owner: &str) -> Result<Vec<SecurityGroupId>, Ec2Error> {
         let groups = self.groups.lock().unwrap();

@@ -14,6 +14,7 @@ use crate::domain::outcome::Category;
 use crate::domain::plan::ChangeSet;
 use crate::domain::plan::PrefixListEntries;
 use crate::domain::policy::{MemberAccounts, Policy};
+use crate::domain::quiet::GroupDigest;
 use crate::domain::record::ChangeRecord;
 pub use crate::domain::record::Restoration;
 use crate::domain::security_group::{Instance, SecurityGroup};
@@ -291,7 +292,9 @@ pub trait SecurityGroups {
     ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>> + Send;
 
     /// These groups and every group `owner` watches (when given), in one read where
-    /// the adapter can: the groups, and which of them `owner` watches.
+    /// the adapter can: the groups, and which of them `owner` watches. Their
+    /// interfaces are not counted (`network_interfaces: None`): only a group the plan
+    /// would change needs that, and [`SecurityGroups::interface_counts`] reads it.
     fn groups_with_watched(
         &self,
         ids: &[SecurityGroupId],
@@ -303,6 +306,22 @@ pub trait SecurityGroups {
         &self,
         owner: &str,
     ) -> impl Future<Output = Result<Vec<SecurityGroupId>, Ec2Error>> + Send;
+
+    /// How many network interfaces use each of these groups (0 for a group none
+    /// uses): the blast-radius guard's count, for the groups a plan would change.
+    fn interface_counts(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<BTreeMap<SecurityGroupId, usize>, Ec2Error>> + Send;
+
+    /// The digests of every group `owner` watches (by its tag, in one read where the
+    /// adapter can) and of these other groups (unknown ids are absent): what a quiet
+    /// pass reads of EC2 ([`crate::domain::quiet`]).
+    fn digests(
+        &self,
+        owner: &str,
+        ids: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<BTreeMap<SecurityGroupId, GroupDigest>, Ec2Error>> + Send;
 
     /// The entries of these managed prefix lists; a list that cannot be read says why
     /// (the plan then refuses the groups that use it on a port in scope).
@@ -525,6 +544,19 @@ impl<T: SecurityGroups + Send + Sync> SecurityGroups for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<(Vec<SecurityGroup>, Vec<SecurityGroupId>), Ec2Error>> + Send
     {
         self.as_ref().groups_with_watched(ids, owner)
+    }
+    fn interface_counts(
+        &self,
+        ids: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<BTreeMap<SecurityGroupId, usize>, Ec2Error>> + Send {
+        self.as_ref().interface_counts(ids)
+    }
+    fn digests(
+        &self,
+        owner: &str,
+        ids: &[SecurityGroupId],
+    ) -> impl Future<Output = Result<BTreeMap<SecurityGroupId, GroupDigest>, Ec2Error>> + Send {
+        self.as_ref().digests(owner, ids)
     }
     fn prefix_lists(
         &self,

@@ -59,7 +59,7 @@ fn converged(suffix: &str, ports: &[u16]) -> SecurityGroup {
                 owner: Some(POLICY.to_string()),
             })
             .collect(),
-        network_interfaces: 1,
+        network_interfaces: Some(1),
         watches: [(
             POLICY.to_string(),
             ports.iter().map(|p| Exposure::tcp(*p)).collect(),
