@@ -773,6 +773,15 @@ impl Pass {
         self.calls.values().sum()
     }
 
+    /// The EC2 describe calls of the pass.
+    fn describes(&self) -> u64 {
+        self.calls
+            .iter()
+            .filter(|(op, _)| op.starts_with("EC2.Describe"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Groups in the plan, by verdict (`change`, `converged`, ...).
     fn verdicts(&self) -> BTreeMap<String, u64> {
         let mut verdicts = BTreeMap::new();
@@ -905,7 +914,11 @@ fn converge_minimum(groups: u64, findings: u64, instances: u64, first: bool) -> 
             "EC2.DescribeSecurityGroupRules".into(),
             batches + managed_pages,
         ),
-        ("EC2.DescribeNetworkInterfaces".into(), batches),
+        // Counted only for the groups a plan changes: none once converged.
+        (
+            "EC2.DescribeNetworkInterfaces".into(),
+            if first { batches } else { 0 },
+        ),
         (
             "EC2.AuthorizeSecurityGroupIngress".into(),
             if first { groups } else { 0 },
@@ -969,6 +982,11 @@ fn converge_report(
                 "plan (groups by verdict)".into(),
                 verdict_summary(&passes[0]),
                 verdict_summary(&passes[1]),
+            ],
+            vec![
+                "describe calls (EC2)".into(),
+                passes[0].describes().to_string(),
+                passes[1].describes().to_string(),
             ],
         ],
     );

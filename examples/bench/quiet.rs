@@ -2,7 +2,8 @@
 //! holding N findings that nothing updates, of instances that no longer exist. Its
 //! first pass lists them all; the second, 30 s later, must list only what was updated
 //! since (nothing): one ListFindings page and no GetFindings, the N findings still
-//! known. The counts are the `apiCalls` of each pass's JSON line; the wall times come
+//! known, and of EC2 one DescribeSecurityGroups filtered on the watch tag (the
+//! account-region the first pass left settled is quiet). The counts are the `apiCalls` of each pass's JSON line; the wall times come
 //! from the operator's log ("starting a pass" to "pass finished").
 
 use std::path::PathBuf;
@@ -44,6 +45,14 @@ pub fn run(args: &QuietArgs) -> anyhow::Result<bool> {
     let calls = passes.map(api_calls);
     let count_of = |pass: usize, op: &str| calls[pass].get(op).copied().unwrap_or(0);
     let findings = |report: &Value| report["findings"].as_array().map_or(0, Vec::len);
+    let quiet = |report: &Value| report["quiet"].as_array().map_or(0, Vec::len);
+    let describes = |pass: usize| -> u64 {
+        calls[pass]
+            .iter()
+            .filter(|(op, _)| op.starts_with("EC2.Describe"))
+            .map(|(_, n)| n)
+            .sum()
+    };
 
     println!();
     let seconds = |n: usize| wall(n).map_or("-".to_string(), |s| format!("{s:.2} s"));
@@ -53,6 +62,16 @@ pub fn run(args: &QuietArgs) -> anyhow::Result<bool> {
             "findings (open, known)".into(),
             findings(passes[0]).to_string(),
             findings(passes[1]).to_string(),
+        ],
+        vec![
+            "describe calls (EC2)".into(),
+            describes(0).to_string(),
+            describes(1).to_string(),
+        ],
+        vec![
+            "quiet (account-regions)".into(),
+            quiet(passes[0]).to_string(),
+            quiet(passes[1]).to_string(),
         ],
     ];
     let mut ops: Vec<&String> = calls[0].keys().chain(calls[1].keys()).collect();
@@ -99,6 +118,25 @@ pub fn run(args: &QuietArgs) -> anyhow::Result<bool> {
             "the quiet pass still knows every open finding ({} of {})",
             findings(passes[1]),
             findings(passes[0])
+        ),
+    );
+    let other_ec2: Vec<String> = calls[1]
+        .iter()
+        .filter(|(op, _)| op.starts_with("EC2.") && op.as_str() != "EC2.DescribeSecurityGroups")
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    ok &= check(
+        quiet(passes[1]) == 1
+            && count_of(1, "EC2.DescribeSecurityGroups") <= 1
+            && other_ec2.is_empty(),
+        &format!(
+            "the quiet pass read EC2 by one tag-filtered DescribeSecurityGroups only ({} of it{})",
+            count_of(1, "EC2.DescribeSecurityGroups"),
+            if other_ec2.is_empty() {
+                String::new()
+            } else {
+                format!(", and {}", other_ec2.join(", "))
+            }
         ),
     );
     ok &= super::watch::check_stopped(&stopped);
