@@ -150,5 +150,6 @@ quiet_wall = rows[2][1]
 if quiet_wall is not None:
     print(f"\nquiet pass / Custodian converged: {quiet_wall / c7n_wall:.2f}x (goal <= 0.5)")
 print(f"end state correct: gdo {gdo_ok}, custodian {c7n_ok}; custodian peak RSS {rss} MiB")
-print("quiet pass calls:", json.dumps(reports[2].get("apiCalls", {}) if len(reports) > 2 else {}))
+for i, report in enumerate(reports):
+    print(f"pass {i + 1} calls:", json.dumps(report.get("apiCalls", {}), sort_keys=True))
 EOF
