@@ -777,10 +777,13 @@ async fn a_settled_account_with_nothing_new_is_read_in_one_tag_filtered_describe
     assert!(!quiet.failed(), "{quiet:#?}");
     assert_eq!(
         reads,
-        [("EC2.DescribeSecurityGroups".to_string(), 2)],
-        "a quiet pass reads EC2 twice: the watched group by its tag, the instance's other \
-         group (observed, never changed, so not watched) by its id; their digests from \
-         IpPermissions equal those of the rules the last pass read"
+        [
+            ("EC2.DescribeInstances".to_string(), 1),
+            ("EC2.DescribeSecurityGroups".to_string(), 2)
+        ],
+        "a quiet pass reads the instance's groups now, the watched group by its tag and the \
+         instance's other group (observed, never changed, so not watched) by its id; their \
+         digests from IpPermissions equal those of the rules the last pass read"
     );
     assert_eq!(quiet.quiet.len(), 1);
     assert_eq!(quiet.plan, converged.plan);
@@ -817,4 +820,31 @@ async fn a_settled_account_with_nothing_new_is_read_in_one_tag_filtered_describe
                 && r.from_port() == Some(22)),
         "tcp/22 is closed to the world again"
     );
+
+    // Settled again, then a world-open group is attached to the instance: no finding
+    // is updated and no watched group changes, yet the world gets in.
+    let (_, _) = pass(Timestamp(NOW.0 + 120)).await;
+    let (settled, _) = pass(Timestamp(NOW.0 + 150)).await;
+    assert_eq!(settled.quiet.len(), 1);
+    let open = world
+        .group("quiet-open", &[("tcp", 22, 22, "0.0.0.0/0")])
+        .await;
+    world
+        .ec2
+        .modify_instance_attribute()
+        .instance_id(&instance)
+        .groups(&web)
+        .groups(&peer)
+        .groups(&open)
+        .send()
+        .await
+        .expect("attach a group to the instance");
+    let (moved, _) = pass(Timestamp(NOW.0 + 180)).await;
+    assert!(
+        moved.quiet.is_empty(),
+        "the instance's groups changed: a full read"
+    );
+    assert_eq!(moved.outcomes.len(), 1, "{moved:#?}");
+    assert_eq!(moved.outcomes[0].group.as_str(), open);
+    assert!(moved.outcomes[0].succeeded());
 }

@@ -5,27 +5,29 @@
 //!  a pass whose plan left every group as it is (converged, exempt, gone), reading no
 //!  prefix list ─> Settled { policy, observation, digests }
 //!  next pass: same policy, same open findings (nothing new or updated listed), no
-//!  intent pending ─> read the groups' digests only (one tag-filtered describe for
-//!  the watched groups, ids for the rest) ─> equal ─> plan the remembered observation
-//!                                          ─> differ ─> the full read
+//!  intent pending ─> read the groups' digests (one tag-filtered describe for the
+//!  watched groups, ids for the rest) and the findings' instances (their groups now)
+//!  ─> equal ─> plan the remembered observation
+//!  ─> differ ─> the full read
 //! ```
 //!
 //! A digest is what DescribeSecurityGroups returns of a group: its ingress, as
 //! (traffic, source) pairs, and its tags. It holds everything a settled plan read of
 //! the group except rule ids, rule tags and descriptions; together with the open
-//! findings and the policy it decides the plan. What it cannot see: an instance
-//! moved to other groups since (the findings' instances are not read again), rule
-//! tags, and prefix-list entries (a scope that read any is never settled). Those are
-//! seen at the latest by the next full listing (`fullResyncInterval`), which always
-//! reads everything.
+//! findings, the instances' groups and the policy it decides the plan. The instances
+//! are read again because a group attached to one since would let the world in
+//! unseen: a quiet pass would then say a finding is closed while a public source
+//! admits its port. What a digest cannot see: rule tags, and prefix-list entries (a
+//! scope that read any is never settled); the next full listing
+//! (`fullResyncInterval`), which always reads everything, sees them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::finding::Finding;
-use crate::ids::SecurityGroupId;
+use crate::ids::{InstanceId, SecurityGroupId};
 use crate::plan::{Observation, Plan, Verdict};
 use crate::policy::{Mode, Policy};
-use crate::security_group::{Exposure, SecurityGroup, Source, Traffic};
+use crate::security_group::{Exposure, Instance, SecurityGroup, Source, Traffic};
 
 /// A group as DescribeSecurityGroups shows it: ingress (sorted, without repeats),
 /// tags, and the watches its tags hold.
@@ -113,9 +115,14 @@ impl Settled {
     }
 
     /// Does the scope still hold, given the digests read now (every group the policy
-    /// watches, and the unwatched ones)? Any group new, gone or different says no.
-    pub fn holds(&self, now: &BTreeMap<SecurityGroupId, GroupDigest>) -> bool {
-        self.digests == *now
+    /// watches, and the unwatched ones) and the findings' instances as they are now?
+    /// Any group new, gone or different, or an instance in other groups, says no.
+    pub fn holds(
+        &self,
+        digests: &BTreeMap<SecurityGroupId, GroupDigest>,
+        instances: &BTreeMap<InstanceId, Instance>,
+    ) -> bool {
+        self.digests == *digests && self.observation.instances == *instances
     }
 }
 
@@ -171,7 +178,14 @@ mod tests {
             .values()
             .map(|g| (g.id.clone(), GroupDigest::of(g)))
             .collect();
-        assert!(settled.holds(&same));
+        assert!(settled.holds(&same, &observation.instances));
+        let mut moved = observation.instances.clone();
+        for instance in moved.values_mut() {
+            instance
+                .security_groups
+                .push(SecurityGroupId::parse("sg-2").unwrap());
+        }
+        assert!(!settled.holds(&same, &moved), "an instance in a new group");
     }
 
     #[test]
@@ -182,22 +196,37 @@ mod tests {
         let mut drifted = converged(&policy);
         drifted.ingress[0].source = Source::Cidr("0.0.0.0/0".parse().unwrap());
         let id = drifted.id.clone();
-        assert!(!settled.holds(&[(id.clone(), GroupDigest::of(&drifted))].into()));
+        assert!(!settled.holds(
+            &[(id.clone(), GroupDigest::of(&drifted))].into(),
+            &observation.instances
+        ));
         let mut retagged = converged(&policy);
         retagged
             .tags
             .insert("guardduty-operator/exempt".into(), String::new());
-        assert!(!settled.holds(&[(id.clone(), GroupDigest::of(&retagged))].into()));
+        assert!(!settled.holds(
+            &[(id.clone(), GroupDigest::of(&retagged))].into(),
+            &observation.instances
+        ));
         let mut rewatched = converged(&policy);
         rewatched
             .watches
             .insert(policy.owner.clone(), BTreeSet::new());
-        assert!(!settled.holds(&[(id.clone(), GroupDigest::of(&rewatched))].into()));
-        assert!(!settled.holds(&BTreeMap::new()), "gone");
+        assert!(!settled.holds(
+            &[(id.clone(), GroupDigest::of(&rewatched))].into(),
+            &observation.instances
+        ));
+        assert!(
+            !settled.holds(&BTreeMap::new(), &observation.instances),
+            "gone"
+        );
         let other = SecurityGroup::world_open("sg-2", Traffic::Tcp(PortRange::single(22)));
         let mut more: BTreeMap<_, _> = [(id, GroupDigest::of(&converged(&policy)))].into();
         more.insert(other.id.clone(), GroupDigest::of(&other));
-        assert!(!settled.holds(&more), "a new watched group");
+        assert!(
+            !settled.holds(&more, &observation.instances),
+            "a new watched group"
+        );
     }
 
     #[test]

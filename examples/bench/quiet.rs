@@ -2,8 +2,8 @@
 //! holding N findings that nothing updates, of instances that no longer exist. Its
 //! first pass lists them all; the second, 30 s later, must list only what was updated
 //! since (nothing): one ListFindings page and no GetFindings, the N findings still
-//! known, and of EC2 one DescribeSecurityGroups filtered on the watch tag (the
-//! account-region the first pass left settled is quiet). The counts are the `apiCalls` of each pass's JSON line; the wall times come
+//! known, and of EC2 one DescribeSecurityGroups filtered on the watch tag and one
+//! DescribeInstances (the account-region the first pass left settled is quiet). The counts are the `apiCalls` of each pass's JSON line; the wall times come
 //! from the operator's log ("starting a pass" to "pass finished").
 
 use std::path::PathBuf;
@@ -122,16 +122,25 @@ pub fn run(args: &QuietArgs) -> anyhow::Result<bool> {
     );
     let other_ec2: Vec<String> = calls[1]
         .iter()
-        .filter(|(op, _)| op.starts_with("EC2.") && op.as_str() != "EC2.DescribeSecurityGroups")
+        .filter(|(op, _)| {
+            op.starts_with("EC2.")
+                && !matches!(
+                    op.as_str(),
+                    "EC2.DescribeSecurityGroups" | "EC2.DescribeInstances"
+                )
+        })
         .map(|(op, n)| format!("{op} {n}"))
         .collect();
     ok &= check(
         quiet(passes[1]) == 1
             && count_of(1, "EC2.DescribeSecurityGroups") <= 1
+            && count_of(1, "EC2.DescribeInstances") <= 1
             && other_ec2.is_empty(),
         &format!(
-            "the quiet pass read EC2 by one tag-filtered DescribeSecurityGroups only ({} of it{})",
+            "the quiet pass read EC2 by one tag-filtered DescribeSecurityGroups and one \
+             DescribeInstances only ({} and {}{})",
             count_of(1, "EC2.DescribeSecurityGroups"),
+            count_of(1, "EC2.DescribeInstances"),
             if other_ec2.is_empty() {
                 String::new()
             } else {

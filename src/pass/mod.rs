@@ -564,21 +564,34 @@ async fn observe<S: SecurityGroups>(
             _ => failure,
         }
     };
-    if let Some(settled) = &scope.settled
-        && settled.may_hold(policy, &scope.findings)
-    {
-        let digests = ec2
-            .digests(&policy.owner, &settled.unwatched())
-            .await
-            .map_err(|e| failed(Step::FindWatchedGroups, &e))?;
-        if settled.holds(&digests) {
-            return Ok((settled.observation.clone(), Some(digests.len())));
-        }
-    }
     let instance_ids: Vec<_> =
         instances_to_describe(policy, scope.account.as_deref(), &scope.findings)
             .into_iter()
             .collect();
+    if let Some(settled) = &scope.settled
+        && settled.may_hold(policy, &scope.findings)
+    {
+        // The groups' digests and the instances' groups now, concurrently.
+        let unwatched = settled.unwatched();
+        let digests = async {
+            ec2.digests(&policy.owner, &unwatched)
+                .await
+                .map_err(|e| failed(Step::FindWatchedGroups, &e))
+        };
+        let instances = async {
+            if instance_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            ec2.instances(&instance_ids)
+                .await
+                .map_err(|e| failed(Step::DescribeInstances, &e))
+        };
+        let (digests, instances) = futures_util::future::try_join(digests, instances).await?;
+        let instances: BTreeMap<_, _> = instances.into_iter().map(|i| (i.id.clone(), i)).collect();
+        if settled.holds(&digests, &instances) {
+            return Ok((settled.observation.clone(), Some(digests.len())));
+        }
+    }
     // The findings' instances first: their groups now (never the finding's, which
     // may be stale); then those groups and the ones under watch, in one read.
     let instances = if instance_ids.is_empty() {
@@ -1109,6 +1122,7 @@ mod tests {
                 )
             })
             .collect();
+        reads.sort_by_key(|op| format!("{op:?}"));
         reads.dedup();
         reads
     }
@@ -1143,14 +1157,20 @@ mod tests {
         assert!(!quiet.failed(), "{quiet:#?}");
         assert_eq!(quiet.quiet.len(), 1);
         assert_eq!(quiet.quiet[0].groups, 2);
-        assert_eq!(ec2_reads(&account, calls), [Operation::Digests]);
+        assert_eq!(
+            ec2_reads(&account, calls),
+            [Operation::Digests, Operation::Instances]
+        );
         assert_eq!(quiet.plan, converged.plan, "the same verdicts");
         assert_eq!(quiet.findings, converged.findings);
         // Still quiet on the next pass: it settles again.
         let calls = account.calls().len();
         let again = known_pass(&account, &policy, &mut known, t + 90).await;
         assert_eq!(again.quiet.len(), 1);
-        assert_eq!(ec2_reads(&account, calls), [Operation::Digests]);
+        assert_eq!(
+            ec2_reads(&account, calls),
+            [Operation::Digests, Operation::Instances]
+        );
     }
 
     #[tokio::test]
@@ -1212,7 +1232,7 @@ mod tests {
         let calls = account.calls().len();
         let heard = known_pass(&account, &policy, &mut known, t + 90).await;
         assert!(heard.quiet.is_empty());
-        assert!(ec2_reads(&account, calls).contains(&Operation::Instances));
+        assert!(ec2_reads(&account, calls).contains(&Operation::Groups));
 
         // A new finding listed.
         assert_eq!(
@@ -1286,5 +1306,35 @@ mod tests {
             known.settled("us-east-1").is_empty(),
             "the next pass reads in full"
         );
+    }
+
+    #[tokio::test]
+    async fn an_instance_moved_into_a_world_open_group_is_never_called_quiet() {
+        let account = std::sync::Arc::new(Failing::new(account(&["sg-1"])));
+        let policy = unarchived();
+        let mut known = KnownFindings::default();
+        let t = 1_800_000_000;
+        known_pass(&account, &policy, &mut known, t).await;
+        known_pass(&account, &policy, &mut known, t + 30).await;
+        // Someone attaches a world-open sg-3 to i-1: no finding is updated, no
+        // watched group changes, yet the world gets in again.
+        let mut moved = account.inner().copy();
+        moved.instances[0]
+            .security_groups
+            .push(SecurityGroupId::parse("sg-3").unwrap());
+        moved.groups.lock().unwrap().insert(
+            SecurityGroupId::parse("sg-3").unwrap(),
+            world_open_group("sg-3"),
+        );
+        let account = std::sync::Arc::new(Failing::new(moved));
+        let report = known_pass(&account, &policy, &mut known, t + 60).await;
+        assert!(
+            report.quiet.is_empty(),
+            "the instance's groups changed: a full read"
+        );
+        let plan = report.plan.unwrap();
+        let (group, _) = plan.changes().next().expect("sg-3 is closed");
+        assert_eq!(group.group.as_str(), "sg-3");
+        assert!(report.outcomes[0].succeeded());
     }
 }
