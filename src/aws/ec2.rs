@@ -103,6 +103,18 @@ impl RegionCounts {
     fn set(&self, kind: Kind, total: usize) {
         self.slot(kind).store(total + 1, Ordering::Relaxed);
     }
+
+    /// What this process added (`delta` > 0) or removed since the last scan, when a
+    /// count is known: the next pass plans with what the region holds after its own
+    /// changes, not before them.
+    fn adjust(&self, kind: Kind, delta: isize) {
+        let _ = self
+            .slot(kind)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| match n {
+                Self::UNKNOWN => None,
+                n => Some(n.saturating_add_signed(delta).max(1)),
+            });
+    }
 }
 
 /// The cheaper way to read `wanted` objects of a kind that held `total` at its last
@@ -714,7 +726,7 @@ impl SecurityGroups for Ec2 {
         if change.authorize.is_empty() {
             return Ok(Vec::new());
         }
-        match self
+        let added = match self
             .send_authorize(group, &change.authorize, &change.owner)
             .await
         {
@@ -727,13 +739,19 @@ impl SecurityGroups for Ec2 {
                 group: group.clone(),
                 source,
             }),
+        };
+        if let Ok(ids) = &added {
+            self.counts.adjust(Kind::Rules, ids.len() as isize);
         }
+        added
     }
 
     async fn revoke(&self, group: &SecurityGroupId, rules: &[RuleId]) -> Result<(), Ec2Error> {
         if rules.is_empty() {
             return Ok(());
         }
+        // The count: one less rule each (one already gone makes it an estimate).
+        self.counts.adjust(Kind::Rules, -(rules.len() as isize));
         match self.send_revoke(group, rules).await {
             Ok(()) => Ok(()),
             // A rule is already gone, and a non-default VPC then refuses the whole
@@ -774,6 +792,7 @@ impl SecurityGroups for Ec2 {
             group: group.clone(),
             source,
         };
+        self.counts.adjust(Kind::Rules, rules.len() as isize);
         match self.send_restore(group, rules).await {
             Ok(()) => Ok(()),
             // One of the rules is back already, and AWS refuses the whole call: add
@@ -1059,6 +1078,23 @@ mod tests {
                 assert_eq!(calls, batches.min(pages), "{wanted} of {total}");
             }
         }
+    }
+
+    #[test]
+    fn a_count_follows_the_changes_made_since_once_known() {
+        let counts = RegionCounts::default();
+        counts.adjust(Kind::Rules, 5);
+        assert_eq!(counts.get(Kind::Rules), None, "unknown stays unknown");
+        counts.set(Kind::Rules, 5001);
+        // 1000 groups' rules: 6 pages against 5 batches before the pass's changes...
+        assert_eq!(strategy(1000, counts.get(Kind::Rules)), Strategy::Filter);
+        counts.adjust(Kind::Rules, 1000);
+        counts.adjust(Kind::Rules, -2000);
+        assert_eq!(counts.get(Kind::Rules), Some(4001));
+        // ...5 against 5 after them (a rule added and two revoked per group).
+        assert_eq!(strategy(1000, counts.get(Kind::Rules)), Strategy::Scan);
+        counts.adjust(Kind::Rules, -10_000);
+        assert_eq!(counts.get(Kind::Rules), Some(0), "never below empty");
     }
 
     #[test]
