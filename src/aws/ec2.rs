@@ -750,9 +750,7 @@ impl SecurityGroups for Ec2 {
         if rules.is_empty() {
             return Ok(());
         }
-        // The count: one less rule each (one already gone makes it an estimate).
-        self.counts.adjust(Kind::Rules, -(rules.len() as isize));
-        match self.send_revoke(group, rules).await {
+        let revoked = match self.send_revoke(group, rules).await {
             Ok(()) => Ok(()),
             // A rule is already gone, and a non-default VPC then refuses the whole
             // call: revoke the rest one by one.
@@ -777,7 +775,13 @@ impl SecurityGroups for Ec2 {
                 group: group.clone(),
                 source,
             }),
+        };
+        // Counted once done, as authorize and restore are (a rule already gone makes
+        // the count an estimate).
+        if revoked.is_ok() {
+            self.counts.adjust(Kind::Rules, -(rules.len() as isize));
         }
+        revoked
     }
 
     async fn restore(
@@ -792,8 +796,7 @@ impl SecurityGroups for Ec2 {
             group: group.clone(),
             source,
         };
-        self.counts.adjust(Kind::Rules, rules.len() as isize);
-        match self.send_restore(group, rules).await {
+        let restored = match self.send_restore(group, rules).await {
             Ok(()) => Ok(()),
             // One of the rules is back already, and AWS refuses the whole call: add
             // the others one by one.
@@ -808,7 +811,11 @@ impl SecurityGroups for Ec2 {
                 Ok(())
             }
             Err(source) => Err(failed(source)),
+        };
+        if restored.is_ok() {
+            self.counts.adjust(Kind::Rules, rules.len() as isize);
         }
+        restored
     }
 }
 
